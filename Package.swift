@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module layout and direction of dependence: see README.md ("Modules").
+// Every library target is also a library product, so another package can use
+// our reducers and collectives in its own training loop.
+let libm: [LinkerSetting] = [.linkedLibrary("m", .when(platforms: [.linux]))]
+
+let package = Package(
+    name: "PowerSGD",
+    platforms: [.macOS(.v14)],
+    // Swift 5 language mode: worker threads share raw buffers by design (see Collectives).
+    products: [
+        .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
+        .library(name: "Collectives", targets: ["Collectives"]),
+        .library(name: "GradientCompression", targets: ["GradientCompression"]),
+        .executable(name: "powersgd", targets: ["powersgd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries: OpenBLAS (cblas.h) and the reference LAPACKE over OpenBLAS's LAPACK.
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CLAPACKE", pkgConfig: "lapacke",
+                       providers: [.apt(["liblapacke-dev"])]),
+
+        .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"],
+                exclude: ["README.md"], linkerSettings: libm),
+
+        .target(name: "Collectives", exclude: ["README.md"]),
+        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
+                exclude: ["README.md"], linkerSettings: libm),
+
+        .executableTarget(name: "powersgd", dependencies: [
+            "LinearAlgebra",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

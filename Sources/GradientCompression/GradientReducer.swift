@@ -1,0 +1,67 @@
+import Collectives
+import LinearAlgebra
+
+/// Turns this worker's local gradients into the group's (approximate) average.
+///
+/// A reducer drives the communicator itself because some methods need several
+/// rounds (PowerSGD all-reduces P, then computes Q from the reduced P, then
+/// all-reduces Q). After `reduce` returns, `gradients` hold the same values on
+/// every worker. Momentum, weight decay and the learning rate are the
+/// optimizer's and are applied after the reducer (the paper's Algorithm 2).
+public protocol GradientReducer {
+    /// A short name for tables and logs, e.g. `powersgd(rank=2)`.
+    var name: String { get }
+
+    /// Replaces the local gradients with the (approximate) average over the group,
+    /// identical on every worker, and updates internal state (error feedback,
+    /// warm-start factors, generator counters).
+    ///
+    /// - Throws: `GradientCompressionError` when the gradient list disagrees
+    ///   with the one the state was built for, or a `CollectiveError` from the group.
+    mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats
+
+    /// The reducer's whole mutable state (error feedback, warm-start factors,
+    /// step counters, plans) in the checkpoint format.
+    func saveState(to archive: inout StateWriter)
+
+    /// Restores state written by `saveState`; throws on a truncated or foreign archive.
+    mutating func restoreState(from archive: inout StateReader) throws
+}
+
+/// What one call to `GradientReducer.reduce` cost and achieved, on this worker.
+public struct ReductionStats: Sendable, Codable, Equatable {
+    /// Bytes this worker contributed to collectives (the payload, before the algorithm's fan-out).
+    public var payloadBytes: Int
+    /// Bytes the collective algorithms sent and received for this worker (see `TrafficRecord`).
+    public var bytesSent: Int
+    public var bytesReceived: Int
+    /// 4 × the number of gradient elements: what plain fp32 all-reduce would contribute.
+    public var uncompressedBytes: Int
+    /// Seconds spent outside collectives (compression, decompression, error feedback).
+    public var computeSeconds: Double
+    /// Seconds spent inside collectives.
+    public var communicationSeconds: Double
+    /// ‖Δ − Δ'‖ / ‖Δ‖ of the local error-corrected input against what was applied, where cheap; else nil.
+    public var relativeError: Double?
+    /// The collectives of this call, for the network model's projection.
+    public var collectives: [TrafficRecord]
+
+    /// uncompressed / payload; `.infinity` when nothing was sent.
+    public var compressionRatio: Double {
+        payloadBytes == 0 ? .infinity : Double(uncompressedBytes) / Double(payloadBytes)
+    }
+
+    public init(payloadBytes: Int = 0, bytesSent: Int = 0, bytesReceived: Int = 0,
+                uncompressedBytes: Int = 0, computeSeconds: Double = 0,
+                communicationSeconds: Double = 0, relativeError: Double? = nil,
+                collectives: [TrafficRecord] = []) {
+        self.payloadBytes = payloadBytes
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.uncompressedBytes = uncompressedBytes
+        self.computeSeconds = computeSeconds
+        self.communicationSeconds = communicationSeconds
+        self.relativeError = relativeError
+        self.collectives = collectives
+    }
+}
