@@ -1,0 +1,142 @@
+import Dispatch
+
+/// Products of a large `n×m` matrix M with a thin factor of r ≤ ~32 columns:
+/// P = M·Q (`n×r`) and Q' = Mᵀ·P (`m×r`), the two products of a PowerSGD step
+/// (ALGORITHMS.md §1.3, steps 1 and 4).
+///
+/// At small r they do 2r flops per element of M, far below what the core can
+/// do per byte loaded, so they are memory-bound: the only thing that matters is
+/// to read M exactly once, in order. BLAS `sgemm` is tuned for square blocks and
+/// re-packs M for tall-skinny shapes; these kernels instead stream M row by row:
+/// - M·Q: each row of M meets the r rows of Qᵀ (kept in L1/L2, m·r floats), four
+///   dot products per pass over the row;
+/// - Mᵀ·P: each row i of M is added, scaled by P[i, k], into r accumulators
+///   Q'ᵀ[k, :] (r·m floats, in L2), four per pass; Q'ᵀ is transposed at the end.
+/// Sums run in a fixed order (rows ascending; 16 lanes then lanes in order), so
+/// the results are deterministic, and identical for any thread count in Mᵀ·P
+/// (threads split columns, never the sum over rows). In M·Q threads split rows.
+public enum TallSkinny {
+    /// P (n×r) ← M (n×m) · Q (m×r), all row-major.
+    public static func multiply(_ m: UnsafePointer<Float>, rows n: Int, columns cols: Int,
+                                by q: UnsafePointer<Float>, rank r: Int,
+                                into p: UnsafeMutablePointer<Float>, threads: Int = 1) {
+        guard n > 0, r > 0 else { return }
+        guard cols > 0 else { p.update(repeating: 0, count: n * r); return }
+        // Qᵀ so that each of its rows is contiguous like a row of M.
+        let qt = UnsafeMutablePointer<Float>.allocate(capacity: r * cols)
+        defer { qt.deallocate() }
+        for j in 0..<cols { for k in 0..<r { qt[k &* cols &+ j] = q[j &* r &+ k] } }
+        let shared = SendablePointers(m: m, qt: qt, p: p)
+        parallelRanges(n, threads: threads) { lo, hi in
+            for i in lo..<hi {
+                let row = shared.m + i &* cols
+                var k = 0
+                while k < r {
+                    let g = min(4, r &- k)
+                    let d = dot4(row, shared.qt + k &* cols, count: cols, rows: g)
+                    for t in 0..<g { shared.p[i &* r &+ k &+ t] = d[t] }
+                    k &+= 4
+                }
+            }
+        }
+    }
+
+    /// Q' (m×r) ← Mᵀ · P, with M `n×m` and P `n×r`, all row-major.
+    public static func multiplyTransposed(_ m: UnsafePointer<Float>, rows n: Int, columns cols: Int,
+                                          by p: UnsafePointer<Float>, rank r: Int,
+                                          into q: UnsafeMutablePointer<Float>, threads: Int = 1) {
+        guard cols > 0, r > 0 else { return }
+        let qt = UnsafeMutablePointer<Float>.allocate(capacity: r * cols)
+        defer { qt.deallocate() }
+        qt.initialize(repeating: 0, count: r * cols)
+        let shared = SendablePointers(m: m, qt: qt, p: UnsafeMutablePointer(mutating: p))
+        // Threads own column ranges (multiples of 16 so lanes stay aligned to the same split).
+        let blocks = (cols + 15) / 16
+        parallelRanges(blocks, threads: threads) { lo, hi in
+            let c0 = lo * 16, c1 = min(cols, hi * 16)
+            guard c0 < c1 else { return }
+            for i in 0..<n {
+                let row = shared.m + i &* cols
+                var k = 0
+                while k < r {
+                    let g = min(4, r &- k)
+                    axpy4(row, coefficients: shared.p + (i &* r &+ k), into: shared.qt + k &* cols,
+                          stride: cols, rows: g, from: c0, to: c1)
+                    k &+= 4
+                }
+            }
+        }
+        for j in 0..<cols { for k in 0..<r { q[j &* r &+ k] = qt[k &* cols &+ j] } }
+    }
+
+    /// Up to four dot products of `x` with rows of `ys` (row stride `count`), one pass over `x`.
+    @inline(__always)
+    static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, count: Int, rows g: Int) -> SIMD4<Float> {
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        let y0 = ys, y1 = ys + (g > 1 ? count : 0), y2 = ys + (g > 2 ? 2 * count : 0), y3 = ys + (g > 3 ? 3 * count : 0)
+        var j = 0
+        while j &+ 16 <= count {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            a0 += v * UnsafeRawPointer(y0 + j).loadUnaligned(as: SIMD16<Float>.self)
+            if g > 1 { a1 += v * UnsafeRawPointer(y1 + j).loadUnaligned(as: SIMD16<Float>.self) }
+            if g > 2 { a2 += v * UnsafeRawPointer(y2 + j).loadUnaligned(as: SIMD16<Float>.self) }
+            if g > 3 { a3 += v * UnsafeRawPointer(y3 + j).loadUnaligned(as: SIMD16<Float>.self) }
+            j &+= 16
+        }
+        var result = SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+        while j < count {
+            let v = x[j]
+            result[0] += v * y0[j]
+            if g > 1 { result[1] += v * y1[j] }
+            if g > 2 { result[2] += v * y2[j] }
+            if g > 3 { result[3] += v * y3[j] }
+            j &+= 1
+        }
+        return result
+    }
+
+    /// ysₖ[c0..<c1] += coefficients[k] · x[c0..<c1] for k < g, one pass over x.
+    @inline(__always)
+    static func axpy4(_ x: UnsafePointer<Float>, coefficients c: UnsafePointer<Float>,
+                      into ys: UnsafeMutablePointer<Float>, stride: Int, rows g: Int, from c0: Int, to c1: Int) {
+        let s0 = c[0], s1 = g > 1 ? c[1] : 0, s2 = g > 2 ? c[2] : 0, s3 = g > 3 ? c[3] : 0
+        let y0 = ys, y1 = ys + (g > 1 ? stride : 0), y2 = ys + (g > 2 ? 2 * stride : 0), y3 = ys + (g > 3 ? 3 * stride : 0)
+        var j = c0
+        while j &+ 16 <= c1 {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            func update(_ y: UnsafeMutablePointer<Float>, _ s: Float) {
+                let old = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(y + j).storeBytes(of: old + s * v, as: SIMD16<Float>.self)
+            }
+            update(y0, s0)
+            if g > 1 { update(y1, s1) }
+            if g > 2 { update(y2, s2) }
+            if g > 3 { update(y3, s3) }
+            j &+= 16
+        }
+        while j < c1 {
+            let v = x[j]
+            y0[j] += s0 * v
+            if g > 1 { y1[j] += s1 * v }
+            if g > 2 { y2[j] += s2 * v }
+            if g > 3 { y3[j] += s3 * v }
+            j &+= 1
+        }
+    }
+}
+
+/// Raw pointers handed to `concurrentPerform` closures; each thread writes a disjoint range.
+struct SendablePointers: @unchecked Sendable {
+    let m: UnsafePointer<Float>
+    let qt: UnsafeMutablePointer<Float>
+    let p: UnsafeMutablePointer<Float>
+}
+
+/// Runs `body(lo, hi)` over `threads` contiguous parts of `0..<count` (inline when one thread).
+public func parallelRanges(_ count: Int, threads: Int, _ body: @Sendable (Int, Int) -> Void) {
+    let parts = max(1, min(threads, count))
+    if parts == 1 { body(0, count); return }
+    DispatchQueue.concurrentPerform(iterations: parts) { t in
+        body(count * t / parts, count * (t + 1) / parts)
+    }
+}
