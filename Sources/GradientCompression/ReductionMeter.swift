@@ -1,0 +1,57 @@
+import Collectives
+import Dispatch
+
+/// Measures one `reduce` call: its wall time and the collectives it issued,
+/// read from the communicator's ledger, so every reducer reports bytes that
+/// actually crossed the communicator rather than a formula.
+///
+/// Usage: `let meter = ReductionMeter(group)` at the start of `reduce`, and
+/// `return meter.finish(uncompressedBytes: …, relativeError: …)` at the end.
+public struct ReductionMeter {
+    private let ledger: TrafficLedger
+    private let firstRecord: Int
+    private let start: UInt64
+
+    public init(_ group: any Communicator) {
+        ledger = group.traffic
+        firstRecord = group.traffic.stepRecords.count
+        start = DispatchTime.now().uptimeNanoseconds
+    }
+
+    /// The statistics of the call so far. Compute time is wall time minus time inside collectives.
+    public func finish(uncompressedBytes: Int, relativeError: Double? = nil) -> ReductionStats {
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        let records = Array(ledger.stepRecords[min(firstRecord, ledger.stepRecords.count)...])
+        var totals = TrafficTotals()
+        for record in records { totals.add(record) }
+        return ReductionStats(payloadBytes: totals.payloadBytes, bytesSent: totals.bytesSent,
+                              bytesReceived: totals.bytesReceived, uncompressedBytes: uncompressedBytes,
+                              computeSeconds: max(0, elapsed - totals.seconds),
+                              communicationSeconds: totals.seconds, relativeError: relativeError,
+                              collectives: records)
+    }
+}
+
+/// An error of a reducer's input or configuration, with a message for the user.
+public enum GradientCompressionError: Error, Equatable, CustomStringConvertible {
+    /// The gradient list does not match the one the reducer's state was built for
+    /// (or differs across workers): names the tensor index and both shapes.
+    case shapeMismatch(tensor: Int, expected: [Int], found: [Int])
+    /// The number of tensors changed.
+    case tensorCountMismatch(expected: Int, found: Int)
+    /// An option outside its domain: names the option and the allowed range.
+    case invalidOption(String)
+    /// A message from another worker that cannot be decoded.
+    case corruptMessage(String)
+
+    public var description: String {
+        switch self {
+        case let .shapeMismatch(tensor, expected, found):
+            return "gradient tensor \(tensor) has shape \(found), expected \(expected)"
+        case let .tensorCountMismatch(expected, found):
+            return "got \(found) gradient tensors, expected \(expected)"
+        case let .invalidOption(message): return "invalid reducer option: \(message)"
+        case let .corruptMessage(message): return "corrupt message: \(message)"
+        }
+    }
+}
