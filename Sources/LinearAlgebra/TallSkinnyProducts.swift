@@ -27,16 +27,32 @@ public enum TallSkinny {
         defer { qt.deallocate() }
         for j in 0..<cols { for k in 0..<r { qt[k &* cols &+ j] = q[j &* r &+ k] } }
         let shared = SendablePointers(m: m, qt: qt, p: p)
+        p.update(repeating: 0, count: n * r)
+        let block = columnBlock(rank: r)
         parallelRanges(n, threads: threads) { lo, hi in
-            for i in lo..<hi {
-                let row = shared.m + i &* cols
-                var k = 0
-                while k < r {
-                    let g = min(4, r &- k)
-                    let d = dot4(row, shared.qt + k &* cols, count: cols, rows: g)
-                    for t in 0..<g { shared.p[i &* r &+ k &+ t] = d[t] }
-                    k &+= 4
+            // Column blocks keep the r·block floats of Qᵀ they touch in L1 while rows stream past.
+            var b0 = 0
+            while b0 < cols {
+                let width = min(block, cols &- b0)
+                for i in lo..<hi {
+                    let row = shared.m + (i &* cols &+ b0)
+                    var k = 0
+                    while k < r {
+                        let g = min(4, r &- k)
+                        let y = shared.qt + (k &* cols &+ b0)
+                        // Literal group sizes let the inlined kernel drop its per-lane branches.
+                        let d: SIMD4<Float>
+                        switch g {
+                        case 1: d = dot4(row, y, stride: cols, count: width, rows: 1)
+                        case 2: d = dot4(row, y, stride: cols, count: width, rows: 2)
+                        case 3: d = dot4(row, y, stride: cols, count: width, rows: 3)
+                        default: d = dot4(row, y, stride: cols, count: width, rows: 4)
+                        }
+                        for t in 0..<g { shared.p[i &* r &+ k &+ t] += d[t] }
+                        k &+= 4
+                    }
                 }
+                b0 &+= width
             }
         }
     }
@@ -55,33 +71,53 @@ public enum TallSkinny {
         parallelRanges(blocks, threads: threads) { lo, hi in
             let c0 = lo * 16, c1 = min(cols, hi * 16)
             guard c0 < c1 else { return }
-            for i in 0..<n {
-                let row = shared.m + i &* cols
-                var k = 0
-                while k < r {
-                    let g = min(4, r &- k)
-                    axpy4(row, coefficients: shared.p + (i &* r &+ k), into: shared.qt + k &* cols,
-                          stride: cols, rows: g, from: c0, to: c1)
-                    k &+= 4
+            // Column blocks keep the accumulated r·block floats of Q'ᵀ in L1 while all rows stream past.
+            let block = columnBlock(rank: r)
+            var b0 = c0
+            while b0 < c1 {
+                let b1 = min(c1, b0 &+ block)
+                for i in 0..<n {
+                    let row = shared.m + i &* cols
+                    var k = 0
+                    while k < r {
+                        let g = min(4, r &- k)
+                        let c = shared.p + (i &* r &+ k), y = shared.qt + k &* cols
+                        switch g {
+                        case 1: axpy4(row, coefficients: c, into: y, stride: cols, rows: 1, from: b0, to: b1)
+                        case 2: axpy4(row, coefficients: c, into: y, stride: cols, rows: 2, from: b0, to: b1)
+                        case 3: axpy4(row, coefficients: c, into: y, stride: cols, rows: 3, from: b0, to: b1)
+                        default: axpy4(row, coefficients: c, into: y, stride: cols, rows: 4, from: b0, to: b1)
+                        }
+                        k &+= 4
+                    }
                 }
+                b0 = b1
             }
         }
         for j in 0..<cols { for k in 0..<r { q[j &* r &+ k] = qt[k &* cols &+ j] } }
     }
 
+    /// Columns per block: about 16 KB of the thin factor (r rows of Qᵀ), a multiple of 16.
+    @inline(__always)
+    static func columnBlock(rank r: Int) -> Int {
+        max(256, (16_384 / (4 * max(1, r))) & ~15)
+    }
+
     /// Up to four dot products of `x` with rows of `ys` (row stride `count`), one pass over `x`.
     @inline(__always)
-    static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, count: Int, rows g: Int) -> SIMD4<Float> {
-        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-        let y0 = ys, y1 = ys + (g > 1 ? count : 0), y2 = ys + (g > 2 ? 2 * count : 0), y3 = ys + (g > 3 ? 3 * count : 0)
+    static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, stride: Int, count: Int, rows g: Int) -> SIMD4<Float> {
+        // 8-lane accumulators: four of them fit the 16 SSE/AVX registers with room for the loads
+        // (16-lane ones spilled at r = 4 and halved the bandwidth).
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        let y0 = ys, y1 = ys + (g > 1 ? stride : 0), y2 = ys + (g > 2 ? 2 * stride : 0), y3 = ys + (g > 3 ? 3 * stride : 0)
         var j = 0
-        while j &+ 16 <= count {
-            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-            a0 += v * UnsafeRawPointer(y0 + j).loadUnaligned(as: SIMD16<Float>.self)
-            if g > 1 { a1 += v * UnsafeRawPointer(y1 + j).loadUnaligned(as: SIMD16<Float>.self) }
-            if g > 2 { a2 += v * UnsafeRawPointer(y2 + j).loadUnaligned(as: SIMD16<Float>.self) }
-            if g > 3 { a3 += v * UnsafeRawPointer(y3 + j).loadUnaligned(as: SIMD16<Float>.self) }
-            j &+= 16
+        while j &+ 8 <= count {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+            a0 += v * UnsafeRawPointer(y0 + j).loadUnaligned(as: SIMD8<Float>.self)
+            if g > 1 { a1 += v * UnsafeRawPointer(y1 + j).loadUnaligned(as: SIMD8<Float>.self) }
+            if g > 2 { a2 += v * UnsafeRawPointer(y2 + j).loadUnaligned(as: SIMD8<Float>.self) }
+            if g > 3 { a3 += v * UnsafeRawPointer(y3 + j).loadUnaligned(as: SIMD8<Float>.self) }
+            j &+= 8
         }
         var result = SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
         while j < count {
@@ -104,14 +140,10 @@ public enum TallSkinny {
         var j = c0
         while j &+ 16 <= c1 {
             let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-            func update(_ y: UnsafeMutablePointer<Float>, _ s: Float) {
-                let old = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self)
-                UnsafeMutableRawPointer(y + j).storeBytes(of: old + s * v, as: SIMD16<Float>.self)
-            }
-            update(y0, s0)
-            if g > 1 { update(y1, s1) }
-            if g > 2 { update(y2, s2) }
-            if g > 3 { update(y3, s3) }
+            update(y0 + j, s0, v)
+            if g > 1 { update(y1 + j, s1, v) }
+            if g > 2 { update(y2 + j, s2, v) }
+            if g > 3 { update(y3 + j, s3, v) }
             j &+= 16
         }
         while j < c1 {
@@ -123,6 +155,13 @@ public enum TallSkinny {
             j &+= 1
         }
     }
+}
+
+/// y[0..<16] += s·v
+@inline(__always)
+func update(_ y: UnsafeMutablePointer<Float>, _ s: Float, _ v: SIMD16<Float>) {
+    let old = UnsafeRawPointer(y).loadUnaligned(as: SIMD16<Float>.self)
+    UnsafeMutableRawPointer(y).storeBytes(of: old + s * v, as: SIMD16<Float>.self)
 }
 
 /// Raw pointers handed to `concurrentPerform` closures; each thread writes a disjoint range.
