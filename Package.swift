@@ -18,6 +18,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries: OpenBLAS (cblas.h) and the reference LAPACKE over OpenBLAS's LAPACK.
@@ -36,6 +37,7 @@ let package = Package(
         .executableTarget(name: "powersgd", dependencies: [
             "LinearAlgebra",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
         ]),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),

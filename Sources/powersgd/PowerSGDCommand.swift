@@ -15,8 +15,13 @@ struct PowerSGDCommand: ParsableCommand {
         subcommands: [Bench.self])
 
     static func main() {
+        let arguments: [String]
+        do { arguments = try ConfigurationFile.expand(Array(CommandLine.arguments.dropFirst())) } catch {
+            FileHandleStandardError.write("powersgd: error: \(error)\n")
+            Glibc.exit(2)
+        }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             let code = exitCode(for: error)
