@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
         .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
     dependencies: [
@@ -32,6 +33,9 @@ let package = Package(
 
         .target(name: "Collectives", exclude: ["README.md"]),
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
+                exclude: ["README.md"], linkerSettings: libm),
+
+        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
