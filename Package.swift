@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
         .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
+        .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
     dependencies: [
@@ -34,13 +35,18 @@ let package = Package(
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
                 exclude: ["README.md"], linkerSettings: libm),
 
+        .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],
+                exclude: ["README.md"], linkerSettings: libm),
+
         .executableTarget(name: "powersgd", dependencies: [
             "LinearAlgebra",
+            "NeuralNetworks",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
