@@ -38,7 +38,7 @@ import Testing
     }
 
     @Test func sgdTrainingLowersTheLossAndKeepsReplicasIdentical() throws {
-        let results = try Self.train(workers: 4, steps: 24, reducer: { AllReduceReducer() })
+        let results = try Self.train(workers: 4, steps: 24, reducer: { UncompressedReducer() })
         let losses = results[0].losses
         #expect(losses.count == 24)
         let early: Double = losses.prefix(4).reduce(0, +) / 4
@@ -53,8 +53,8 @@ import Testing
 
     /// The same seed and worker count give the same numbers, bit for bit.
     @Test func trainingIsDeterministic() throws {
-        let a = try Self.train(workers: 2, steps: 6, reducer: { AllReduceReducer() })
-        let b = try Self.train(workers: 2, steps: 6, reducer: { AllReduceReducer() })
+        let a = try Self.train(workers: 2, steps: 6, reducer: { UncompressedReducer() })
+        let b = try Self.train(workers: 2, steps: 6, reducer: { UncompressedReducer() })
         #expect(a[0].losses == b[0].losses && a[0].parameters == b[0].parameters)
     }
 
@@ -62,10 +62,10 @@ import Testing
     @Test func resumeFromACheckpointIsBitIdentical() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let full = try Self.train(workers: 2, steps: 10, reducer: { AllReduceReducer() })
-        _ = try Self.train(workers: 2, steps: 5, reducer: { AllReduceReducer() }, checkpointEvery: 5, directory: directory)
+        let full = try Self.train(workers: 2, steps: 10, reducer: { UncompressedReducer() })
+        _ = try Self.train(workers: 2, steps: 5, reducer: { UncompressedReducer() }, checkpointEvery: 5, directory: directory)
         #expect(Checkpoint.latestStep(in: directory) == 5)
-        let resumed = try Self.train(workers: 2, steps: 10, reducer: { AllReduceReducer() }, startFrom: (directory, 5))
+        let resumed = try Self.train(workers: 2, steps: 10, reducer: { UncompressedReducer() }, startFrom: (directory, 5))
         #expect(resumed[0].losses == Array(full[0].losses.suffix(5)))
         #expect(resumed[0].parameters == full[0].parameters)
         #expect(resumed[1].parameters == full[1].parameters)
@@ -75,7 +75,7 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nan-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         do {
-            _ = try Self.train(workers: 2, steps: 50, reducer: { AllReduceReducer() }, directory: directory, learningRate: 1e12)
+            _ = try Self.train(workers: 2, steps: 50, reducer: { UncompressedReducer() }, directory: directory, learningRate: 1e12)
             Issue.record("training with a learning rate of 1e12 should have stopped")
         } catch let error as WorkerError {
             let message = "\(error.underlying)"
@@ -88,9 +88,9 @@ import Testing
     @Test func aCheckpointFromAnotherWorkerCountIsRefused() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
-        _ = try Self.train(workers: 2, steps: 2, reducer: { AllReduceReducer() }, checkpointEvery: 2, directory: directory)
+        _ = try Self.train(workers: 2, steps: 2, reducer: { UncompressedReducer() }, checkpointEvery: 2, directory: directory)
         #expect(throws: (any Error).self) {
-            _ = try Self.train(workers: 1, steps: 4, reducer: { AllReduceReducer() }, startFrom: (directory, 2))
+            _ = try Self.train(workers: 1, steps: 4, reducer: { UncompressedReducer() }, startFrom: (directory, 2))
         }
     }
 }

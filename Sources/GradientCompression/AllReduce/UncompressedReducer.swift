@@ -4,7 +4,7 @@ import LinearAlgebra
 /// Plain data-parallel SGD: every gradient packed into one buffer and all-reduced (mean) in
 /// fp32. The baseline every compressed method is measured against: exact, and 4 bytes per
 /// parameter per worker per step.
-public struct AllReduceReducer: GradientReducer {
+public struct UncompressedReducer: GradientReducer {
     public var name: String { "sgd" }
     private var packed: [Float] = []
 
