@@ -39,7 +39,7 @@ public struct DataParallelTrainer {
         public var epoch: Int
         public var loss: Double
         public var learningRate: Float
-        /// Forward + backward, slowest worker.
+        /// Forward + backward CPU time, slowest worker.
         public var computeSeconds: Double
         /// Reducer time outside collectives (compression, decompression, error feedback), slowest worker.
         public var compressionSeconds: Double
@@ -78,11 +78,12 @@ public struct DataParallelTrainer {
             let epoch = step / stepsPerEpoch
             group.traffic.beginStep()
 
-            // 1. Local gradients.
-            let t0 = now()
+            // 1. Local gradients. Compute time is this thread's CPU time: what the step costs on a
+            // core of its own, whether or not other workers share this machine's cores.
+            let c0 = threadCPUSeconds()
             let loss = try workload.computeGradients(epoch: epoch, step: step % stepsPerEpoch,
                                                      rank: group.rank, workers: group.size)
-            let t1 = now()
+            let c1 = threadCPUSeconds()
             // 2. The reducer's average (identical on every worker afterwards).
             var gradients = workload.gradients
             workload.gradients = []  // hand the storage over, so the reducer writes it without a copy
@@ -97,7 +98,7 @@ public struct DataParallelTrainer {
             // 4. Agree on the step's numbers: mean loss and non-finite count, slowest times.
             var sums: [Float] = [loss, (loss.isFinite && finiteGradients) ? 0 : 1]
             try group.allReduce(&sums, operation: .sum)
-            var slowest: [Float] = [Float(t1 - t0), Float(reduction.computeSeconds),
+            var slowest: [Float] = [Float(c1 - c0), Float(reduction.computeSeconds),
                                     Float(reduction.communicationSeconds), Float(t3 - t2)]
             try group.allReduce(&slowest, operation: .max)
             if sums[1] > 0 {
@@ -155,6 +156,13 @@ public struct DataParallelTrainer {
     }
 
     private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+}
+
+/// CPU seconds used by the calling thread.
+func threadCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
 }
 
 /// The checkpoint layout and reader.

@@ -1,0 +1,39 @@
+import Collectives
+import Foundation
+import Training
+
+/// The end-of-run summary: what the run achieved, what it sent compared with plain SGD, and
+/// what a step would cost on a larger cluster.
+struct Summary {
+    var run: RunRecord
+    var network: String
+    var projectedWorkers: Int
+
+    var text: String {
+        var lines = ["", "Summary (\(run.reducer), \(run.workers) workers, \(run.steps.count) steps)"]
+        if let final = run.finalMetric {
+            lines.append(String(format: "  test %@: %.4f", final.metric, final.value))
+        }
+        let sgdBytes = 4.0 * Double(run.parameterCount)
+        let bytes = run.payloadBytesPerStep
+        lines.append(String(format: "  bytes per worker per step: %@ (plain SGD: %@), %.1f× fewer; compression ratio %.1f",
+                            human(bytes), human(sgdBytes), sgdBytes / max(bytes, 1), run.compressionRatio))
+        let compute = run.steps.map(\.computeSeconds).sorted()[run.steps.count / 2]
+        lines.append(String(format: "  measured here: %.1f ms per step (wall), compute %.1f ms, compression %.1f ms (medians)",
+                            1e3 * run.measuredSecondsPerStep, 1e3 * compute,
+                            1e3 * run.steps.map(\.compressionSeconds).sorted()[run.steps.count / 2]))
+        lines.append("  projected time per step at \(projectedWorkers) workers (compute + compression + communication):")
+        for name in ["1gbit", "10gbit"] + (["1gbit", "10gbit"].contains(network) ? [] : [network]) {
+            guard let net = try? NetworkModel(parsing: name) else { continue }
+            let ours = run.projectedSecondsPerStep(on: net, workers: projectedWorkers)
+            let sgd = compute + net.time(of: .allReduce, payloadBytes: Int(sgdBytes), workers: projectedWorkers)
+            lines.append(String(format: "    %-8@ SGD %8.1f ms   %@ %8.1f ms   speedup %.2f×", name as NSString, 1e3 * sgd,
+                                run.reducer as NSString, 1e3 * ours, sgd / ours))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func human(_ bytes: Double) -> String {
+        bytes >= 1e6 ? String(format: "%.2f MB", bytes / 1e6) : bytes >= 1e3 ? String(format: "%.1f kB", bytes / 1e3) : String(format: "%.0f B", bytes)
+    }
+}

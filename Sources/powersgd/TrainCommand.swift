@@ -1,0 +1,115 @@
+import ArgumentParser
+import Collectives
+import Foundation
+import GradientCompression
+import Training
+
+/// `powersgd train`: data-parallel training of one model with one reducer.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "train",
+        abstract: "Train a model data-parallel with a gradient reducer; ends with a summary of accuracy, bytes and projected time.")
+
+    @OptionGroup var settings: TrainingArguments
+
+    @Option(help: "The reducer and its options, e.g. powersgd:rank=2, sgd, qsgd:levels=64,bucket=512 (see 'powersgd reducers').")
+    var reducer = "powersgd:rank=2"
+
+    @Option(help: "Directory for checkpoints (written every --checkpoint-every steps, and when training stops on a non-finite value).")
+    var checkpointDir: String?
+
+    @Option(help: "Write a checkpoint every this many steps (0: never).")
+    var checkpointEvery = 0
+
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
+    var resume = false
+
+    @Option(help: "Write one JSON line per step and per evaluation to this file.")
+    var logFile: String?
+
+    func validate() throws {
+        _ = try parsedReducer()
+        guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
+        if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
+        if checkpointEvery > 0 && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
+    }
+
+    func parsedReducer() throws -> ReducerSpecification {
+        do {
+            let specification = try ReducerSpecification(parsing: reducer)
+            _ = try ReducerCatalog.make(specification, seed: settings.seed)
+            return specification
+        } catch {
+            throw ValidationError("--reducer: \(error)")
+        }
+    }
+
+    func run() throws {
+        let experiment = try Experiment(settings.experimentConfiguration)
+        var session = try TrainingSession(experiment: experiment, reducer: try parsedReducer(),
+                                          network: settings.network, projectedWorkers: settings.projectWorkers)
+        session.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
+        session.checkpointEvery = checkpointEvery
+        session.resume = resume
+        let log = try logFile.map { try JSONLinesLog(path: $0) }
+        let workers = settings.workers
+        let output = TerminalOutput()
+        output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(workers) workers (threads), reducer \(reducer)")
+        let runs = try runWorkers(settings: settings) { group in
+            try session.run(group: group, onStep: { record, total in
+                guard group.rank == 0 else { return }
+                log?.write(record)
+                output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
+                                seconds: record.wallSeconds, examples: settings.batchSize * group.size)
+            }, onEvaluation: { record in
+                guard group.rank == 0 else { return }
+                log?.write(record)
+                output.line(String(format: "evaluation after step %d (epoch %d): %@ %.4f", record.step, record.epoch + 1,
+                                   record.metric, record.value))
+            })
+        }
+        guard let run = runs.first else { return }
+        output.line(Summary(run: run, network: settings.network, projectedWorkers: settings.projectWorkers).text)
+    }
+}
+
+/// Runs `body` on the configured transport: N threads of this process, or this MPI rank.
+func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
+    switch settings.backend {
+    case "threads":
+        do { return try InProcessGroup.run(workers: settings.workers, body) } catch let error as WorkerError {
+            throw RuntimeError("worker \(error.rank): \(error.underlying)")
+        }
+    default:
+        throw ValidationError("--backend \(settings.backend) is not available in this build")
+    }
+}
+
+/// A runtime failure with its cause (exit code 1).
+struct RuntimeError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension TrainingArguments {
+    var experimentConfiguration: ExperimentConfiguration {
+        var c = ExperimentConfiguration()
+        c.model = model
+        c.dataset = dataset
+        c.dataDirectory = dataDir
+        c.batchSize = batchSize
+        c.bptt = bptt
+        c.epochs = epochs
+        c.steps = steps
+        c.learningRate = learningRate
+        c.schedule = ExperimentConfiguration.Schedule(rawValue: schedule) ?? .cosine
+        c.warmupSteps = warmupSteps
+        c.momentum = momentum
+        c.nesterov = nesterov
+        c.weightDecay = weightDecay
+        c.clipNorm = clipNorm
+        c.seed = seed
+        c.width = width
+        c.evaluateEvery = evaluateEvery
+        return c
+    }
+}
