@@ -23,21 +23,8 @@ final class InProcessCommunicator: Communicator {
             // Reduce-scatter: this rank owns chunk `rank` and sums it over ranks in order 0..<w.
             let lo = n * rank / w, hi = n * (rank + 1) / w
             if lo < hi {
-                let out = buffer.baseAddress!
-                switch operation {
-                case .sum, .mean:
-                    let scale: Float = operation == .mean ? 1 / Float(w) : 1
-                    for i in lo..<hi {
-                        var s = sources[0][i]
-                        for r in 1..<w { s += sources[r][i] }
-                        out[i] = operation == .mean ? s * scale : s
-                    }
-                case .max:
-                    for i in lo..<hi {
-                        var m = sources[0][i]
-                        for r in 1..<w { m = Swift.max(m, sources[r][i]) }
-                        out[i] = m
-                    }
+                sources.withUnsafeBufferPointer {
+                    ReductionKernel.reduce(sources: $0, range: lo ..< hi, into: buffer.baseAddress!, operation: operation)
                 }
             }
             try state.barrier()
