@@ -18,8 +18,6 @@ public struct DataParallelTrainer {
     public struct Options: Sendable {
         /// Stop after this many optimizer steps in all (counted from step 0, resumes included).
         public var totalSteps: Int
-        /// Learning rate at a global step.
-        public var learningRate: @Sendable (Int) -> Float
         /// Evaluate every this many steps (and after the last); 0 means only at the end.
         public var evaluateEvery: Int
         /// Write a checkpoint every this many steps into `checkpointDirectory`; 0 means never
@@ -27,10 +25,8 @@ public struct DataParallelTrainer {
         public var checkpointEvery: Int
         public var checkpointDirectory: URL?
 
-        public init(totalSteps: Int, learningRate: @escaping @Sendable (Int) -> Float, evaluateEvery: Int = 0,
-                    checkpointEvery: Int = 0, checkpointDirectory: URL? = nil) {
+        public init(totalSteps: Int, evaluateEvery: Int = 0, checkpointEvery: Int = 0, checkpointDirectory: URL? = nil) {
             self.totalSteps = totalSteps
-            self.learningRate = learningRate
             self.evaluateEvery = evaluateEvery
             self.checkpointEvery = checkpointEvery
             self.checkpointDirectory = checkpointDirectory
@@ -81,7 +77,6 @@ public struct DataParallelTrainer {
         while step < options.totalSteps {
             let epoch = step / stepsPerEpoch
             group.traffic.beginStep()
-            let learningRate = options.learningRate(step)
 
             // 1. Local gradients.
             let t0 = now()
@@ -96,7 +91,7 @@ public struct DataParallelTrainer {
             // 3. Optimizer on the average.
             let t2 = now()
             let finiteGradients = gradients.allSatisfy { $0.withUnsafeBufferPointer { allFinite($0) } }
-            if finiteGradients { try workload.applyGradients(learningRate: learningRate) }
+            let learningRate = finiteGradients ? try workload.applyGradients() : .nan
             let t3 = now()
 
             // 4. Agree on the step's numbers: mean loss and non-finite count, slowest times.

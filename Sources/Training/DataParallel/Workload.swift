@@ -18,8 +18,9 @@ public protocol Workload: AnyObject {
     /// The gradient tensors in parameter order: what the reducer sees and replaces.
     var gradients: [Tensor] { get set }
 
-    /// One optimizer step with the (reduced) `gradients` at the given learning rate.
-    func applyGradients(learningRate: Float) throws
+    /// One optimizer step with the (reduced) `gradients`; returns the learning rate it used
+    /// (the optimizer owns the schedule).
+    func applyGradients() throws -> Float
 
     /// This worker's part of the evaluation: the sum of the per-example metric and the count.
     func evaluate(rank: Int, workers: Int) throws -> EvaluationPart
