@@ -55,6 +55,9 @@ struct BenchCollectives: ParsableCommand {
     }
 
     struct Report: Codable {
+        /// The 1-minute load average at the end of the run (/proc/loadavg): above 2 on this
+        /// 2-core machine, worker threads and ranks wait for a core and times grow accordingly.
+        var loadAverage1m: Double?
         var memoryCopyGBs: Double
         var gradientFloats: Int
         var allGatherBytesPerRank: Int
@@ -101,7 +104,9 @@ struct BenchCollectives: ParsableCommand {
                                                      seconds: times.allGather, copy: copy))
             }
         }
-        let report = Report(memoryCopyGBs: copy, gradientFloats: Self.gradientFloats,
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
+            .flatMap { $0.split(separator: " ").first.flatMap { Double($0) } }
+        let report = Report(loadAverage1m: load, memoryCopyGBs: copy, gradientFloats: Self.gradientFloats,
                             allGatherBytesPerRank: Self.gatherBytes, repeats: repeats, measurements: measurements,
                             notes: "median ms per op timed on rank 0 after a barrier; algorithmGBs = payload bytes "
                                 + "per rank / time; memoryCopyGBs = one thread's bytes read + written per second; "
