@@ -16,7 +16,7 @@ static MPI_Op op_of(int op) {
 int psgd_mpi_init(void) {
     int initialized = 0, finalized = 0;
     MPI_Finalized(&finalized);
-    if (finalized) return MPI_ERR_OTHER;
+    if (finalized) return PSGD_MPI_ALREADY_FINALIZED;
     if (group != MPI_COMM_NULL) return MPI_SUCCESS;
     MPI_Initialized(&initialized);
     if (!initialized) {

@@ -32,7 +32,12 @@ public final class MPICommunicator: Communicator {
     /// Initializes MPI (if it is not yet) and joins the job's group.
     public init(validation: Bool = true) throws {
         self.validation = validation
-        try MPICommunicator.check(psgd_mpi_init(), rank: -1, call: "MPI_Init")
+        let status = psgd_mpi_init()
+        guard status != PSGD_MPI_ALREADY_FINALIZED else {
+            throw CollectiveError.transport("MPICommunicator: MPI was already finalized in this process "
+                                            + "and cannot be initialized again; make one communicator per process")
+        }
+        try MPICommunicator.check(status, rank: -1, call: "MPI_Init")
         var r: Int32 = 0, s: Int32 = 0
         try MPICommunicator.check(psgd_mpi_rank(&r), rank: -1, call: "MPI_Comm_rank")
         try MPICommunicator.check(psgd_mpi_size(&s), rank: Int(r), call: "MPI_Comm_size")

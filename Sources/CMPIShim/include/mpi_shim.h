@@ -16,6 +16,9 @@ extern "C" {
 /// Reduction operations understood by the shim.
 enum psgd_mpi_op { PSGD_MPI_SUM = 0, PSGD_MPI_MAX = 1, PSGD_MPI_MIN = 2 };
 
+/// Returned by psgd_mpi_init when MPI was already finalized in this process (MPI cannot restart).
+#define PSGD_MPI_ALREADY_FINALIZED (-1)
+
 /// Initializes MPI if it is not yet (MPI_Init; a process started without a launcher becomes a
 /// 1-rank job), duplicates MPI_COMM_WORLD into the shim's communicator and sets MPI_ERRORS_RETURN
 /// on it. Safe to call more than once.
