@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
         .library(name: "Collectives", targets: ["Collectives"]),
+        .library(name: "CollectivesMPI", targets: ["CollectivesMPI"]),
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
         .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
         .library(name: "Datasets", targets: ["Datasets"]),
@@ -34,6 +35,12 @@ let package = Package(
                 exclude: ["README.md"], linkerSettings: libm),
 
         .target(name: "Collectives", exclude: ["README.md"]),
+        // MPI: a system library for mpi.h (OpenMPI's pkg-config name is "mpi") and a C shim whose
+        // public header does not include mpi.h (Swift cannot import OpenMPI's handle macros).
+        .systemLibrary(name: "CMPI", pkgConfig: "mpi", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "CMPIShim", dependencies: ["CMPI"]),
+        .target(name: "CollectivesMPI", dependencies: ["Collectives", "CMPIShim"], exclude: ["README.md"]),
+        .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI"]),
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
                 exclude: ["README.md"], linkerSettings: libm),
 
@@ -45,13 +52,14 @@ let package = Package(
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
+        .testTarget(name: "CollectivesMPITests", dependencies: ["CollectivesMPI", "collectives-mpi-probe"]),
         .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),

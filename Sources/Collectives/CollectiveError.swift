@@ -7,6 +7,8 @@ public enum CollectiveError: Error, Equatable, CustomStringConvertible {
     case mismatch(rank: Int, call: String, otherRank: Int, otherCall: String)
     /// A root outside 0..<size.
     case invalidRoot(root: Int, size: Int)
+    /// An argument no group accepts (e.g. a group of 0 workers), with what was wrong.
+    case invalidArgument(String)
     /// The transport itself failed (an MPI error code and its text).
     case transport(String)
 
@@ -18,6 +20,8 @@ public enum CollectiveError: Error, Equatable, CustomStringConvertible {
             return "collective mismatch: rank \(rank) called \(call) while rank \(otherRank) called \(otherCall)"
         case let .invalidRoot(root, size):
             return "root \(root) is not a rank of a group of \(size)"
+        case let .invalidArgument(message):
+            return message
         case let .transport(message):
             return "transport error: \(message)"
         }

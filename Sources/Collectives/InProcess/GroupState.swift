@@ -40,6 +40,12 @@ final class GroupState: @unchecked Sendable {
         descriptors = Array(repeating: nil, count: size)
     }
 
+    /// The rank whose failure was recorded first (the cause; later failures are its echoes).
+    var failedRank: Int? {
+        condition.lock(); defer { condition.unlock() }
+        return failure?.rank
+    }
+
     func fail(rank: Int, error: Error) {
         condition.lock()
         if failure == nil {
@@ -95,6 +101,9 @@ final class GroupState: @unchecked Sendable {
         for other in 0..<size where !all[other].agrees(with: all[0]) {
             let error = CollectiveError.mismatch(rank: other, call: all[other].summary,
                                                  otherRank: 0, otherCall: all[0].summary)
+            // Every rank read the same descriptors and takes this branch; meeting once more keeps
+            // a fast rank from publishing its next call before a slow one has read this round's.
+            try barrier()
             throw error
         }
         return all

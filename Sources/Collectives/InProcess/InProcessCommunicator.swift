@@ -23,21 +23,8 @@ final class InProcessCommunicator: Communicator {
             // Reduce-scatter: this rank owns chunk `rank` and sums it over ranks in order 0..<w.
             let lo = n * rank / w, hi = n * (rank + 1) / w
             if lo < hi {
-                let out = buffer.baseAddress!
-                switch operation {
-                case .sum, .mean:
-                    let scale: Float = operation == .mean ? 1 / Float(w) : 1
-                    for i in lo..<hi {
-                        var s = sources[0][i]
-                        for r in 1..<w { s += sources[r][i] }
-                        out[i] = operation == .mean ? s * scale : s
-                    }
-                case .max:
-                    for i in lo..<hi {
-                        var m = sources[0][i]
-                        for r in 1..<w { m = Swift.max(m, sources[r][i]) }
-                        out[i] = m
-                    }
+                sources.withUnsafeBufferPointer {
+                    ReductionKernel.reduce(sources: $0, range: lo ..< hi, into: buffer.baseAddress!, operation: operation)
                 }
             }
             try state.barrier()
@@ -48,9 +35,7 @@ final class InProcessCommunicator: Communicator {
             }
         }
         try state.barrier()  // sources stay valid until every rank has copied
-        let bytes = 4 * n
-        let moved = TrafficLedger.ringAllReduceBytes(payloadBytes: bytes, workers: w)
-        record(.allReduce, payload: bytes, sent: moved, received: moved, since: start)
+        traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start)))
     }
 
     func allGather(_ message: [UInt8]) throws -> [[UInt8]] {
@@ -67,8 +52,7 @@ final class InProcessCommunicator: Communicator {
                 result.append(count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[r].address, count: count)))
             }
             try state.barrier()
-            let received = all.enumerated().reduce(0) { $0 + ($1.offset == rank ? 0 : $1.element.count) }
-            record(.allGather, payload: message.count, sent: (size - 1) * message.count, received: received, since: start)
+            traffic.record(.ringAllGather(messageBytes: all.map(\.count), rank: rank, seconds: seconds(since: start)))
             return result
         }
     }
@@ -82,7 +66,8 @@ final class InProcessCommunicator: Communicator {
             buffer.baseAddress!.update(from: all[root].address!.assumingMemoryBound(to: Float.self), count: buffer.count)
         }
         try state.barrier()
-        recordBroadcast(bytes: 4 * buffer.count, root: root, since: start)
+        traffic.record(.binomialBroadcast(bytes: 4 * buffer.count, rank: rank, root: root, workers: size,
+                                          seconds: seconds(since: start)))
     }
 
     func broadcast(_ message: [UInt8], root: Int) throws -> [UInt8] {
@@ -99,7 +84,8 @@ final class InProcessCommunicator: Communicator {
                 result = count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[root].address, count: count))
             }
             try state.barrier()
-            recordBroadcast(bytes: result.count, root: root, since: start)
+            traffic.record(.binomialBroadcast(bytes: result.count, rank: rank, root: root, workers: size,
+                                              seconds: seconds(since: start)))
             return result
         }
     }
@@ -108,27 +94,12 @@ final class InProcessCommunicator: Communicator {
         let start = DispatchTime.now().uptimeNanoseconds
         _ = try state.rendezvous(rank: rank, CallDescriptor(operation: "barrier", count: 0, root: -1, address: nil))
         try state.barrier()  // a second barrier: nobody republishes before everyone has read the descriptors
-        record(.barrier, payload: 0, sent: 0, received: 0, since: start)
+        traffic.record(.barrier(workers: size, seconds: seconds(since: start)))
     }
 
     // MARK: - Accounting
 
-    private func record(_ kind: CollectiveKind, payload: Int, sent: Int, received: Int, since start: UInt64) {
-        traffic.record(TrafficRecord(kind: kind, payloadBytes: payload, bytesSent: sent, bytesReceived: received,
-                                     seconds: Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9, workers: size))
-    }
-
-    /// Binomial-tree broadcast: the root sends to ⌈log₂ W⌉ children; rank r (relative to the root)
-    /// receives once and sends to the ranks r + 2^k for 2^k > r, r + 2^k < W.
-    private func recordBroadcast(bytes: Int, root: Int, since start: UInt64) {
-        let relative = (rank - root + size) % size
-        var children = 0
-        var step = 1
-        while step < size {
-            if relative < step && relative + step < size { children += 1 }
-            step <<= 1
-        }
-        record(.broadcast, payload: rank == root ? bytes : 0, sent: children * bytes,
-               received: rank == root ? 0 : bytes, since: start)
+    private func seconds(since start: UInt64) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
 }

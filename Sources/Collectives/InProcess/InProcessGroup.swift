@@ -32,7 +32,9 @@ public enum InProcessGroup {
     /// `peerFailed` echo).
     public static func run<T>(workers: Int, stackSize: Int = 64 << 20,
                               _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
-        precondition(workers >= 1, "InProcessGroup.run needs at least one worker (got \(workers))")
+        guard workers >= 1 else {
+            throw CollectiveError.invalidArgument("InProcessGroup.run needs at least one worker, got \(workers)")
+        }
         let state = GroupState(size: workers)
         let results = ResultSlots<T>(count: workers)
         let done = DispatchGroup()
@@ -54,6 +56,11 @@ public enum InProcessGroup {
             thread.start()
         }
         done.wait()
+        // The failure recorded first is the cause; rethrow it with its rank when that rank's own
+        // error is at hand (it may instead have thrown a peer's echo).
+        if let failed = state.failedRank, case let .failure(error)? = results.get(failed) {
+            if case CollectiveError.peerFailed = error {} else { throw WorkerError(rank: failed, underlying: error) }
+        }
         var values: [T] = []
         var firstPeerEcho: Error?
         for rank in 0..<workers {

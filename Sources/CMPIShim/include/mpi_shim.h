@@ -1,0 +1,56 @@
+// Plain C entry points over MPI for Swift. This header deliberately does not include <mpi.h>:
+// Swift cannot import OpenMPI's MPI_COMM_WORLD / MPI_FLOAT / MPI_SUM (macros over globals), so
+// every MPI handle stays inside mpi_shim.c and Swift sees only ints, pointers and doubles.
+//
+// Every function returns an MPI error code (0 = MPI_SUCCESS): the group communicator has
+// MPI_ERRORS_RETURN set, so failures come back here instead of aborting the process.
+#ifndef POWERSGD_MPI_SHIM_H
+#define POWERSGD_MPI_SHIM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Reduction operations understood by the shim.
+enum psgd_mpi_op { PSGD_MPI_SUM = 0, PSGD_MPI_MAX = 1, PSGD_MPI_MIN = 2 };
+
+/// Returned by psgd_mpi_init when MPI was already finalized in this process (MPI cannot restart).
+#define PSGD_MPI_ALREADY_FINALIZED (-1)
+
+/// Initializes MPI if it is not yet (MPI_Init; a process started without a launcher becomes a
+/// 1-rank job), duplicates MPI_COMM_WORLD into the shim's communicator and sets MPI_ERRORS_RETURN
+/// on it. Safe to call more than once.
+int psgd_mpi_init(void);
+/// 1 if psgd_mpi_init succeeded and MPI is not finalized.
+int psgd_mpi_is_ready(void);
+/// MPI_Finalize (after freeing the shim's communicator). No-op if not initialized.
+int psgd_mpi_finalize(void);
+int psgd_mpi_rank(int *rank);
+int psgd_mpi_size(int *size);
+int psgd_mpi_barrier(void);
+/// In-place all-reduce of `count` floats (split into calls of at most 2^30 elements).
+int psgd_mpi_allreduce_float(float *buffer, int64_t count, int op);
+/// In-place all-reduce of `count` int64 values (for the validation signatures).
+int psgd_mpi_allreduce_int64(int64_t *buffer, int count, int op);
+/// Each rank contributes `count` int64 values; `all` receives size × count values in rank order.
+int psgd_mpi_allgather_int64(const int64_t *mine, int count, int64_t *all);
+/// MPI_Allgatherv of bytes: `counts[r]` and `displacements[r]` in bytes for each rank.
+int psgd_mpi_allgatherv_bytes(const void *mine, int count, void *all,
+                              const int *counts, const int *displacements);
+/// Broadcast from `root` of `count` floats / bytes (split into calls of at most 2^30 elements).
+int psgd_mpi_broadcast_float(float *buffer, int64_t count, int root);
+int psgd_mpi_broadcast_bytes(void *buffer, int64_t count, int root);
+/// MPI_Wtime.
+double psgd_mpi_wtime(void);
+/// The text of an MPI error code, written into `text` (at most `capacity` bytes, NUL-terminated).
+void psgd_mpi_error_string(int code, char *text, int capacity);
+/// MPI_Abort on the group with `code`: ends every rank of the job.
+int psgd_mpi_abort(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,147 @@
+// collectives-mpi-probe: run under `mpirun -np N` by CollectivesMPITests (or by hand) to check the
+// MPI backend against naive references. Each mode prints one line per rank and exits 0 only if
+// every check on that rank passed.
+//
+//   collectives-mpi-probe check      every collective vs. a naive reference, byte counters vs. formulas
+//   collectives-mpi-probe mismatch   different counts / operations across ranks -> the same error everywhere
+//   collectives-mpi-probe fail       the last rank exits with status 3 after one collective
+import Collectives
+import CollectivesMPI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Rank r's element i: small integers, so every summation order gives the exact same Float.
+func testVector(rank: Int, count: Int) -> [Float] {
+    (0 ..< count).map { Float((($0 &* 7 &+ rank &* 13) % 101) - 50) }
+}
+
+func message(rank: Int) -> [UInt8] {
+    // Ranks 1 and 4 send nothing; rank 0 sends more than 10⁶ bytes.
+    let length = rank % 3 == 1 ? 0 : (rank == 0 ? 1_000_003 : 37 * rank + 5)
+    return (0 ..< length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ rank) }
+}
+
+final class Checks {
+    var passed = 0
+    var failures: [String] = []
+    func expect(_ condition: Bool, _ what: @autoclosure () -> String) {
+        if condition { passed += 1 } else { failures.append(what()) }
+    }
+}
+
+func runChecks(_ comm: MPICommunicator) throws -> Checks {
+    let checks = Checks()
+    let w = comm.size, rank = comm.rank
+    for n in [0, 1, 7, 1_000_003] {
+        let inputs = (0 ..< w).map { testVector(rank: $0, count: n) }
+        let sum = (0 ..< n).map { i in inputs.reduce(Float(0)) { $0 + $1[i] } }
+        let maxima = (0 ..< n).map { i in inputs.map { $0[i] }.max()! }
+        for operation in [ReduceOperation.sum, .mean, .max] {
+            var values = testVector(rank: rank, count: n)
+            comm.traffic.beginStep()
+            try comm.allReduce(&values, operation: operation)
+            let expected = operation == .sum ? sum : operation == .max ? maxima : sum.map { $0 * (1 / Float(w)) }
+            checks.expect(values == expected, "allReduce.\(operation) n=\(n) differs from the reference")
+            // Ring all-reduce: 2·(P − ⌊P/W⌋) bytes each way, 0 for one rank.
+            let payload = 4 * n
+            let ring = w == 1 ? 0 : 2 * (payload - payload / w)
+            let record = comm.traffic.stepRecords.last!
+            checks.expect(record.kind == .allReduce && record.payloadBytes == payload && record.bytesSent == ring
+                          && record.bytesReceived == ring && record.workers == w,
+                          "allReduce record \(record) != ring formula (payload \(payload), moved \(ring))")
+        }
+        for root in 0 ..< w {
+            var values = testVector(rank: rank, count: n)
+            comm.traffic.beginStep()
+            try comm.broadcast(&values, root: root)
+            checks.expect(values == inputs[root], "broadcast n=\(n) root \(root) differs from root's data")
+            let bytes = try comm.broadcast(rank == root ? message(rank: n % 3) : [7, 7], root: root)
+            checks.expect(bytes == message(rank: n % 3), "byte broadcast root \(root) differs")
+            // Binomial tree: relative rank v sends to v + 2^k for 2^k > v, v + 2^k < W.
+            let v = (rank - root + w) % w
+            var children = 0
+            var step = 1
+            while step < w { if v < step && v + step < w { children += 1 }; step *= 2 }
+            let record = comm.traffic.stepRecords[0]
+            checks.expect(record.bytesSent == children * 4 * n && record.bytesReceived == (v == 0 ? 0 : 4 * n)
+                          && record.payloadBytes == (v == 0 ? 4 * n : 0),
+                          "broadcast record \(record) != tree formula (children \(children))")
+        }
+    }
+    comm.traffic.beginStep()
+    let gathered = try comm.allGather(message(rank: rank))
+    checks.expect(gathered == (0 ..< w).map { message(rank: $0) }, "allGather differs from the messages sent")
+    let lengths = (0 ..< w).map { message(rank: $0).count }
+    let record = comm.traffic.stepRecords[0]
+    checks.expect(record.bytesSent == (w - 1) * lengths[rank]
+                  && record.bytesReceived == lengths.reduce(0, +) - lengths[rank],
+                  "allGather record \(record) != ring formula")
+    let empty = try comm.allGather([])
+    checks.expect(empty == Array(repeating: [], count: w), "all-empty allGather")
+    try comm.barrier()
+    checks.expect(comm.traffic.step.collectives == 3, "ledger counts \(comm.traffic.step.collectives) collectives, not 3")
+    return checks
+}
+
+func runMismatch(_ comm: MPICommunicator) throws -> Checks {
+    let checks = Checks()
+    let w = comm.size, rank = comm.rank
+    var values = [Float](repeating: 1, count: rank == w - 1 ? 99 : 100)
+    do {
+        try comm.allReduce(&values, operation: .sum)
+        checks.expect(false, "allReduce with 99 vs 100 elements did not throw")
+    } catch let error as CollectiveError {
+        let expected = CollectiveError.mismatch(rank: w - 1, call: "allReduce.sum(99 elements)",
+                                                otherRank: 0, otherCall: "allReduce.sum(100 elements)")
+        checks.expect(error == expected, "got \(error), expected \(expected)")
+        print("rank \(rank): \(error)")
+    }
+    do {
+        if rank == 0 { try comm.barrier() } else { _ = try comm.allGather([1, 2]) }
+        checks.expect(false, "barrier vs allGather did not throw")
+    } catch let error as CollectiveError {
+        checks.expect(error == .mismatch(rank: 1, call: "allGather", otherRank: 0, otherCall: "barrier"),
+                      "got \(error)")
+    }
+    // The group still works after a mismatch every rank saw.
+    var ones = [Float](repeating: 1, count: 5)
+    try comm.allReduce(&ones, operation: .sum)
+    checks.expect(ones == [Float](repeating: Float(w), count: 5), "allReduce after the mismatch gave \(ones)")
+    return checks
+}
+
+func runFailure(_ comm: MPICommunicator) throws -> Checks {
+    var values = [Float](repeating: 1, count: 1000)
+    try comm.allReduce(&values, operation: .sum)
+    if comm.rank == comm.size - 1 {
+        print("rank \(comm.rank): exiting with status 3 on purpose")
+        exit(3)
+    }
+    for _ in 0 ..< 1000 { try comm.allReduce(&values, operation: .sum) }
+    return Checks()
+}
+
+let mode = CommandLine.arguments.dropFirst().first ?? "check"
+do {
+    let comm = try MPICommunicator()
+    let checks: Checks
+    switch mode {
+    case "check": checks = try runChecks(comm)
+    case "mismatch": checks = try runMismatch(comm)
+    case "fail": checks = try runFailure(comm)
+    default:
+        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch or fail)")
+        exit(2)
+    }
+    if checks.failures.isEmpty {
+        print("rank \(comm.rank) of \(comm.size): \(mode) ok (\(checks.passed) checks)")
+        try MPICommunicator.finalize()
+        exit(0)
+    }
+    for failure in checks.failures { print("rank \(comm.rank) of \(comm.size): FAILED \(failure)") }
+    exit(1)
+} catch {
+    print("collectives-mpi-probe \(mode): \(error)")
+    exit(1)
+}
