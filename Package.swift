@@ -62,6 +62,7 @@ let package = Package(
         .testTarget(name: "CollectivesMPITests", dependencies: ["CollectivesMPI", "collectives-mpi-probe"]),
         .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]

@@ -32,6 +32,10 @@ enum CompressedFile {
                     stream.next_out = outBuffer.bindMemory(to: Bytef.self).baseAddress
                     stream.avail_out = uInt(outBuffer.count)
                     status = inflate(&stream, Z_NO_FLUSH)
+                    // Z_BUF_ERROR with no input left: the stream stopped before its end marker.
+                    if status == Z_BUF_ERROR && stream.avail_in == 0 {
+                        throw DatasetError.corrupt(file: path, reason: "gzip stream is truncated (ends after \(input.count) compressed bytes)")
+                    }
                     guard status == Z_OK || status == Z_STREAM_END else {
                         let message = stream.msg.map { String(cString: $0) } ?? "status \(status)"
                         throw DatasetError.corrupt(file: path, reason: "is not a valid gzip stream (\(message))")
@@ -40,7 +44,7 @@ enum CompressedFile {
                 }
                 output.append(contentsOf: chunk[0..<produced])
                 if status != Z_STREAM_END && stream.avail_in == 0 && produced == 0 {
-                    throw DatasetError.corrupt(file: path, reason: "gzip stream is truncated")
+                    throw DatasetError.corrupt(file: path, reason: "gzip stream is truncated (ends after \(input.count) compressed bytes)")
                 }
             } while status != Z_STREAM_END
         }

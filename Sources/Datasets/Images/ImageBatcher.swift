@@ -1,3 +1,4 @@
+import Foundation
 import LinearAlgebra
 
 /// Training batches of an `ImageDataset`, shuffled per epoch and sharded by worker, and test
@@ -22,6 +23,7 @@ public final class ImageBatcher {
     public let padding = 4
     private var cachedEpoch = -1
     private var permutation: [Int] = []
+    private let lock = NSLock()
 
     public init(train: ImageDataset, test: ImageDataset, seed: UInt64, augment: Bool) throws {
         guard train.channels == test.channels, train.height == test.height, train.width == test.width else {
@@ -42,10 +44,14 @@ public final class ImageBatcher {
     }
 
     /// The permutation of epoch `epoch` (cached: workers ask for many batches of one epoch).
+    /// Thread-safe: worker threads of one process may share a batcher.
     public func epochOrder(_ epoch: Int) -> [Int] {
+        lock.lock()
+        defer { lock.unlock() }
         if epoch != cachedEpoch {
             permutation = Array(0..<train.count)
             var random = Xoshiro256(seed: seed, stream: Philox.stream(0x5348_5546, UInt64(epoch)))
+            // Fisher–Yates; `next() % (i + 1)` has a modulo bias below N/2⁶⁴, negligible here.
             var i = permutation.count - 1
             while i > 0 {
                 let j = Int(random.next() % UInt64(i + 1))
@@ -58,8 +64,8 @@ public final class ImageBatcher {
     }
 
     public func trainingIndices(epoch: Int, step: Int, rank: Int, workers: Int, batchSize: Int) throws -> [Int] {
-        guard (0..<workers).contains(rank), batchSize > 0 else {
-            throw DatasetError.invalidRequest("rank \(rank) of \(workers) workers with batch \(batchSize) is not a valid shard")
+        guard workers >= 1, (0..<workers).contains(rank), batchSize > 0, epoch >= 0 else {
+            throw DatasetError.invalidRequest("rank \(rank) of \(workers) workers with batch \(batchSize) (epoch \(epoch)) is not a valid shard")
         }
         let steps = stepsPerEpoch(workers: workers, batchSize: batchSize)
         guard (0..<steps).contains(step) else {
@@ -83,7 +89,9 @@ public final class ImageBatcher {
         return (images(indices, from: test, epoch: nil), indices.map { Int(test.labels[$0]) })
     }
 
-    /// Normalized (and, with an epoch, augmented) images `[B, C, H, W]`.
+    /// Normalized (and, with an epoch, augmented) images `[B, C, H, W]`: `(x/255 − mean) / std`
+    /// per channel as one multiply-add (scale = 1/(255·std), shift = −mean/std); a padded pixel is
+    /// black (x = 0), i.e. `shift` after normalization.
     func images(_ indices: [Int], from data: ImageDataset, epoch: Int?) -> Tensor {
         let c = data.channels, h = data.height, w = data.width, size = data.imageSize
         var out = Tensor(shape: [indices.count, c, h, w])
@@ -92,25 +100,12 @@ public final class ImageBatcher {
         out.withUnsafeMutableBufferPointer { o in
             data.pixels.withUnsafeBufferPointer { px in
                 for (b, index) in indices.enumerated() {
-                    var dy = 0, dx = 0, flip = false
-                    if let epoch {
-                        let r = Philox(seed: seed, stream: Philox.stream(0x4155_4720, UInt64(epoch))).block(UInt64(index))
-                        dy = Int(r[0] % UInt32(2 * padding + 1)) - padding
-                        dx = Int(r[1] % UInt32(2 * padding + 1)) - padding
-                        flip = r[2] & 1 == 1
-                    }
-                    let source = index * size, target = b * size
-                    for ch in 0..<c {
-                        let zero = shift[ch]  // a padded (black) pixel, normalized
-                        for y in 0..<h {
-                            let sy = y + dy
-                            for x in 0..<w {
-                                let sx = (flip ? w - 1 - x : x) + dx
-                                let value: Float = (sy >= 0 && sy < h && sx >= 0 && sx < w)
-                                    ? Float(px[source + (ch * h + sy) * w + sx]) * scale[ch] + shift[ch] : zero
-                                o[target + (ch * h + y) * w + x] = value
-                            }
-                        }
+                    let augmentation = epoch.map { ImageAugmentation.drawn(seed: seed, epoch: $0, index: index, padding: padding) }
+                        ?? .identity
+                    let source = UnsafeBufferPointer(rebasing: px[(index * size)..<((index + 1) * size)])
+                    let target = UnsafeMutableBufferPointer(rebasing: o[(b * size)..<((b + 1) * size)])
+                    augmentation.apply(source, to: target, channels: c, height: h, width: w, fill: shift) { v, ch in
+                        Float(v) * scale[ch] + shift[ch]
                     }
                 }
             }

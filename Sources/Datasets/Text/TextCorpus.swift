@@ -27,13 +27,31 @@ public struct Vocabulary: Sendable, Equatable {
 }
 
 public enum TextCorpus {
-    /// The words of a WikiText-style file, `<eos>` after each line.
+    /// The words of a WikiText-style file, `<eos>` after each line — as PyTorch's example counts
+    /// them (`line.split() + ['<eos>']` for every `\n`-terminated line, a last line without `\n`
+    /// included). Splitting works on UTF-8 bytes, on ASCII white space: splitting Swift
+    /// `Character`s would glue a space to a following combining mark (one grapheme) and merge
+    /// two words, which changes WikiText-2's published counts.
     public static func words(path: String) throws -> [String] {
         let text = try readText(path)
         var words: [String] = []
-        text.enumerateLines { line, _ in
-            words += line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            words.append("<eos>")
+        var utf8 = Array(text.utf8)
+        if utf8.last != 0x0A { utf8.append(0x0A) }
+        utf8.withUnsafeBufferPointer { bytes in
+            var start = -1  // first byte of the current word, or -1 between words
+            for i in 0..<bytes.count {
+                let b = bytes[i]
+                let separator = b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0B || b == 0x0C || b == 0x0A
+                if separator {
+                    if start >= 0 {
+                        words.append(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
+                        start = -1
+                    }
+                    if b == 0x0A { words.append("<eos>") }
+                } else if start < 0 {
+                    start = i
+                }
+            }
         }
         return words
     }
