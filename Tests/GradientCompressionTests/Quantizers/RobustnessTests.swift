@@ -1,0 +1,45 @@
+import Testing
+import LinearAlgebra
+@testable import GradientCompression
+
+/// Every decoder, fed 10,000 randomly mutated, truncated and extended messages, either throws
+/// `GradientCompressionError.corruptMessage` or decodes finite values; it never traps (a trap
+/// would kill the test process) and never reads out of bounds (run the suite with
+/// `--sanitize=address` to check the latter: see docs/compressors.md).
+@Suite struct RobustnessTests {
+    static func compressors() throws -> [any Compressor] {
+        [
+            try QSGD(levels: 64, bucketSize: 32, format: .elias),
+            try QSGD(levels: 5, bucketSize: 16, scaling: .max, format: .fixedWidth),
+            try TopK(ratio: 0.1),
+            SignCompressor(scaling: .none),
+            SignCompressor(scaling: .meanMagnitude),
+            HalfPrecisionCompressor(.fp16),
+            HalfPrecisionCompressor(.bf16),
+        ] + extraCompressors()
+    }
+
+    @Test(arguments: 0..<7 + extraCompressorCount)
+    func decoderSurvivesMutatedMessages(index: Int) throws {
+        let c = try RobustnessTests.compressors()[index]
+        try check(c)
+    }
+
+    func check(_ c: some Compressor) throws {
+        let t = gaussian([12, 10], seed: 3)
+        let key = CompressionKey(rank: 0, step: 0, tensor: 0)
+        let message = try c.encode(t, key: key)
+        var thrown = 0, decoded = 0
+        for m in mutations(of: message, count: 10_000, seed: 17) {
+            do {
+                let d = try c.decode(m, shape: t.shape, key: key)
+                #expect(d.scalars.allSatisfy(\.isFinite), "\(c.name) decoded a non-finite value")
+                decoded += 1
+            } catch is GradientCompressionError {
+                thrown += 1
+            }
+        }
+        #expect(thrown + decoded == 10_000)
+        #expect(thrown > 0, "\(c.name): no mutation was detected at all")
+    }
+}
