@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "LinearAlgebra", targets: ["LinearAlgebra"]),
         .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
+        .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
         .library(name: "Training", targets: ["Training"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
@@ -35,16 +36,20 @@ let package = Package(
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
                 exclude: ["README.md"], linkerSettings: libm),
 
-        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression"],
+        .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],
+                exclude: ["README.md"], linkerSettings: libm),
+        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
+        .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,198 @@
+import LinearAlgebra
+
+/// 2-D convolution (cross-correlation, as PyTorch's `nn.Conv2d`) on channel-major
+/// `[C, B, H, W]` inputs, producing `[O, B, H', W']` with `H' = (H + 2p − k)/s + 1`.
+///
+/// Lowered to matrix products (im2col): the patches of a block of images form
+/// `col[C·k·k, n]` (row `(c, ky, kx)`, column `(b, y', x')`), and
+/// - forward:  `Y[:, block] = W[O, C·k·k] · col`,
+/// - backward: `∂W += ∂Y[:, block] · colᵀ`, `∂col = Wᵀ · ∂Y[:, block]`, then col2im adds
+///   `∂col` back onto `∂X` (the adjoint of im2col).
+/// Blocks of whole images keep `col` within `workspace.limit` floats so it stays in cache
+/// between the copy and the product; because the layout is channel-major, each block's
+/// output is a column range of `Y` (leading dimension `B·H'·W'`) and needs no transpose.
+/// A 1×1 stride-1 unpadded convolution multiplies the input directly, without im2col.
+public final class Conv2d: Layer {
+    public let name: String
+    public let inChannels: Int
+    public let outChannels: Int
+    public let kernelSize: Int
+    public let stride: Int
+    public let padding: Int
+    public let weight: Parameter
+    public let bias: Parameter?
+    /// False for a network's first layer: its input gradient is never used, so backward skips
+    /// `∂col` and col2im and returns zeros.
+    public var computesInputGradient = true
+    /// Intra-op threads for im2col/col2im (the products use BLAS's own threads).
+    public var threads: Int
+    let workspace: ConvolutionWorkspace
+    private var cachedInput: Tensor?
+
+    public init(name: String, inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
+                padding: Int = 0, bias: Bool = false, initializer: inout ParameterInitializer,
+                workspace: ConvolutionWorkspace = ConvolutionWorkspace(), threads: Int = 1) {
+        self.name = name
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.workspace = workspace
+        self.threads = threads
+        let fanIn = inChannels * kernelSize * kernelSize
+        let bound = 1 / Float(fanIn).squareRoot()
+        weight = Parameter(name: qualified(name, "weight"),
+                           value: initializer.uniform(shape: [outChannels, inChannels, kernelSize, kernelSize],
+                                                      bound: bound),
+                           isNormalizationOrBias: false)
+        self.bias = bias ? Parameter(name: qualified(name, "bias"),
+                                     value: initializer.uniform(shape: [outChannels], bound: bound),
+                                     isNormalizationOrBias: true) : nil
+    }
+
+    public var parameters: [Parameter] { bias.map { [weight, $0] } ?? [weight] }
+
+    /// Output height or width for an input extent.
+    public func outputExtent(_ extent: Int) -> Int { (extent + 2 * padding - kernelSize) / stride + 1 }
+
+    var patchSize: Int { inChannels * kernelSize * kernelSize }
+    var isPointwise: Bool { kernelSize == 1 && stride == 1 && padding == 0 }
+
+    func geometry(_ shape: [Int]) -> ConvolutionGeometry {
+        ConvolutionGeometry(channels: inChannels, batch: shape[1], height: shape[2], width: shape[3],
+                            kernel: kernelSize, stride: stride, padding: padding,
+                            outHeight: outputExtent(shape[2]), outWidth: outputExtent(shape[3]))
+    }
+
+    /// Images per im2col block: as many as fit in the workspace limit (at least one).
+    func imagesPerBlock(_ g: ConvolutionGeometry) -> Int {
+        max(1, min(g.batch, workspace.limit / max(1, patchSize * g.outHeight * g.outWidth)))
+    }
+
+    public func forward(_ input: Tensor, training: Bool) throws -> Tensor {
+        let s = input.shape
+        guard s.count == 4, s[0] == inChannels, s[1] > 0,
+              s[2] + 2 * padding >= kernelSize, s[3] + 2 * padding >= kernelSize else {
+            throw NeuralNetworkError.inputShape(
+                layer: name, expected: "[\(inChannels), B, H, W] (channel-major, H and W ≥ \(kernelSize - 2 * padding))",
+                got: s)
+        }
+        let g = geometry(s)
+        let columns = g.batch * g.outPlane
+        var output = Tensor(shape: [outChannels, g.batch, g.outHeight, g.outWidth])
+        let perBlock = imagesPerBlock(g)
+        output.withMutablePointer { y in
+            input.withPointer { x in
+                weight.value.withPointer { w in
+                    var b0 = 0
+                    while b0 < g.batch {
+                        let nb = min(perBlock, g.batch - b0)
+                        let n = nb * g.outPlane
+                        if isPointwise {
+                            sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
+                                  b: x + b0 * g.plane, ldb: columns, c: y + b0 * g.outPlane, ldc: columns)
+                        } else {
+                            let col = workspace.buffer(count: patchSize * n)
+                            Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
+                            sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
+                                  b: col, ldb: n, c: y + b0 * g.outPlane, ldc: columns)
+                        }
+                        b0 += nb
+                    }
+                }
+            }
+            if let bias {
+                bias.value.withPointer { bp in
+                    for o in 0..<outChannels {
+                        let row = y + o * columns, v = bp[o]
+                        for i in 0..<columns { row[i] += v }
+                    }
+                }
+            }
+        }
+        cachedInput = training ? input : nil
+        return output
+    }
+
+    public func backward(_ outputGradient: Tensor) throws -> Tensor {
+        guard let input = cachedInput else { throw NeuralNetworkError.backwardWithoutForward(layer: name) }
+        let g = geometry(input.shape)
+        let expected = [outChannels, g.batch, g.outHeight, g.outWidth]
+        guard outputGradient.shape == expected else {
+            throw NeuralNetworkError.inputShape(layer: name + " (backward)", expected: "\(expected)",
+                                                got: outputGradient.shape)
+        }
+        let columns = g.batch * g.outPlane
+        let perBlock = imagesPerBlock(g)
+        var inputGradient = Tensor(shape: input.shape)
+        let wantInput = computesInputGradient
+        outputGradient.withPointer { dy in
+            if let bias {
+                bias.gradient.withMutablePointer { db in
+                    for o in 0..<outChannels { db[o] += Vector.sum(UnsafeBufferPointer(start: dy + o * columns, count: columns)) }
+                }
+            }
+            input.withPointer { x in
+                inputGradient.withMutablePointer { dx in
+                    weight.value.withPointer { w in
+                        weight.gradient.withMutablePointer { dw in
+                            var b0 = 0
+                            while b0 < g.batch {
+                                let nb = min(perBlock, g.batch - b0)
+                                let n = nb * g.outPlane
+                                let dyBlock = dy + b0 * g.outPlane
+                                if isPointwise {
+                                    sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
+                                          a: dyBlock, lda: columns, b: x + b0 * g.plane, ldb: columns,
+                                          beta: 1, c: dw, ldc: patchSize)
+                                    if wantInput {
+                                        sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
+                                              a: w, lda: patchSize, b: dyBlock, ldb: columns,
+                                              c: dx + b0 * g.plane, ldc: columns)
+                                    }
+                                } else {
+                                    let col = workspace.buffer(count: patchSize * n)
+                                    Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
+                                    sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
+                                          a: dyBlock, lda: columns, b: col, ldb: n, beta: 1, c: dw, ldc: patchSize)
+                                    if wantInput {
+                                        // The patches are no longer needed: reuse the buffer for ∂col.
+                                        sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
+                                              a: w, lda: patchSize, b: dyBlock, ldb: columns, c: col, ldc: n)
+                                        Im2col.scatterAdd(col, g, firstImage: b0, images: nb, into: dx,
+                                                          threads: threads)
+                                    }
+                                }
+                                b0 += nb
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return inputGradient
+    }
+}
+
+/// A growable scratch buffer for im2col patches, shared by the convolutions of one model
+/// (they run one at a time), so a training step allocates it once.
+public final class ConvolutionWorkspace: @unchecked Sendable {
+    /// The largest patch block in floats (a block always holds at least one image).
+    public let limit: Int
+    private var storage: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+
+    public init(limit: Int = 1 << 21) { self.limit = limit }
+
+    deinit { storage?.deallocate() }
+
+    func buffer(count: Int) -> UnsafeMutablePointer<Float> {
+        if count > capacity {
+            storage?.deallocate()
+            storage = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            capacity = count
+        }
+        return storage!
+    }
+}

@@ -1,0 +1,196 @@
+import Testing
+import LinearAlgebra
+@testable import NeuralNetworks
+
+@Suite struct LayerGradientTests {
+    let checker = GradientCheck()
+
+    func expectSmall(_ results: [(String, Double)], _ what: String) {
+        #expect(!results.isEmpty)
+        for (name, error) in results {
+            #expect(error < checker.tolerance, "\(what): gradient of \(name) has relative error \(error)")
+        }
+    }
+
+    @Test func linear() throws {
+        var initializer = ParameterInitializer(seed: 1)
+        let layer = Linear(name: "fc", inFeatures: 7, outFeatures: 5, initializer: &initializer)
+        expectSmall(try checker.check(layer: layer, input: randomTensor([6, 7], seed: 2)), "Linear")
+    }
+
+    @Test(arguments: [(3, 1, 1, false), (3, 2, 1, true), (1, 2, 0, false), (1, 1, 0, true), (2, 1, 0, false)])
+    func conv2d(kernel: Int, stride: Int, padding: Int, bias: Bool) throws {
+        var initializer = ParameterInitializer(seed: 3)
+        // A tiny workspace forces several im2col blocks per batch.
+        let layer = Conv2d(name: "conv", inChannels: 3, outChannels: 4, kernelSize: kernel, stride: stride,
+                           padding: padding, bias: bias, initializer: &initializer,
+                           workspace: ConvolutionWorkspace(limit: 100))
+        expectSmall(try checker.check(layer: layer, input: randomTensor([3, 3, 5, 6], seed: 4)), "Conv2d k\(kernel) s\(stride)")
+    }
+
+    @Test func conv2dMatchesDirectConvolution() throws {
+        var initializer = ParameterInitializer(seed: 8)
+        let (c, o, b, h, w, k, s, p) = (3, 5, 2, 7, 6, 3, 2, 1)
+        for threads in [1, 2] {
+            let layer = Conv2d(name: "conv", inChannels: c, outChannels: o, kernelSize: k, stride: s, padding: p, bias: true,
+                               initializer: &initializer, workspace: ConvolutionWorkspace(limit: 64), threads: threads)
+            let x = randomTensor([c, b, h, w], seed: 9)
+            let y = try layer.forward(x, training: false)
+            let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1
+            #expect(y.shape == [o, b, ho, wo])
+            var worst = 0.0
+            for oc in 0..<o { for bi in 0..<b { for oy in 0..<ho { for ox in 0..<wo {
+                var sum = Double(layer.bias!.value.scalars[oc])
+                for ic in 0..<c { for ky in 0..<k { for kx in 0..<k {
+                    let iy = oy * s - p + ky, ix = ox * s - p + kx
+                    if iy >= 0, iy < h, ix >= 0, ix < w {
+                        sum += Double(layer.weight.value.scalars[((oc * c + ic) * k + ky) * k + kx])
+                            * Double(x.scalars[((ic * b + bi) * h + iy) * w + ix])
+                    }
+                } } }
+                worst = max(worst, abs(sum - Double(y.scalars[((oc * b + bi) * ho + oy) * wo + ox])))
+            } } } }
+            #expect(worst < 1e-5, "conv output differs from the direct sum by \(worst)")
+        }
+    }
+
+    @Test func batchNormTraining() throws {
+        let layer = BatchNorm2d(name: "bn", channels: 3)
+        layer.weight.value = randomTensor([3], seed: 10)
+        layer.bias.value = randomTensor([3], seed: 11)
+        expectSmall(try checker.check(layer: layer, input: randomTensor([3, 4, 3, 3], seed: 12)), "BatchNorm2d train")
+    }
+
+    @Test func batchNormEvaluationBackward() throws {
+        let layer = BatchNorm2d(name: "bn", channels: 2)
+        layer.runningMean.value = randomTensor([2], seed: 13)
+        layer.runningVariance.value = try Tensor(shape: [2], scalars: [0.5, 2])
+        let x = randomTensor([2, 3, 2, 2], seed: 14)
+        let y = try layer.forward(x, training: false)
+        let r = randomTensor(y.shape, seed: 15)
+        for p in layer.parameters { p.zeroGradient() }
+        let dx = try layer.backward(r)
+        let results = checker.check(inputs: x, parameters: layer.parameters, analyticInput: dx) { x in
+            projection(try! layer.forward(x, training: false), r)
+        }
+        expectSmall(results, "BatchNorm2d eval")
+    }
+
+    @Test func relu() throws {
+        expectSmall(try checker.check(layer: ReLU(), input: awayFromZero([3, 2, 4, 4], seed: 16)), "ReLU")
+    }
+
+    /// Distinct values 0.1 apart, so ±eps never changes which element is a window's maximum.
+    func spacedValues(_ shape: [Int]) -> Tensor {
+        let n = Tensor.elementCount(shape)
+        return Tensor(shape: shape) { i in Float((i * 37) % n) * 0.1 - Float(n) * 0.05 }
+    }
+
+    @Test func maxPool() throws {
+        expectSmall(try checker.check(layer: MaxPool2d(kernelSize: 2), input: spacedValues([2, 3, 4, 6])), "MaxPool2d")
+        expectSmall(try checker.check(layer: MaxPool2d(kernelSize: 3, stride: 2), input: spacedValues([2, 2, 7, 5])),
+                    "MaxPool2d k3 s2")
+    }
+
+    @Test func avgPool() throws {
+        expectSmall(try checker.check(layer: AvgPool2d(kernelSize: 2), input: randomTensor([2, 3, 4, 6], seed: 17)), "AvgPool2d")
+        expectSmall(try checker.check(layer: GlobalAveragePool(), input: randomTensor([4, 3, 3, 5], seed: 18)), "GlobalAveragePool")
+    }
+
+    @Test func flattenAndTranspose() throws {
+        expectSmall(try checker.check(layer: Flatten(), input: randomTensor([3, 2, 4], seed: 19)), "Flatten")
+        expectSmall(try checker.check(layer: BatchChannelTranspose(), input: randomTensor([3, 2, 4, 2], seed: 20)), "Transpose")
+        let x = randomTensor([2, 3, 2, 2], seed: 21)
+        let t = BatchChannelTranspose()
+        #expect(try t.forward(t.forward(x, training: false), training: false) == x)
+    }
+
+    @Test func dropoutMasksAndScales() throws {
+        let layer = try Dropout(probability: 0.25, seed: 3)
+        let x = Tensor(shape: [4000], repeating: 1)
+        let y = try layer.forward(x, training: true)
+        let kept = y.scalars.filter { $0 != 0 }
+        #expect(kept.allSatisfy { $0 == 1 / 0.75 })
+        // Keep count ~ Binomial(4000, 0.75): mean 3000, sd 27.4; ±6 sd.
+        #expect(abs(kept.count - 3000) < 165)
+        let dy = randomTensor([4000], seed: 22)
+        let dx = try layer.backward(dy)
+        for i in 0..<4000 { #expect(dx.scalars[i] == dy.scalars[i] * y.scalars[i]) }
+        #expect(try layer.forward(x, training: false) == x)
+        #expect(throws: NeuralNetworkError.self) { try Dropout(probability: 1, seed: 0) }
+    }
+
+    @Test func embedding() throws {
+        var initializer = ParameterInitializer(seed: 23)
+        let layer = Embedding(name: "encoder", vocabularySize: 6, embeddingSize: 4,
+                              initialValue: initializer.normal(shape: [6, 4]))
+        let ids = [1, 4, 1, 0, 5]
+        let y = try layer.forward(ids: ids, training: true)
+        let r = randomTensor(y.shape, seed: 24)
+        layer.weight.zeroGradient()
+        try layer.backward(r)
+        let results = checker.check(inputs: Tensor(shape: [1]), parameters: layer.parameters, analyticInput: nil) { _ in
+            projection(try! layer.forward(ids: ids, training: true), r)
+        }
+        expectSmall(results, "Embedding")
+        #expect(throws: NeuralNetworkError.indexOutOfRange(layer: "encoder", index: 6, limit: 6)) {
+            try layer.forward(ids: [6], training: false)
+        }
+    }
+
+    @Test func lstm() throws {
+        var initializer = ParameterInitializer(seed: 25)
+        let lstm = try LSTM(name: "rnn", inputSize: 3, hiddenSize: 5, layers: 2, initializer: &initializer)
+        let x = randomTensor([4, 2, 3], seed: 26)
+        lstm.resetState()
+        let y = try lstm.forward(x, training: true)
+        let r = randomTensor(y.shape, seed: 27)
+        for p in lstm.parameters { p.zeroGradient() }
+        let dx = try lstm.backward(r)
+        let results = checker.check(inputs: x, parameters: lstm.parameters, analyticInput: dx) { x in
+            lstm.resetState()
+            return projection(try! lstm.forward(x, training: true), r)
+        }
+        #expect(results.count == 9)
+        expectSmall(results, "LSTM")
+    }
+
+    @Test func softmaxCrossEntropy() throws {
+        let logits = randomTensor([5, 7], seed: 28, scale: 2)
+        let labels = [0, 6, 3, 3, 1]
+        let (_, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
+        let results = checker.check(inputs: logits, parameters: [], analyticInput: gradient) { z in
+            Double(try! SoftmaxCrossEntropy.loss(logits: z, labels: labels))
+        }
+        expectSmall(results, "softmax cross-entropy")
+        // Stability: huge logits give the exact loss of the shifted problem, not inf/NaN.
+        let big = try Tensor(shape: [1, 3], scalars: [1000, 1001, 999])
+        let small = try Tensor(shape: [1, 3], scalars: [1, 2, 0])
+        let l1 = try SoftmaxCrossEntropy.loss(logits: big, labels: [2]), l2 = try SoftmaxCrossEntropy.loss(logits: small, labels: [2])
+        #expect(l1.isFinite && abs(l1 - l2) < 1e-5)
+        // log(1 + e + e⁻¹·…): loss of label 2 for logits (1, 2, 0) is log(e + e² + 1) − 0.
+        #expect(abs(Double(l2) - log(exp(1.0) + exp(2.0) + 1)) < 1e-5)
+        #expect(throws: NeuralNetworkError.self) { try SoftmaxCrossEntropy.loss(logits: small, labels: [3]) }
+    }
+
+    @Test func fastExponentialAccuracy() {
+        var worst: Float = 0
+        var x: Float = -80
+        while x < 80 {
+            var v = SIMD16<Float>()
+            for j in 0..<16 { v[j] = x + Float(j) * 0.003 }
+            let e = FastMath.exp(v)
+            for j in 0..<16 {
+                let exact = referenceExp(Double(v[j]))
+                worst = max(worst, Float(abs(Double(e[j]) - exact) / exact))
+            }
+            x += 0.0517
+        }
+        #expect(worst < 5e-7, "FastMath.exp relative error \(worst)")
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+func referenceExp(_ x: Double) -> Double { exp(x) }
