@@ -95,6 +95,8 @@ public enum CompressorError: Error, Equatable, CustomStringConvertible {
 /// P(U < f) = ⌈f·2²⁴⌉/2²⁴: the bias is below 2⁻²⁴ of one quantization step.
 @inlinable
 func roundStochastically(_ a: Float, _ u: Float) -> Float {
-    let lower = a.rounded(.down)
+    // a ∈ [0, 2²⁴]: truncation is ⌊a⌋, and a conversion instruction where `rounded(.down)` is a
+    // libm call on the baseline x86-64 target (no SSE4.1).
+    let lower = Float(Int32(a))
     return u < a - lower ? lower + 1 : lower
 }

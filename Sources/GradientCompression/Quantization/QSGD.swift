@@ -71,34 +71,36 @@ public struct QSGD: Compressor {
         var writer = BitWriter(expectedBits: format == .fixedWidth ? 32 * buckets + n * (1 + levelBits) : 32 + 32 * buckets + 4 * n)
         if format == .elias { writer.write(0, bits: 32) }  // the nonzero count, patched at the end
         for s in scales { writer.write(UInt64(s.bitPattern), bits: 32) }
-        var generator = key.workerGenerator(seed: seed)
-        var uniforms = [Float](repeating: 0, count: min(n, bucketSize))
+        var generator = key.workerStream(seed: seed)
+        // Plain locals and a raw scratch buffer: a closure capturing `writer` or `generator` would box
+        // them and make every access in this loop a dynamic exclusivity check.
+        let u = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(1, Swift.min(n, bucketSize)))
+        defer { u.deallocate() }
         var nonzeros = 0
         var lastPosition = -1
         let s = Float(levels), fieldBits = 1 + levelBits, levelBitsShift = UInt64(levelBits)
-        uniforms.withUnsafeMutableBufferPointer { u in
-            for b in 0..<buckets {
-                let start = b * bucketSize, end = min(n, start + bucketSize)
-                let scale = scales[b]
-                if scale == 0 {
-                    if format == .fixedWidth { for _ in start..<end { writer.write(0, bits: fieldBits) } }
-                    continue
-                }
-                generator.fillUniform(UnsafeMutableBufferPointer(rebasing: u[0 ..< end - start]))
-                let factor = s / scale
-                for i in start..<end {
-                    let x = values[i]
-                    let level = UInt64(Swift.min(roundStochastically(Swift.abs(x) * factor, u[i &- start]), s))
-                    let negative: UInt64 = x < 0 ? 1 : 0
-                    if format == .fixedWidth {
-                        writer.write(level | negative << levelBitsShift, bits: fieldBits)
-                    } else if level != 0 {
-                        EliasGamma.write(UInt64(i &- lastPosition), to: &writer)
-                        writer.write(negative, bits: 1)
-                        EliasGamma.write(level, to: &writer)
-                        lastPosition = i
-                        nonzeros &+= 1
-                    }
+        let fixedWidth = format == .fixedWidth
+        for b in 0..<buckets {
+            let start = b &* bucketSize, end = Swift.min(n, start &+ bucketSize)
+            let scale = scales[b]
+            if scale == 0 {
+                if fixedWidth { for _ in start..<end { writer.write(0, bits: fieldBits) } }
+                continue
+            }
+            generator.fillUniform(UnsafeMutableBufferPointer(rebasing: u[0 ..< end &- start]))
+            let factor = s / scale
+            for i in start..<end {
+                let x = values[i]
+                let level = UInt64(Swift.min(roundStochastically(Swift.abs(x) * factor, u[i &- start]), s))
+                let negative: UInt64 = x < 0 ? 1 : 0
+                if fixedWidth {
+                    writer.write(level | negative << levelBitsShift, bits: fieldBits)
+                } else if level != 0 {
+                    EliasGamma.write(UInt64(i &- lastPosition), to: &writer)
+                    writer.write(negative, bits: 1)
+                    EliasGamma.write(level, to: &writer)
+                    lastPosition = i
+                    nonzeros &+= 1
                 }
             }
         }

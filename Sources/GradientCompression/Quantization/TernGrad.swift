@@ -46,7 +46,7 @@ public struct TernGrad: Compressor {
         let scaler = Swift.min(maxAbs, clipBound(values))
         var writer = BitWriter(expectedBits: 32 + 2 * n)
         writer.write(UInt64(scaler.bitPattern), bits: 32)
-        var generator = key.workerGenerator(seed: seed)
+        var generator = key.workerStream(seed: seed)
         let inverse: Float = scaler > 0 ? 1 / scaler : 0
         for i in 0..<n {
             let x = Swift.max(-scaler, Swift.min(scaler, values[i]))

@@ -27,17 +27,16 @@ public struct SignCompressor: Compressor {
     static func packSigns(_ values: UnsafeBufferPointer<Float>, into words: UnsafeMutablePointer<UInt64>) -> Float {
         let n = values.count
         guard let p = values.baseAddress else { return 0 }
-        let lanes = SIMD16<UInt32>(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
         var magnitude = SIMD16<Float>(repeating: 0)
         var w = 0
         var i = 0
         while i &+ 64 <= n {
             var word: UInt64 = 0
+            for j in 0..<64 { word |= (p[i &+ j] < 0 ? 1 : 0) << UInt64(j) }
             for part in 0..<4 {
-                let v = UnsafeRawPointer(p + (i &+ 16 &* part)).loadUnaligned(as: SIMD16<Float>.self)
-                magnitude += pointwiseMax(v, -v)
-                let bits = SIMD16<UInt32>(repeating: 0).replacing(with: lanes, where: v .< 0)
-                word |= UInt64(bits.wrappedSum()) << UInt64(16 &* part)
+                // |x| by clearing the sign bit (pointwiseMax(v, −v) is a generic call here).
+                let v = UnsafeRawPointer(p + (i &+ 16 &* part)).loadUnaligned(as: SIMD16<UInt32>.self)
+                magnitude += unsafeBitCast(v & 0x7FFF_FFFF, to: SIMD16<Float>.self)
             }
             words[w] = word
             w &+= 1

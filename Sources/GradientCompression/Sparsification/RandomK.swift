@@ -27,7 +27,7 @@ public struct RandomK: LinearCompressor {
     /// exactly k generator calls, marked in a bitmap that is then read in order.
     public func indices(elements n: Int, key: CompressionKey) -> [Int] {
         let k = sparseCount(ratio: ratio, elements: n)
-        var generator = key.sharedGenerator(seed: seed)
+        var generator = key.sharedStream(seed: seed)
         var bitmap = [UInt64](repeating: 0, count: (n + 63) / 64)
         for j in (n - k) ..< n {
             let t = Int(UInt64.random(in: 0...UInt64(j), using: &generator))

@@ -81,6 +81,34 @@ import LinearAlgebra
         #expect(![Float(70000)].withUnsafeBufferPointer { HalfPrecision.toFloat16($0, &half) })
     }
 
+    @Test func uniformStreamContinuesXoshiro256sSequence() {
+        var reference = Xoshiro256(seed: 9, stream: 4)
+        var fast = UniformStream(reference)
+        for _ in 0..<1000 { #expect(fast.next() == reference.next()) }
+        var a = [Float](repeating: 0, count: 101), b = a
+        a.withUnsafeMutableBufferPointer { reference.fillUniform($0) }
+        b.withUnsafeMutableBufferPointer { fast.fillUniform($0) }
+        #expect(a == b)
+    }
+
+    @Test func fp16KernelsAgreeWithSwiftsFloat16OnEveryPatternAndRandomFloats() {
+        for i in 0...0xFFFF {
+            let h = UInt16(i)
+            let ours = HalfPrecision.float(fromFloat16: h), reference = Float(Float16(bitPattern: h))
+            #expect(ours.bitPattern == reference.bitPattern || (ours.isNaN && reference.isNaN))
+        }
+        // Random fp32 patterns over every exponent (subnormal results, ties, overflow included).
+        var rng = Xoshiro256(seed: 4)
+        for _ in 0..<200_000 {
+            let x = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
+            let ours = HalfPrecision.float16(x), reference = Float16(x)
+            #expect(ours == reference.bitPattern || (reference.isNaN && Float16(bitPattern: ours).isNaN))
+        }
+        // Exact ties: 1 + 2⁻¹¹ lies halfway between fp16 1 and 1 + 2⁻¹⁰ → even (1).
+        #expect(HalfPrecision.float16(1 + 0x1p-11) == 0x3C00)
+        #expect(HalfPrecision.float16(1 + 3 * 0x1p-11) == 0x3C02)
+    }
+
     @Test(arguments: [HalfPrecisionCompressor.Format.fp16, .bf16])
     func halfPrecisionMessagesAreTwoBytesPerElementAndDecodeToTheRoundedValues(format: HalfPrecisionCompressor.Format) throws {
         let t = gaussian([37, 5], seed: 3)
