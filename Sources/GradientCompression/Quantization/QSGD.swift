@@ -60,7 +60,7 @@ public struct QSGD: Compressor {
         var scales = [Float](repeating: 0, count: buckets)
         for b in 0..<buckets {
             let slice = UnsafeBufferPointer(rebasing: values[b * bucketSize ..< min(n, (b + 1) * bucketSize)])
-            let scale = scaling == .l2 ? Vector.norm2(slice) : Vector.normInfinity(slice)
+            let scale = scaling == .l2 ? Vector.norm2(slice) : maximumMagnitude(slice)
             guard scale.isFinite else {
                 throw CompressorError.nonFiniteInput(method: "qsgd", tensor: key.tensor,
                                                      detail: "bucket \(b) has a NaN/Inf element or an fp32-overflowing norm")

@@ -39,7 +39,7 @@ public struct TernGrad: Compressor {
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
         let n = values.count
-        let maxAbs = Vector.normInfinity(values)
+        let maxAbs = maximumMagnitude(values)
         guard maxAbs.isFinite else {
             throw CompressorError.nonFiniteInput(method: "terngrad", tensor: key.tensor, detail: "it holds NaN/Inf")
         }

@@ -195,3 +195,35 @@ import LinearAlgebra
 }
 
 func square(_ x: Double) -> Double { x * x }
+
+@Suite struct GlobalScopeTests {
+    @Test func globalTopKSelectsTheLargestAcrossTensors() throws {
+        // Tensor 0 holds small values, tensor 1 large ones: global Top-K (k = 4 of 12) takes only from tensor 1.
+        let a = try Tensor(shape: [2, 3], scalars: [0.1, -0.2, 0.3, 0.05, 0.01, -0.15])
+        let b = try Tensor(shape: [6], scalars: [5, -6, 0.5, 7, -8, 0.2])
+        let results = try InProcessGroup.run(workers: 2) { group -> [Tensor] in
+            var reducer = AllGatherReducer(try TopK(ratio: 1.0 / 3), scope: .global)
+            var g = [a, b]
+            _ = try reducer.reduce(&g, over: group)
+            return g
+        }
+        for g in results {
+            #expect(g[0] == Tensor(shape: [2, 3]))
+            #expect(g[1].scalars == [5, -6, 0, 7, -8, 0])
+        }
+    }
+}
+
+@Suite struct CompressorCatalogTests {
+    @Test func buildsEveryNamedReducerWithOptionsAndRejectsUnknownOptions() throws {
+        for name in CompressorCatalog.names {
+            let reducer = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: name))
+            #expect(reducer != nil, "\(name)")
+        }
+        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:levels=16,bucket=128,format=fixed"))?.name == "qsgd(s=16,d=128,l2,fixed)")
+        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "topk:ratio=0.1,scope=global"))?.name == "ef(topk(0.1,exact)[global])")
+        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "powersgd")) == nil)
+        #expect(throws: GradientCompressionError.self) { _ = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:level=4")) }
+        #expect(throws: GradientCompressionError.self) { _ = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "randomk:unbiased=true,feedback=ef")) }
+    }
+}
