@@ -7,23 +7,33 @@ public enum CompressorCatalog {
                                "topk", "randomk", "dgc", "fp16", "bf16"]
 
     /// The reducer for `specification`, or nil when the name is not one of `names`.
-    public static func reducer(for specification: ReducerSpecification) throws -> (any GradientReducer)? {
+    public static func reducer(for specification: ReducerSpecification, seed: UInt64 = 0) throws -> (any GradientReducer)? {
+        guard names.contains(specification.name) else { return nil }
         var o = ReducerOptionReader(specification)
+        let result = try make(specification.name, &o, seed: seed)
+        try o.finish()
+        return result
+    }
+
+    /// The reducer `name` (one of `names`) with options read from `o` (the caller calls `o.finish()`);
+    /// `seed` is the default of the `seed` option. The shape of a `ReducerCatalog` entry's closure.
+    public static func make(_ name: String, _ o: inout ReducerOptionReader, seed defaultSeed: UInt64) throws -> any GradientReducer {
+        let seedDefault = Int(truncatingIfNeeded: defaultSeed & 0x7FFF_FFFF_FFFF_FFFF)
         let result: any GradientReducer
-        switch specification.name {
+        switch name {
         case "qsgd":
             let q = try QSGD(levels: try o.int("levels", default: 64, in: 1...(1 << 24)),
                              bucketSize: try o.int("bucket", default: 512, in: 1...Int(Int32.max)),
                              scaling: QSGD.Scaling(rawValue: try o.choice("norm", default: "l2", among: ["l2", "max"]))!,
                              format: QSGD.Format(rawValue: try o.choice("format", default: "elias", among: ["elias", "fixed"]))!,
-                             seed: UInt64(try o.int("seed", default: 0, in: 0...Int.max)))
+                             seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
             result = try withFeedback(AllGatherReducer(q), try o.choice("feedback", default: "none", among: feedbackChoices))
         case "terngrad":
             let t = try TernGrad(clip: Float(try o.double("clip", default: 2.5, in: 0...1e6)),
-                                 seed: UInt64(try o.int("seed", default: 0, in: 0...Int.max)))
+                                 seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
             result = AllGatherReducer(t)
         case "atomo":
-            let a = try ATOMO(budget: try o.double("budget", default: 2, in: 1e-6...1e9), seed: UInt64(try o.int("seed", default: 0, in: 0...Int.max)))
+            let a = try ATOMO(budget: try o.double("budget", default: 2, in: 1e-6...1e9), seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
             result = AllGatherReducer(a)
         case "onebit":
             result = try withFeedback(AllGatherReducer(OneBitSGD()), try o.choice("feedback", default: "ef", among: feedbackChoices))
@@ -37,13 +47,13 @@ public enum CompressorCatalog {
         case "topk":
             let t = try TopK(ratio: try o.double("ratio", default: 0.01, in: 1e-9...1),
                              selection: TopK.Selection(rawValue: try o.choice("selection", default: "exact", among: ["exact", "sampled"]))!,
-                             seed: UInt64(try o.int("seed", default: 0, in: 0...Int.max)))
+                             seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
             let scope: AllGatherReducer<TopK>.Scope = try o.choice("scope", default: "tensor", among: ["tensor", "global"]) == "global" ? .global : .perTensor
             result = try withFeedback(AllGatherReducer(t, scope: scope), try o.choice("feedback", default: "ef", among: feedbackChoices))
         case "randomk":
             let unbiased = try o.bool("unbiased", default: false)
             let r = try RandomK(ratio: try o.double("ratio", default: 0.01, in: 1e-9...1), unbiased: unbiased,
-                                seed: UInt64(try o.int("seed", default: 0, in: 0...Int.max)))
+                                seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
             let feedback = try o.choice("feedback", default: unbiased ? "none" : "ef", among: feedbackChoices)
             guard !(unbiased && feedback != "none") else {
                 throw GradientCompressionError.invalidOption("randomk: unbiased=true must not be combined with error feedback (ALGORITHMS.md §5.4)")
@@ -58,13 +68,12 @@ public enum CompressorCatalog {
                 warmupEpochs: try o.int("warmup-epochs", default: 4, in: 0...1000),
                 stepsPerEpoch: try o.int("steps-per-epoch", default: 0, in: 0...Int.max),
                 denseBelow: try o.int("dense-below", default: 0, in: 0...Int.max),
-                seed: UInt64(try o.int("seed", default: 0, in: 0...Int.max)))
+                seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
         case "fp16", "bf16":
-            result = AllGatherReducer(HalfPrecisionCompressor(specification.name == "fp16" ? .fp16 : .bf16))
+            result = AllGatherReducer(HalfPrecisionCompressor(name == "fp16" ? .fp16 : .bf16))
         default:
-            return nil
+            throw GradientCompressionError.invalidOption("unknown reducer '\(name)'; this catalog builds \(names.joined(separator: ", "))")
         }
-        try o.finish()
         return result
     }
 
