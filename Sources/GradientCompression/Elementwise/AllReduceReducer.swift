@@ -1,0 +1,80 @@
+import Collectives
+import LinearAlgebra
+
+/// A compressor whose message is linear in the input and expressed on a representation every
+/// worker shares, so messages can be summed by all-reduce instead of all-gathered
+/// (ALGORITHMS.md §0): Random-K with indices drawn from a shared seed.
+public protocol LinearCompressor: Sendable {
+    var name: String { get }
+    /// The number of fp32 coefficients sent for a tensor of `shape`.
+    func coefficientCount(shape: [Int]) -> Int
+    /// Writes the coefficients of `values`. `key.rank` is ignored: the representation is shared.
+    func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
+                into coefficients: UnsafeMutableBufferPointer<Float>) throws
+    /// Overwrites `output` with the tensor the (averaged) coefficients stand for.
+    func decode(_ coefficients: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
+                into output: UnsafeMutableBufferPointer<Float>)
+}
+
+/// The reducer of linear compressors: encode, one all-reduce (mean) of every tensor's
+/// coefficients in a single buffer, decode. Traffic does not grow with the group.
+public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
+    public let compressor: L
+    public private(set) var step = 0
+    var layout = GradientLayout()
+
+    public init(_ compressor: L) { self.compressor = compressor }
+
+    public var name: String { compressor.name }
+
+    public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
+        let meter = ReductionMeter(group)
+        try layout.check(gradients)
+        gradients = try exchange(gradients, step: step, over: group, wantLocal: false).average
+        step += 1
+        return meter.finish(uncompressedBytes: 4 * GradientLayout.elementCount(gradients))
+    }
+
+    public func exchange(_ values: [Tensor], step: Int, over group: any Communicator, wantLocal: Bool) throws -> CompressedExchange {
+        let counts = values.map { compressor.coefficientCount(shape: $0.shape) }
+        var offsets = [0]
+        for c in counts { offsets.append(offsets.last! + c) }
+        var coefficients = [Float](repeating: 0, count: offsets.last!)
+        var local: [Tensor]? = wantLocal ? values.map { Tensor(shape: $0.shape) } : nil
+        try coefficients.withUnsafeMutableBufferPointer { all in
+            for (i, v) in values.enumerated() {
+                let slice = UnsafeMutableBufferPointer(rebasing: all[offsets[i] ..< offsets[i + 1]])
+                let key = CompressionKey(rank: 0, step: step, tensor: i)
+                try v.withUnsafeBufferPointer { try compressor.encode($0, shape: v.shape, key: key, into: slice) }
+                if local != nil {
+                    local![i].withUnsafeMutableBufferPointer {
+                        compressor.decode(UnsafeBufferPointer(slice), shape: v.shape, key: key, into: $0)
+                    }
+                }
+            }
+        }
+        try group.allReduce(&coefficients, operation: .mean)
+        var average = values.map { Tensor(shape: $0.shape) }
+        coefficients.withUnsafeBufferPointer { all in
+            for i in values.indices {
+                let slice = UnsafeBufferPointer(rebasing: all[offsets[i] ..< offsets[i + 1]])
+                average[i].withUnsafeMutableBufferPointer {
+                    compressor.decode(slice, shape: values[i].shape, key: CompressionKey(rank: 0, step: step, tensor: i), into: $0)
+                }
+            }
+        }
+        return CompressedExchange(average: average, local: local)
+    }
+
+    public func saveState(to archive: inout StateWriter) {
+        archive.write("allreduce:\(name)")
+        archive.write(step)
+        layout.save(to: &archive)
+    }
+
+    public mutating func restoreState(from archive: inout StateReader) throws {
+        try archive.expect("allreduce:\(name)")
+        step = try archive.readInt()
+        try layout.restore(from: &archive)
+    }
+}

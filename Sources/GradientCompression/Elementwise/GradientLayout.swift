@@ -1,0 +1,71 @@
+import LinearAlgebra
+
+/// The shapes of the gradient list a reducer was first called with; later calls must agree.
+public struct GradientLayout: Sendable, Equatable {
+    public private(set) var shapes: [[Int]]?
+
+    public init() {}
+
+    /// Records the shapes on the first call; afterwards throws if the count or a shape differs.
+    public mutating func check(_ gradients: [Tensor]) throws {
+        guard let shapes else {
+            self.shapes = gradients.map(\.shape)
+            return
+        }
+        guard shapes.count == gradients.count else {
+            throw GradientCompressionError.tensorCountMismatch(expected: shapes.count, found: gradients.count)
+        }
+        for (i, g) in gradients.enumerated() where g.shape != shapes[i] {
+            throw GradientCompressionError.shapeMismatch(tensor: i, expected: shapes[i], found: g.shape)
+        }
+    }
+
+    /// The total number of elements.
+    public static func elementCount(_ gradients: [Tensor]) -> Int { gradients.reduce(0) { $0 + $1.count } }
+
+    func save(to archive: inout StateWriter) {
+        archive.write(shapes != nil)
+        if let shapes {
+            archive.write(shapes.count)
+            for s in shapes { archive.write(s.count); for e in s { archive.write(e) } }
+        }
+    }
+
+    mutating func restore(from archive: inout StateReader) throws {
+        guard try archive.readBool() else { shapes = nil; return }
+        let count = try archive.readInt()
+        guard (0...1 << 20).contains(count) else {
+            throw StateArchiveError.unexpectedValue(expected: "tensor count", offset: archive.offset)
+        }
+        var result: [[Int]] = []
+        for _ in 0..<count {
+            let rank = try archive.readInt()
+            guard (0...16).contains(rank) else {
+                throw StateArchiveError.unexpectedValue(expected: "tensor rank", offset: archive.offset)
+            }
+            var s: [Int] = []
+            for _ in 0..<rank { s.append(try archive.readInt()) }
+            result.append(s)
+        }
+        shapes = result
+    }
+}
+
+/// Concatenates tensors into one 1-D tensor (the "global" scope of Top-K and friends), and back.
+enum Flattening {
+    static func concatenate(_ tensors: [Tensor]) -> Tensor {
+        var flat = [Float]()
+        flat.reserveCapacity(GradientLayout.elementCount(tensors))
+        for t in tensors { flat.append(contentsOf: t.scalars) }
+        return try! Tensor(shape: [flat.count], scalars: flat)
+    }
+
+    static func split(_ flat: Tensor, like tensors: [Tensor]) -> [Tensor] {
+        var offset = 0
+        return tensors.map { t in
+            defer { offset += t.count }
+            return try! Tensor(shape: t.shape, scalars: Array(flat.scalars[offset ..< offset + t.count]))
+        }
+    }
+}
+

@@ -1,0 +1,60 @@
+import LinearAlgebra
+
+/// Top-K sparsification (ALGORITHMS.md §5.4): send the k = max(1, ⌊ratio·n⌋) entries of largest
+/// magnitude as (fp32 value, int32 index) pairs, 8k bytes. Biased; use it inside `ErrorFeedback`.
+/// Per tensor by default; `AllGatherReducer(scope: .global)` makes it global Top-K.
+public struct TopK: Compressor {
+    public enum Selection: String, Sendable { case exact, sampled }
+
+    public let ratio: Double
+    public let selection: Selection
+    /// The fraction of elements in the threshold-estimation sample (`.sampled`).
+    public let sampleRatio: Double
+    public let seed: UInt64
+
+    public init(ratio: Double, selection: Selection = .exact, sampleRatio: Double = 0.01, seed: UInt64 = 0) throws {
+        guard ratio > 0, ratio <= 1 else { throw GradientCompressionError.invalidOption("topk: ratio=\(ratio) must be in (0, 1]") }
+        guard sampleRatio > 0, sampleRatio <= 1 else {
+            throw GradientCompressionError.invalidOption("topk: sample=\(sampleRatio) must be in (0, 1]")
+        }
+        self.ratio = ratio
+        self.selection = selection
+        self.sampleRatio = sampleRatio
+        self.seed = seed
+    }
+
+    public var name: String { "topk(\(ratio),\(selection.rawValue))" }
+
+    public func fixedMessageBytes(shape: [Int]) -> Int? {
+        SparseMessage.bytes(count: sparseCount(ratio: ratio, elements: Tensor.elementCount(shape)))
+    }
+
+    /// The selected indices (ascending).
+    public func select(_ values: UnsafeBufferPointer<Float>, key: CompressionKey) -> [Int32] {
+        let k = sparseCount(ratio: ratio, elements: values.count)
+        switch selection {
+        case .exact: return TopKSelection.exact(values, k: k)
+        case .sampled:
+            var generator = key.workerGenerator(seed: seed)
+            return TopKSelection.sampled(values, k: k, sampleRatio: sampleRatio, generator: &generator)
+        }
+    }
+
+    public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
+        guard values.count <= Int(Int32.max) else {
+            throw GradientCompressionError.invalidOption("topk: tensor \(key.tensor) has \(values.count) elements, more than int32 indices address")
+        }
+        let indices = select(values, key: key)
+        // Non-finite values have the largest keys, so any NaN/Inf in the input is among the selected.
+        for i in indices where !values[Int(i)].isFinite {
+            throw CompressorError.nonFiniteInput(method: "topk", tensor: key.tensor, detail: "element \(i) is \(values[Int(i)])")
+        }
+        return SparseMessage.encode(values, indices: indices)
+    }
+
+    public func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,
+                       accumulatingInto output: UnsafeMutableBufferPointer<Float>) throws {
+        try SparseMessage.decode(message, count: sparseCount(ratio: ratio, elements: output.count), context: "Top-K",
+                                 shape: shape, weight: weight, accumulatingInto: output)
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import GradientCompression
+import LinearAlgebra
+
+/// `powersgd bench compressors`: encode and decode time of every element-wise method on one
+/// gradient of ResNet-18's size (11,173,962 floats), on one thread, against the memory bound
+/// of one read of the input (issue 5).
+struct BenchCompressors: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "compressors",
+        abstract: "Encode/decode time, message size and bits per element of every quantizer, sparsifier and sign method.")
+
+    @Flag(help: "Print JSON (the output is always JSON; the flag is accepted for symmetry).")
+    var json = false
+
+    @Option(help: "Timed repetitions per measurement (the median is reported).")
+    var repeats = 5
+
+    @Option(help: "Elements of the benchmark gradient (default: ResNet-18's 11,173,962).")
+    var elements = 11_173_962
+
+    struct Row: Codable {
+        var method: String
+        var shape: [Int]
+        var encodeMs: Double
+        var decodeMs: Double
+        var messageBytes: Int
+        var bitsPerElement: Double
+        /// encode time / (one read of the input at copy bandwidth).
+        var encodeRatioToBound: Double
+        var decodeRatioToBound: Double
+        var peerEncodeMs: Double?
+        var peerDecodeMs: Double?
+        var goalEncodeMs: Double?
+    }
+
+    struct Report: Codable {
+        var elements: Int
+        var threads: Int
+        var copyBandwidthGBs: Double
+        var oneReadBoundMs: Double
+        var methods: [Row]
+        var notes: String
+    }
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
+        guard elements >= 1024 else { throw ValidationError("--elements must be at least 1024 (got \(elements))") }
+    }
+
+    func run() throws {
+        BLASThreads.count = 1
+        let copy = Benchmark.copyBandwidth()
+        let gradient = Philox(seed: 1, stream: 5).normalTensor(shape: [elements], standardDeviation: 1e-3)
+        var rows: [Row] = []
+        let key = CompressionKey(rank: 0, step: 0, tensor: 0)
+
+        func bound(_ count: Int) -> Double { Double(4 * count) / (copy * 1e9) }
+
+        func measure(_ c: some Compressor, on t: Tensor, peer: (Double, Double?)? = nil, goal: Double? = nil) throws {
+            var message: [UInt8] = []
+            let encode = try t.withUnsafeBufferPointer { v in
+                try Benchmark.medianSeconds(repeats: repeats) { message = try c.encode(v, shape: t.shape, key: key) }
+            }
+            var out = [Float](repeating: 0, count: t.count)
+            let decode = try message.withUnsafeBytes { m in
+                try out.withUnsafeMutableBufferPointer { o in
+                    try Benchmark.medianSeconds(repeats: repeats) {
+                        try c.decode(m, shape: t.shape, key: key, weight: 1, accumulatingInto: o)
+                    }
+                }
+            }
+            let b = bound(t.count)
+            rows.append(Row(method: c.name, shape: t.shape, encodeMs: encode * 1e3, decodeMs: decode * 1e3,
+                            messageBytes: message.count, bitsPerElement: Double(8 * message.count) / Double(t.count),
+                            encodeRatioToBound: encode / b, decodeRatioToBound: decode / b,
+                            peerEncodeMs: peer?.0, peerDecodeMs: peer?.1, goalEncodeMs: goal))
+        }
+
+        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .l2, format: .elias), on: gradient, peer: (287, 56), goal: 15)
+        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .l2, format: .fixedWidth), on: gradient, peer: (287, 56))
+        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .max, format: .elias), on: gradient)
+        try measure(QSGD(levels: 1, bucketSize: 512, scaling: .l2, format: .elias), on: gradient)
+        try measure(TernGrad(clip: 2.5), on: gradient)
+        try measure(SignCompressor(scaling: .none), on: gradient)
+        try measure(SignCompressor(scaling: .meanMagnitude), on: gradient, peer: (34, nil), goal: 5)
+        try measure(TopK(ratio: 0.01, selection: .exact), on: gradient, peer: (196, nil), goal: 20)
+        try measure(TopK(ratio: 0.01, selection: .sampled), on: gradient, peer: (196, nil), goal: 20)
+        try measure(TopK(ratio: 0.001, selection: .sampled), on: gradient)
+        try measure(OneBitSGD(), on: (try? gradient.reshaped(to: [elements / 6, 6])) ?? gradient)
+        try measure(HalfPrecisionCompressor(.fp16), on: gradient, peer: (1.8, nil), goal: 3)
+        try measure(HalfPrecisionCompressor(.bf16), on: gradient)
+
+        // Random-K is linear: its "message" is k fp32 coefficients for the all-reduce.
+        let randomK = try RandomK(ratio: 0.01)
+        var coefficients = [Float](repeating: 0, count: randomK.coefficientCount(shape: gradient.shape))
+        var out = [Float](repeating: 0, count: elements)
+        let rkEncode = try gradient.withUnsafeBufferPointer { v in try coefficients.withUnsafeMutableBufferPointer { c in
+            try Benchmark.medianSeconds(repeats: repeats) { try randomK.encode(v, shape: gradient.shape, key: key, into: c) } } }
+        let rkDecode = coefficients.withUnsafeBufferPointer { c in out.withUnsafeMutableBufferPointer { o in
+            Benchmark.medianSeconds(repeats: repeats) { randomK.decode(c, shape: gradient.shape, key: key, into: o) } } }
+        rows.append(Row(method: randomK.name, shape: gradient.shape, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
+                        messageBytes: 4 * coefficients.count, bitsPerElement: Double(32 * coefficients.count) / Double(elements),
+                        encodeRatioToBound: rkEncode / bound(elements), decodeRatioToBound: rkDecode / bound(elements)))
+
+        // ATOMO needs a full SVD per matrix; it is measured on one ResNet-18 layer (conv 256→256 3×3).
+        let layer = Philox(seed: 2).normalTensor(shape: [256, 256, 3, 3], standardDeviation: 1e-3)
+        try measure(ATOMO(budget: 4), on: layer)
+
+        let report = Report(elements: elements, threads: 1, copyBandwidthGBs: copy, oneReadBoundMs: bound(elements) * 1e3,
+                            methods: rows,
+                            notes: "times are medians of \(repeats) runs on one thread; the bound is 4·n bytes at the copy "
+                                 + "bandwidth (read + write bytes per second of a 64 MB copy, measured in this run); decode "
+                                 + "adds into a float buffer; peer = PyTorch GRACE-style, 1 thread, from the issue; "
+                                 + "ATOMO is timed on one 256×2304 layer, not on the whole gradient")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    }
+}

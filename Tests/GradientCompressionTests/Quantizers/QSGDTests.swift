@@ -1,0 +1,100 @@
+import Testing
+import LinearAlgebra
+@testable import GradientCompression
+
+@Suite struct QSGDTests {
+    static let configurations: [(Int, Int, QSGD.Scaling, QSGD.Format)] = [
+        (1, 16, .l2, .elias), (4, 32, .l2, .fixedWidth), (64, 512, .l2, .elias), (7, 10, .max, .fixedWidth), (3, 8, .max, .elias),
+    ]
+
+    @Test func isUnbiased() throws {
+        // 5-standard-error bound per coordinate (QuantizerTestSupport), 4000 encodings, fixed seeds.
+        let t = gaussian([50], seed: 1)
+        for (s, d, scaling, format) in QSGDTests.configurations {
+            let q = try QSGD(levels: s, bucketSize: d, scaling: scaling, format: format, seed: 5)
+            let trials = 4000
+            let m = try decodedMoments(trials, t) { try q.decode(try q.encode(t, key: .init(rank: 0, step: $0, tensor: 0)), shape: t.shape, key: .init(rank: 0, step: $0, tensor: 0)) }
+            #expect(unbiasednessViolations(t, mean: m.mean, variance: m.variance, trials: trials).isEmpty, "\(q.name)")
+        }
+    }
+
+    @Test func varianceIsWithinTheBucketBound() throws {
+        // E‖Q(v) − v‖² ≤ min(d/s², √d/s)·‖v‖² for L2 scaling (§3.1), per bucket; measured over 2000
+        // draws and allowed 10% of sampling slack (the bound is usually far from tight).
+        let t = gaussian([256], seed: 2)
+        for (s, d) in [(1, 64), (2, 16), (8, 256), (16, 4)] {
+            let q = try QSGD(levels: s, bucketSize: d, scaling: .l2, format: .fixedWidth, seed: 9)
+            let trials = 2000
+            var errors = [Double](repeating: 0, count: 256 / d)
+            for trial in 0..<trials {
+                let key = CompressionKey(rank: 0, step: trial, tensor: 0)
+                let decoded = try q.decode(try q.encode(t, key: key), shape: t.shape, key: key)
+                for i in 0..<256 { let e = Double(decoded.scalars[i] - t.scalars[i]); errors[i / d] += e * e / Double(trials) }
+            }
+            for b in errors.indices {
+                let normSquared = t.scalars[b * d ..< (b + 1) * d].reduce(0.0) { $0 + Double($1) * Double($1) }
+                let bound = min(Double(d) / Double(s * s), Double(d).squareRoot() / Double(s)) * normSquared
+                #expect(errors[b] <= 1.1 * bound, "s=\(s) d=\(d) bucket \(b): \(errors[b]) > \(bound)")
+            }
+        }
+    }
+
+    @Test func fixedWidthMessagesHaveTheFormulaSizeAndBothFormatsDecodeTheSameLevels() throws {
+        for shape in [[1], [7], [64, 9], [1000], [3, 5, 7]] {
+            let t = gaussian(shape, seed: 4)
+            for (s, d) in [(1, 512), (64, 512), (127, 100), (255, 3)] {
+                let fixed = try QSGD(levels: s, bucketSize: d, format: .fixedWidth, seed: 1)
+                let elias = try QSGD(levels: s, bucketSize: d, format: .elias, seed: 1)
+                let n = t.count
+                var levelBits = 0
+                while (1 << levelBits) < s + 1 { levelBits += 1 }  // ⌈log₂(s+1)⌉
+                let bits: Int = 32 * ((n + d - 1) / d) + n * (1 + levelBits)
+                let a = try roundTrip(fixed, t), b = try roundTrip(elias, t)
+                #expect(a.bytes.count == (bits + 7) / 8)
+                #expect(fixed.fixedMessageBytes(shape: shape) == a.bytes.count)
+                // Same seed and key, same draws: the two formats carry the same levels.
+                #expect(a.decoded == b.decoded)
+                // Every decoded value is sign(v)·scale·ℓ/s with ℓ ∈ {⌊a⌋, ⌊a⌋+1}: at most one level from v.
+                for i in 0..<n {
+                    let b0 = (i / d) * d, slice = t.scalars[b0 ..< min(n, b0 + d)]
+                    let norm: Float = slice.reduce(Float(0)) { $0 + $1 * $1 }.squareRoot()
+                    #expect(abs(a.decoded.scalars[i] - t.scalars[i]) <= norm / Float(s) * 1.0001)
+                }
+            }
+        }
+    }
+
+    @Test func eliasStreamIsSmallerThanFixedWidthWhenSparse() throws {
+        // s = 1, d = n: E‖Q‖₀ ≤ s(s + √n) ≈ 33 nonzeros of 1024 (§3.1), so the stream is far below 2 bits/element.
+        let t = gaussian([1024], seed: 6)
+        let q = try QSGD(levels: 1, bucketSize: 1024, format: .elias)
+        let bytes = try q.encode(t, key: .init(rank: 0, step: 0, tensor: 0))
+        #expect(bytes.count * 8 < 1024 / 2)
+    }
+
+    @Test func zeroNaNAndInfFollowThePolicy() throws {
+        for format in [QSGD.Format.elias, .fixedWidth] {
+            let q = try QSGD(levels: 8, bucketSize: 4, format: format)
+            let zero = Tensor(shape: [10])
+            #expect(try roundTrip(q, zero).decoded == zero)
+            var partly = gaussian([12], seed: 1)
+            for i in 4..<8 { partly.scalars[i] = 0 }
+            #expect(try roundTrip(q, partly).decoded.scalars[4..<8].allSatisfy { $0 == 0 })
+            for bad in [Float.nan, .infinity, -.infinity] {
+                var t = gaussian([9], seed: 2)
+                t.scalars[5] = bad
+                #expect(throws: CompressorError.self) { _ = try q.encode(t, key: .init(rank: 0, step: 0, tensor: 0)) }
+            }
+        }
+        #expect(throws: GradientCompressionError.self) { _ = try QSGD(levels: 0) }
+        #expect(throws: GradientCompressionError.self) { _ = try QSGD(levels: 4, bucketSize: 0) }
+    }
+
+    @Test func sameKeySameBitsAndDifferentWorkersDrawDifferently() throws {
+        let t = gaussian([300], seed: 8)
+        let q = try QSGD(levels: 4, bucketSize: 64, seed: 3)
+        let a = try q.encode(t, key: .init(rank: 1, step: 2, tensor: 3))
+        #expect(a == (try q.encode(t, key: .init(rank: 1, step: 2, tensor: 3))))
+        #expect(a != (try q.encode(t, key: .init(rank: 2, step: 2, tensor: 3))))
+    }
+}

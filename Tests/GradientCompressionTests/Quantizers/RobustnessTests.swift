@@ -1,0 +1,82 @@
+import Testing
+import LinearAlgebra
+@testable import GradientCompression
+
+/// Every decoder, fed 10,000 randomly mutated, truncated and extended messages, either throws
+/// `GradientCompressionError.corruptMessage` or decodes finite values; it never traps (a trap
+/// would kill the test process) and never reads out of bounds (run the suite with
+/// `--sanitize=address` to check the latter: see docs/compressors.md).
+@Suite struct RobustnessTests {
+    static func compressors() throws -> [any Compressor] {
+        [
+            try QSGD(levels: 64, bucketSize: 32, format: .elias),
+            try QSGD(levels: 5, bucketSize: 16, scaling: .max, format: .fixedWidth),
+            try TopK(ratio: 0.1),
+            SignCompressor(scaling: .none),
+            SignCompressor(scaling: .meanMagnitude),
+            HalfPrecisionCompressor(.fp16),
+            HalfPrecisionCompressor(.bf16),
+        ] + extraCompressors()
+    }
+
+    @Test(arguments: 0..<7 + extraCompressorCount)
+    func decoderSurvivesMutatedMessages(index: Int) throws {
+        let c = try RobustnessTests.compressors()[index]
+        try check(c)
+    }
+
+    func check(_ c: some Compressor) throws {
+        let t = gaussian([12, 10], seed: 3)
+        let key = CompressionKey(rank: 0, step: 0, tensor: 0)
+        let message = try c.encode(t, key: key)
+        var thrown = 0, decoded = 0
+        for m in mutations(of: message, count: 10_000, seed: 17) {
+            do {
+                let d = try c.decode(m, shape: t.shape, key: key)
+                let finite = d.scalars.allSatisfy(\.isFinite)
+                #expect(finite, "\(c.name) decoded a non-finite value")
+                decoded += 1
+            } catch is GradientCompressionError {
+                thrown += 1
+            }
+        }
+        #expect(thrown + decoded == 10_000)
+        #expect(thrown > 0, "\(c.name): no mutation was detected at all")
+    }
+}
+
+/// The input policy of docs/compressors.md, for every compressor: NaN or ±Inf anywhere in the
+/// input throws `CompressorError.nonFiniteInput`; an all-zero tensor decodes to zeros (the plain
+/// sign, whose zero rule sends +1, decodes to +1).
+@Suite struct InputPolicyTests {
+    @Test(arguments: 0..<7 + extraCompressorCount)
+    func nonFiniteInputThrowsAndZeroDecodesToZero(index: Int) throws {
+        let c = try RobustnessTests.compressors()[index]
+        try check(c)
+    }
+
+    func check(_ c: some Compressor) throws {
+        let key = CompressionKey(rank: 0, step: 0, tensor: 0)
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for position in [0, 57, 119] {
+                var t = gaussian([12, 10], seed: 1)
+                t.scalars[position] = bad
+                #expect(throws: CompressorError.self, "\(c.name) accepted \(bad) at \(position)") { _ = try c.encode(t, key: key) }
+            }
+        }
+        let zero = Tensor(shape: [12, 10])
+        let decoded = try c.decode(try c.encode(zero, key: key), shape: zero.shape, key: key)
+        let expected: Float = (c as? SignCompressor)?.scaling == SignCompressor.Scaling.none ? 1 : 0
+        #expect(decoded.scalars.allSatisfy { $0 == expected }, "\(c.name)")
+    }
+
+    @Test func randomKChecksTheValuesItSends() throws {
+        let c = try RandomK(ratio: 1)
+        var t = gaussian([10], seed: 1)
+        t.scalars[4] = .nan
+        var out = [Float](repeating: 0, count: 10)
+        #expect(throws: CompressorError.self) {
+            try t.withUnsafeBufferPointer { v in try out.withUnsafeMutableBufferPointer { try c.encode(v, shape: [10], key: .init(rank: 0, step: 0, tensor: 0), into: $0) } }
+        }
+    }
+}

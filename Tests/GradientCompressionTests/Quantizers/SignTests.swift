@@ -1,0 +1,32 @@
+import Testing
+import LinearAlgebra
+@testable import GradientCompression
+
+@Suite struct SignTests {
+    @Test func signBitsRoundTripWithTheZeroRuleAndFormulaSize() throws {
+        for n in [1, 7, 8, 63, 64, 65, 1000] {
+            var t = gaussian([n], seed: UInt64(n))
+            t.scalars[0] = 0
+            if n > 1 { t.scalars[1] = -0.0 }
+            let c = SignCompressor(scaling: .none)
+            let (bytes, decoded) = try roundTrip(c, t)
+            #expect(bytes.count == (n + 7) / 8)
+            for i in 0..<n { #expect(decoded.scalars[i] == (t.scalars[i] < 0 ? -1 : 1)) }
+        }
+    }
+
+    @Test func scaledSignDecodesToTheMeanMagnitudeTimesTheSign() throws {
+        let t = gaussian([3, 50], seed: 5)
+        let c = SignCompressor(scaling: .meanMagnitude)
+        let (bytes, decoded) = try roundTrip(c, t)
+        #expect(bytes.count == 4 + (150 + 7) / 8)  // §10: n + 32 bits per tensor
+        let scale = t.scalars.reduce(0.0) { $0 + Double(abs($1)) } / 150
+        for i in 0..<150 {
+            #expect(abs(Double(decoded.scalars[i]) - (t.scalars[i] < 0 ? -scale : scale)) <= 1e-6 * scale)
+        }
+        #expect(try roundTrip(c, Tensor(shape: [9])).decoded == Tensor(shape: [9]))
+        var bad = t
+        bad.scalars[77] = .infinity
+        #expect(throws: CompressorError.self) { _ = try c.encode(bad, key: .init(rank: 0, step: 0, tensor: 0)) }
+    }
+}
