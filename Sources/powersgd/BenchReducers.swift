@@ -23,7 +23,7 @@ struct BenchReducers: ParsableCommand {
     var steps = 10
 
     @Option(help: "Comma-separated reducer specifications (default: the family's benchmark set).")
-    var reducers = "sgd,powersgd:rank=1,powersgd:rank=2,powersgd:rank=4,svd:rank=2,powersgd+:rank=2,period=10,lqsgd:rank=2,bits=8"
+    var reducers = "sgd,powersgd:rank=1,powersgd:rank=2,powersgd:rank=4,svd:rank=2,powersgd+:rank=2,period=5,lqsgd:rank=2,bits=8"
 
     @Flag(help: "Print JSON (the output is always JSON; accepted for symmetry).")
     var json = false
