@@ -15,15 +15,23 @@ public enum ReducerCatalog {
         Entry(name: "sgd", summary: "uncompressed fp32 all-reduce (the baseline)") { _, _ in UncompressedReducer() },
         Entry(name: "powersgd", summary: "rank-r power iteration with warm start and error feedback; "
               + "options rank, start-iteration, min-compression-rate, error-feedback, residual (local|global), warm-start, epsilon, seed") { o, seed in
-            try PowerSGD(options: PowerSGDOptions(
-                rank: try o.int("rank", default: 2, in: 1...1024),
-                startIteration: try o.int("start-iteration", default: 0, in: 0...Int.max),
-                minCompressionRate: try o.double("min-compression-rate", default: 2, in: 1e-9...1e9),
-                errorFeedback: try o.bool("error-feedback", default: true),
-                errorFeedbackResidual: ErrorFeedbackResidual(rawValue: try o.choice("residual", default: "local", among: ["local", "global"]))!,
-                warmStart: try o.bool("warm-start", default: true),
-                orthogonalizationEpsilon: Float(try o.double("epsilon", default: 0, in: 0...1)),
-                seed: UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))))
+            try PowerSGD(powerSGDOptions(&o, seed: seed))
+        },
+        Entry(name: "powersgd+", summary: "PowerSGD with an exact-SVD subspace refresh every `period` steps (our §2 design); "
+              + "PowerSGD's options plus period (default 100)") { o, seed in
+            var options = try powerSGDOptions(&o, seed: seed)
+            options.subspaceRefreshPeriod = try o.int("period", default: 100, in: 1...Int.max)
+            return try PowerSGD(options)
+        },
+        Entry(name: "svd", summary: "exact rank-r SVD per worker, factors all-gathered; options rank, min-compression-rate, error-feedback") { o, _ in
+            try ExactSVDReducer(rank: try o.int("rank", default: 2, in: 1...4096),
+                                minCompressionRate: try o.double("min-compression-rate", default: 2, in: 1e-9...1e9),
+                                errorFeedback: try o.bool("error-feedback", default: true))
+        },
+        Entry(name: "lqsgd", summary: "PowerSGD with b-bit log-quantized factors (all-gathered); options rank, bits (2-8), alpha, seed") { o, seed in
+            try LQSGD(rank: try o.int("rank", default: 2, in: 1...4096), bits: try o.int("bits", default: 8, in: 2...8),
+                      alpha: Float(try o.double("alpha", default: 10, in: 1e-6...1e9)),
+                      seed: UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max)))
         },
     ]
 
@@ -38,4 +46,19 @@ public enum ReducerCatalog {
         try reader.finish()
         return reducer
     }
+}
+
+/// PowerSGD's options from a specification (shared by `powersgd` and `powersgd+`).
+private func powerSGDOptions(_ o: inout ReducerOptionReader, seed: UInt64) throws -> PowerSGD.Options {
+    var options = PowerSGD.Options()
+    options.rank = try o.int("rank", default: 2, in: 1...1024)
+    options.startIteration = try o.int("start-iteration", default: 0, in: 0...Int.max)
+    options.minCompressionRate = try o.double("min-compression-rate", default: 2, in: 1e-9...1e9)
+    let feedback = try o.bool("error-feedback", default: true)
+    let residual = try o.choice("residual", default: "local", among: ["local", "global"])
+    options.errorFeedback = !feedback ? .off : (residual == "local" ? .local : .global)
+    options.warmStart = try o.bool("warm-start", default: true)
+    options.orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
+    options.seed = UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))
+    return options
 }

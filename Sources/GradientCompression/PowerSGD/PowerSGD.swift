@@ -1,285 +1,319 @@
 import Collectives
 import LinearAlgebra
 
-/// PowerSGD (Vogels, Karimireddy and Jaggi, NeurIPS 2019): rank-r compression of every gradient
-/// matrix by one step of power iteration, warm-started from the previous step, with error
-/// feedback, aggregated by all-reduce. ALGORITHMS.md §1.
+/// PowerSGD (Vogels, Karimireddy, Jaggi, NeurIPS 2019): rank-r compression of every gradient
+/// matrix by one warm-started power-iteration step, with error feedback (ALGORITHMS.md §1).
 ///
-/// Per compressed matrix M (this worker's gradient plus its error, viewed as
-/// `shape[0] × rest`), with Q (m×r) shared by all workers:
-/// 1. P_w = M_w·Q                    — all P's of the step packed in one buffer
-/// 2. P = Σ_w P_w                    — all-reduce (sum; the scale is removed by step 3)
+/// One compressed step, per matrix M_w = G_w + E_w (n×m) of worker w, in the paper's order:
+/// 1. P_w = M_w·Q                         (fused with E ← G + E; Q shared by all workers)
+/// 2. P = Σ_w P_w                         (one all-reduce for all matrices; scale irrelevant)
 /// 3. P̂ = orthonormalize(P)
 /// 4. Q_w = M_wᵀ·P̂
-/// 5. (local error feedback) e_w = M_w − P̂·Q_wᵀ   — what this worker's input lost
-/// 6. Q = (1/W) Σ_w Q_w              — all-reduce (mean), kept for the next step's warm start
-/// 7. Δ' = P̂·Qᵀ = P̂ P̂ᵀ M̄             — the projection of the *average* onto span(P̂)
-/// Tensors too small to gain (see `PowerSGDOptions.minCompressionRate`), 1-D ones included, are
-/// averaged by one uncompressed all-reduce. Three collectives per step in all.
+/// 5. Q̄ = (1/W) Σ_w Q_w                   (one all-reduce for all matrices)
+/// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ (fused, one pass)
+/// 7. keep Q̄ for the next step (warm start)
+/// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly in
+/// one more packed buffer; their error memory is 0. So a step is 3 collectives.
 ///
-/// Because Δ' is linear in the workers' inputs, averaging compressed pieces equals compressing
-/// the average: the paper's "linearity", tested in `PowerSGDTests`.
+/// With `subspaceRefreshPeriod > 0` this is PowerSGD+ as designed here (§2, see
+/// `Options.subspaceRefreshPeriod` and docs/powersgd.md).
+///
+/// Momentum, weight decay and the learning rate belong to the optimizer, applied after the
+/// reduce (Algorithm 2).
 public struct PowerSGD: GradientReducer {
-    public let options: PowerSGDOptions
-    public var name: String { "powersgd(rank=\(options.rank))" }
+    public let options: Options
 
-    /// One compressed matrix: where its factors live in the packed P and Q buffers.
-    struct Matrix {
-        var tensor: Int
-        var rows: Int
-        var columns: Int
-        var rank: Int
-        var pOffset: Int
-        var qOffset: Int
-    }
+    /// The layout of the gradient list, built on the first call.
+    var layout: MatrixLayout?
+    /// Calls to `reduce` so far (plain and compressed).
+    var step = 0
+    /// Whether `q` holds a warm-start Q (false until the first compressed step).
+    var hasWarmStart = false
+    /// All Q factors, packed (m×r each, row-major).
+    var q: [Float] = []
+    /// All error-feedback memories of compressed tensors, packed.
+    var error: [Float] = []
+    /// Whether the workers' shape lists were compared since this reducer was built or restored.
+    var agreementChecked = false
 
-    struct Plan {
-        var shapes: [[Int]]
-        var matrices: [Matrix]
-        var uncompressed: [Int]
-        var pCount: Int
-        var qCount: Int
-        var uncompressedCount: Int
-    }
+    // Scratch buffers, reused across steps (not state).
+    var p: [Float] = []
+    var localQ: [Float] = []
+    var uncompressed: [Float] = []
 
-    private var plan: Plan?
-    /// Calls to `reduce` so far (the step counter of the shared generator and of `startIteration`).
-    public private(set) var step = 0
-    /// The packed Q factors: after a compressed step, the group's mean Q (the warm start).
-    private var q: [Float] = []
-    private var qIsWarm = false
-    /// Error-feedback memory per compressed matrix (empty when error feedback is off).
-    private var errors: [[Float]] = []
-    private var p: [Float] = []
-    private var uncompressedBuffer: [Float] = []
-
-    public init(options: PowerSGDOptions = PowerSGDOptions()) throws {
+    public init(_ options: Options = Options()) throws {
         try options.validate()
         self.options = options
     }
 
-    // MARK: - Plan
-
-    static func makePlan(shapes: [[Int]], options: PowerSGDOptions) -> Plan {
-        var matrices: [Matrix] = []
-        var uncompressed: [Int] = []
-        var pCount = 0, qCount = 0, uncompressedCount = 0
-        for (index, shape) in shapes.enumerated() {
-            let count = Tensor.elementCount(shape)
-            let n = shape.first ?? 1
-            let m = n == 0 ? 0 : count / n
-            let r = min(options.rank, n, m)
-            if shape.count >= 2, r > 0, Double(n + m) * Double(r) * options.minCompressionRate < Double(n) * Double(m) {
-                matrices.append(Matrix(tensor: index, rows: n, columns: m, rank: r, pOffset: pCount, qOffset: qCount))
-                pCount += n * r
-                qCount += m * r
-            } else {
-                uncompressed.append(index)
-                uncompressedCount += count
-            }
-        }
-        return Plan(shapes: shapes, matrices: matrices, uncompressed: uncompressed, pCount: pCount, qCount: qCount,
-                    uncompressedCount: uncompressedCount)
+    public var name: String {
+        var parts = ["rank=\(options.rank)"]
+        if options.subspaceRefreshPeriod > 0 { parts.append("period=\(options.subspaceRefreshPeriod)") }
+        if options.errorFeedback != .local { parts.append("error-feedback=\(options.errorFeedback.rawValue)") }
+        if !options.warmStart { parts.append("warm-start=false") }
+        if options.startIteration > 0 { parts.append("start-iteration=\(options.startIteration)") }
+        return (options.subspaceRefreshPeriod > 0 ? "powersgd+" : "powersgd") + "(" + parts.joined(separator: ",") + ")"
     }
 
-    private mutating func install(_ newPlan: Plan) {
-        plan = newPlan
-        q = [Float](repeating: 0, count: newPlan.qCount)
-        p = [Float](repeating: 0, count: newPlan.pCount)
-        uncompressedBuffer = [Float](repeating: 0, count: newPlan.uncompressedCount)
-        errors = options.errorFeedback ? newPlan.matrices.map { [Float](repeating: 0, count: $0.rows * $0.columns) } : []
-        qIsWarm = false
+    /// The layout for this gradient list (for tests and reports: which tensors are compressed).
+    public func layout(for shapes: [[Int]]) -> MatrixLayout {
+        MatrixLayout(shapes: shapes, ranks: [options.rank], minCompressionRate: options.minCompressionRate)
     }
-
-    /// The first call builds the plan and checks that every worker has the same gradient shapes
-    /// (two all-reduces of a 5-float signature); later calls check the shapes locally, so a
-    /// worker whose list changes fails with an error naming the tensor, and the others get the
-    /// communicator's peer-failure error naming that worker — nobody hangs.
-    private mutating func preparePlan(for gradients: [Tensor], group: any Communicator) throws -> Plan {
-        let shapes = gradients.map(\.shape)
-        if let plan {
-            guard shapes.count == plan.shapes.count else {
-                throw GradientCompressionError.tensorCountMismatch(expected: plan.shapes.count, found: shapes.count)
-            }
-            for (index, shape) in shapes.enumerated() where shape != plan.shapes[index] {
-                throw GradientCompressionError.shapeMismatch(tensor: index, expected: plan.shapes[index], found: shape)
-            }
-            return plan
-        }
-        try ShapeSignature.agree(on: shapes, group: group)
-        install(Self.makePlan(shapes: shapes, options: options))
-        return self.plan!
-    }
-
-    // MARK: - Reduce
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)
-        let plan = try preparePlan(for: gradients, group: group)
+        try prepare(gradients, over: group)
+        let layout = self.layout!
         defer { step += 1 }
-        let totalCount = gradients.reduce(0) { $0 + $1.count }
-        if step < options.startIteration || plan.matrices.isEmpty {
-            var all = UncompressedReducer()
-            _ = try all.reduce(&gradients, over: group)
-            return meter.finish(uncompressedBytes: 4 * totalCount, relativeError: 0)
+        if step < options.startIteration {
+            try allReduceEverything(&gradients, layout: layout, over: group)
+            return meter.finish(uncompressedBytes: 4 * layout.totalCount, relativeError: 0)
         }
-        // Work on local arrays (moved out of self, no copy) so the kernels below can hold
-        // pointers into several of them at once.
-        var p = self.p, q = self.q, errors = self.errors, uncompressed = self.uncompressedBuffer
-        self.p = []; self.q = []; self.errors = []; self.uncompressedBuffer = []
-        defer { self.p = p; self.q = q; self.errors = errors; self.uncompressedBuffer = uncompressed }
-        let errorFeedback = options.errorFeedback, local = options.errorFeedbackResidual == .local
+        let compressedStep = step - options.startIteration
+        let relativeError: Double
+        if options.subspaceRefreshPeriod > 0, compressedStep % options.subspaceRefreshPeriod == 0 {
+            relativeError = try refreshStep(&gradients, layout: layout, over: group)
+        } else {
+            relativeError = try powerStep(&gradients, layout: layout, over: group)
+            if options.warmStart { reviveZeroColumns(layout: layout) }
+        }
+        return meter.finish(uncompressedBytes: 4 * layout.totalCount, relativeError: relativeError)
+    }
 
-        pack(plan.uncompressed, of: gradients, into: &uncompressed)
+    /// Builds the layout and buffers on the first call (after checking that every worker has
+    /// the same shapes), and validates the gradient list against it on every call.
+    mutating func prepare(_ gradients: [Tensor], over group: any Communicator) throws {
+        if layout == nil { layout = self.layout(for: gradients.map(\.shape)) }
+        if !agreementChecked {
+            try MatrixLayout.checkAgreement(gradients.map(\.shape), over: group)
+            agreementChecked = true
+        }
+        let layout = self.layout!
+        try layout.validate(gradients)
+        if q.count != layout.qCount { q = [Float](repeating: 0, count: layout.qCount) }
+        if options.errorFeedback != .off, error.count != layout.compressedCount {
+            error = [Float](repeating: 0, count: layout.compressedCount)
+        }
+        if p.count != layout.pCount { p = [Float](repeating: 0, count: layout.pCount) }
+        if uncompressed.count != layout.uncompressedCount { uncompressed = [Float](repeating: 0, count: layout.uncompressedCount) }
+        if options.errorFeedback == .local, localQ.count != layout.qCount { localQ = [Float](repeating: 0, count: layout.qCount) }
+    }
 
-        // 1. M = g + e (into the error buffer), and P_w = M·Q.
-        var inputSquares: Float = 0
-        for (k, matrix) in plan.matrices.enumerated() {
-            if !options.warmStart || !qIsWarm {
-                let generator = Philox(seed: options.seed, stream: Philox.stream(UInt64(step), UInt64(matrix.tensor)))
-                q.withUnsafeMutableBufferPointer { buffer in
-                    generator.fillNormal(UnsafeMutableBufferPointer(
-                        rebasing: buffer[matrix.qOffset ..< matrix.qOffset + matrix.columns * matrix.rank]))
-                }
-            }
-            if errorFeedback {
-                inputSquares += gradients[matrix.tensor].withUnsafeBufferPointer { g in
-                    errors[k].withUnsafeMutableBufferPointer { e in ErrorFeedbackKernels.accumulate(g, into: e) }
-                }
-            }
-            let input = errorFeedback ? errors[k] : gradients[matrix.tensor].scalars
-            input.withUnsafeBufferPointer { m in q.withUnsafeBufferPointer { qb in p.withUnsafeMutableBufferPointer { pb in
-                TallSkinny.multiply(m.baseAddress!, rows: matrix.rows, columns: matrix.columns, by: qb.baseAddress! + matrix.qOffset,
-                                    rank: matrix.rank, into: pb.baseAddress! + matrix.pOffset)
-            } } }
-        }
-        // 2. P = Σ_w P_w.
-        try p.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .sum) }
-        // 3. P̂ = orthonormalize(P), per matrix.
-        try p.withUnsafeMutableBufferPointer { buffer in
-            for matrix in plan.matrices {
-                try Orthonormalization.preferred(rank: matrix.rank).apply(
-                    buffer.baseAddress! + matrix.pOffset, rows: matrix.rows, columns: matrix.rank,
-                    epsilon: options.orthogonalizationEpsilon)
+    /// Draws Q_i for every compressed tensor from the shared generator, keyed by (seed, step, i).
+    mutating func drawQ(layout: MatrixLayout) {
+        let step = UInt64(self.step), seed = options.seed
+        q.withUnsafeMutableBufferPointer { buffer in
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                let part = UnsafeMutableBufferPointer(rebasing: buffer[entry.qOffset ..< entry.qOffset + entry.columns * entry.rank])
+                Philox(seed: seed, stream: Philox.stream(step, UInt64(index))).fillNormal(part)
             }
         }
-        // 4. Q_w = Mᵀ·P̂, and 5. (local residual) e = M − P̂·Q_wᵀ, before the factors are averaged.
-        var residualSquares: Float = 0
-        for (k, matrix) in plan.matrices.enumerated() {
-            let input = errorFeedback ? errors[k] : gradients[matrix.tensor].scalars
-            input.withUnsafeBufferPointer { m in p.withUnsafeBufferPointer { pb in q.withUnsafeMutableBufferPointer { qb in
-                TallSkinny.multiplyTransposed(m.baseAddress!, rows: matrix.rows, columns: matrix.columns,
-                                              by: pb.baseAddress! + matrix.pOffset, rank: matrix.rank,
-                                              into: qb.baseAddress! + matrix.qOffset)
-            } } }
-            if errorFeedback && local {
-                residualSquares += errors[k].withUnsafeMutableBufferPointer { e in
-                    Self.outerProduct(matrix, p: p, q: q, into: e.baseAddress!, subtract: true)
-                    return Vector.sumOfSquares(UnsafeBufferPointer(e))
-                }
-            }
-        }
-        // 6. Q = mean_w Q_w (the next step's warm start), and the uncompressed tensors' mean.
-        try q.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
-        qIsWarm = true
-        try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
+        hasWarmStart = true
+    }
 
-        // 7. Δ' = P̂·Qᵀ into the gradients; (global residual) e = M − Δ'.
-        for (k, matrix) in plan.matrices.enumerated() {
-            gradients[matrix.tensor].withUnsafeMutableBufferPointer { out in
-                Self.outerProduct(matrix, p: p, q: q, into: out.baseAddress!, subtract: false)
-            }
-            if errorFeedback && !local {
-                residualSquares += gradients[matrix.tensor].withUnsafeBufferPointer { out in
-                    errors[k].withUnsafeMutableBufferPointer { e in
-                        Vector.axpy(-1, out, e)
-                        return Vector.sumOfSquares(UnsafeBufferPointer(e))
+    /// A zero column of the warm-start Q (a zero gradient — a frozen layer — or a gradient of
+    /// rank below r makes P̂ and then Q̄ have zero columns) would stay zero forever, since
+    /// M·0 = 0: the approximation would lose that rank for good. Such columns are redrawn from
+    /// the shared generator, keyed by (seed, step, tensor, column); Q̄ is identical on every
+    /// worker, so every worker redraws the same columns with the same values.
+    mutating func reviveZeroColumns(layout: MatrixLayout) {
+        let step = UInt64(self.step), seed = options.seed
+        q.withUnsafeMutableBufferPointer { qb in
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                let (m, r) = (entry.columns, entry.rank)
+                let block = qb.baseAddress! + entry.qOffset
+                for k in 0..<r {
+                    var zero = true
+                    for j in 0..<m where block[j &* r &+ k] != 0 { zero = false; break }
+                    guard zero else { continue }
+                    var column = [Float](repeating: 0, count: m)
+                    column.withUnsafeMutableBufferPointer {
+                        Philox(seed: seed, stream: Philox.stream(step, UInt64(index), UInt64(k) &+ 1)).fillNormal($0)
                     }
+                    for j in 0..<m { block[j &* r &+ k] = column[j] }
                 }
             }
         }
-        unpack(plan.uncompressed, from: uncompressed, into: &gradients)
-        let relativeError: Double? = errorFeedback && inputSquares > 0 ? Double((residualSquares / inputSquares).squareRoot()) : nil
-        return meter.finish(uncompressedBytes: 4 * totalCount, relativeError: relativeError)
     }
 
-    /// out ← P̂·Qᵀ, or out ← out − P̂·Qᵀ (a rank-r product through BLAS, writing out once).
-    static func outerProduct(_ matrix: Matrix, p: [Float], q: [Float], into out: UnsafeMutablePointer<Float>, subtract: Bool) {
-        p.withUnsafeBufferPointer { pb in
-            q.withUnsafeBufferPointer { qb in
-                sgemm(.none, .transposed, m: matrix.rows, n: matrix.columns, k: matrix.rank, alpha: subtract ? -1 : 1,
-                      a: pb.baseAddress! + matrix.pOffset, lda: matrix.rank, b: qb.baseAddress! + matrix.qOffset, ldb: matrix.rank,
-                      beta: subtract ? 1 : 0, c: out, ldc: matrix.columns)
+    /// Steps 1–7 of the type's documentation. Returns ‖residual‖/‖M‖ over compressed tensors.
+    mutating func powerStep(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws -> Double {
+        if !options.warmStart || !hasWarmStart { drawQ(layout: layout) }
+        let feedback = options.errorFeedback
+        let method = options.orthonormalization ?? .preferred(rank: options.rank)
+        let epsilon = options.orthogonalizationEpsilon
+        // Move the buffers out of `self` so closures can hold their pointers without
+        // overlapping access to `self`; they are moved back at the end (no copies).
+        var q = take(&self.q), p = take(&self.p), error = take(&self.error)
+        var localQ = take(&self.localQ), uncompressed = take(&self.uncompressed)
+        defer { self.q = q; self.p = p; self.error = error; self.localQ = localQ; self.uncompressed = uncompressed }
+        let maxThin = layout.entries.map { $0.rank * $0.columns }.max() ?? 0
+        var qtMean = [Float](repeating: 0, count: maxThin), qtLocal = [Float](repeating: 0, count: maxThin)
+        var norms = LowRankKernels.Norms()
+
+        try q.withUnsafeMutableBufferPointer { qb in
+        try p.withUnsafeMutableBufferPointer { pb in
+        try error.withUnsafeMutableBufferPointer { eb in
+        try localQ.withUnsafeMutableBufferPointer { lqb in
+        try qtMean.withUnsafeMutableBufferPointer { qtm in
+        try qtLocal.withUnsafeMutableBufferPointer { qtl in
+            // 1. Pack the uncompressed tensors; P_w = (G + E)·Q, storing M = G + E in E.
+            pack(gradients, layout: layout, into: &uncompressed)
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+                LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
+                gradients[index].withUnsafeBufferPointer { g in
+                    LowRankKernels.project(gradient: g.baseAddress!, error: feedback == .off ? nil : eb.baseAddress! + entry.errorOffset,
+                                           rows: n, columns: m, qt: qtm.baseAddress!, rank: r, into: pb.baseAddress! + entry.pOffset)
+                }
+            }
+            // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
+            try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
+            try group.allReduce(pb, operation: .sum)
+            // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+                let pHat = pb.baseAddress! + entry.pOffset
+                try method.apply(pHat, rows: n, columns: r, epsilon: epsilon)
+                let qOut = qb.baseAddress! + entry.qOffset
+                if feedback == .off {
+                    gradients[index].withUnsafeBufferPointer {
+                        TallSkinny.multiplyTransposed($0.baseAddress!, rows: n, columns: m, by: pHat, rank: r, into: qOut)
+                    }
+                } else {
+                    TallSkinny.multiplyTransposed(eb.baseAddress! + entry.errorOffset, rows: n, columns: m, by: pHat, rank: r, into: qOut)
+                }
+            }
+            // 5. Keep the local Q_w (variant B needs it), then Q̄ = mean over workers.
+            if feedback == .local { lqb.baseAddress!.update(from: qb.baseAddress!, count: qb.count) }
+            try group.allReduce(qb, operation: .mean)
+            // 6. G ← P̂Q̄ᵀ and E ← M − P̂Q_wᵀ (or M − P̂Q̄ᵀ), one pass per matrix.
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+                LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
+                if feedback == .local {
+                    LowRankKernels.transpose(lqb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtl.baseAddress!)
+                }
+                let pHat = UnsafePointer(pb.baseAddress! + entry.pOffset)
+                gradients[index].withUnsafeMutableBufferPointer { g in
+                    let e = feedback == .off ? nil : eb.baseAddress! + entry.errorOffset
+                    let result = LowRankKernels.reconstruct(
+                        input: UnsafePointer(e ?? g.baseAddress!), rows: n, columns: m, pHat: pHat, rank: r,
+                        meanQt: qtm.baseAddress!, localQt: feedback == .local ? UnsafePointer(qtl.baseAddress!) : nil,
+                        output: g.baseAddress!, error: e)
+                    norms.input += result.input
+                    norms.residual += result.residual
+                }
+            }
+            unpack(uncompressed, layout: layout, into: &gradients)
+        } } } } } }
+        // 7. Q̄ stays in `q` as the next step's warm start (`reduce` revives its zero columns).
+        return norms.input > 0 ? (norms.residual / norms.input).squareRoot() : 0
+    }
+
+    /// Plain fp32 all-reduce (mean) of every tensor, in one packed buffer (before `startIteration`).
+    func allReduceEverything(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws {
+        var buffer = [Float](repeating: 0, count: layout.totalCount)
+        buffer.withUnsafeMutableBufferPointer { b in
+            var offset = 0
+            for tensor in gradients {
+                tensor.withUnsafeBufferPointer { t in
+                    if let base = t.baseAddress { (b.baseAddress! + offset).update(from: base, count: t.count) }
+                }
+                offset += tensor.count
+            }
+        }
+        try buffer.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
+        buffer.withUnsafeBufferPointer { b in
+            var offset = 0
+            for index in gradients.indices {
+                let count = gradients[index].count
+                gradients[index].withUnsafeMutableBufferPointer { t in
+                    if let base = t.baseAddress { base.update(from: b.baseAddress! + offset, count: count) }
+                }
+                offset += count
             }
         }
     }
-
-    // MARK: - Checkpoint
 
     public func saveState(to archive: inout StateWriter) {
         archive.write("powersgd")
+        archive.write(name)
         archive.write(step)
-        archive.write(plan != nil)
-        guard let plan else { return }
-        archive.write(plan.shapes.count)
-        for shape in plan.shapes { archive.write(shape.count); for extent in shape { archive.write(extent) } }
-        archive.write(qIsWarm)
+        archive.write(hasWarmStart)
+        archive.write(layout != nil)
+        if let layout {
+            archive.write(layout.entries.count)
+            for shape in layout.shapes {
+                archive.write(shape.count)
+                for extent in shape { archive.write(extent) }
+            }
+        }
         archive.write(q)
-        archive.write(errors.count)
-        for e in errors { archive.write(e) }
+        archive.write(error)
     }
 
     public mutating func restoreState(from archive: inout StateReader) throws {
         try archive.expect("powersgd")
-        step = try archive.readInt()
-        guard try archive.readBool() else { plan = nil; return }
-        let count = try archive.readInt()
-        guard (0...1_000_000).contains(count) else { throw StateArchiveError.unexpectedValue(expected: "tensor count", offset: archive.offset) }
-        var shapes: [[Int]] = []
-        for _ in 0..<count {
-            let dims = try archive.readInt()
-            guard (0...16).contains(dims) else { throw StateArchiveError.unexpectedValue(expected: "rank of a shape", offset: archive.offset) }
-            shapes.append(try (0..<dims).map { _ in try archive.readInt() })
-        }
-        install(Self.makePlan(shapes: shapes, options: options))
-        qIsWarm = try archive.readBool()
-        let savedQ = try archive.readFloats()
-        let errorCount = try archive.readInt()
-        guard savedQ.count == q.count, errorCount == errors.count else {
-            throw GradientCompressionError.invalidOption("powersgd checkpoint was written with other options (rank or error feedback differ)")
-        }
-        q = savedQ
-        for k in 0..<errorCount {
-            let e = try archive.readFloats()
-            guard e.count == errors[k].count else {
-                throw GradientCompressionError.invalidOption("powersgd checkpoint: error buffer \(k) has \(e.count) values, expected \(errors[k].count)")
+        try archive.expect(name)
+        let step = try archive.readInt()
+        let hasWarmStart = try archive.readBool()
+        var layout: MatrixLayout?
+        if try archive.readBool() {
+            let count = try archive.readInt()
+            guard (0...1_000_000).contains(count) else {
+                throw StateArchiveError.unexpectedValue(expected: "tensor count", offset: archive.offset)
             }
-            errors[k] = e
+            var shapes: [[Int]] = []
+            for _ in 0..<count {
+                let dimensions = try archive.readInt()
+                guard (0...64).contains(dimensions) else {
+                    throw StateArchiveError.unexpectedValue(expected: "tensor dimension count", offset: archive.offset)
+                }
+                shapes.append(try (0..<dimensions).map { _ in try archive.readInt() })
+            }
+            layout = self.layout(for: shapes)
+        }
+        let q = try archive.readFloats(), error = try archive.readFloats()
+        guard q.count == (layout?.qCount ?? 0) || (q.isEmpty && !hasWarmStart),
+              error.isEmpty || error.count == layout?.compressedCount else {
+            throw StateArchiveError.unexpectedValue(expected: "PowerSGD factors matching the saved shapes", offset: archive.offset)
+        }
+        self.step = step
+        self.hasWarmStart = hasWarmStart
+        self.layout = layout
+        self.q = q
+        self.error = error
+        self.agreementChecked = false
+    }
+}
+
+/// Moves an array out of a stored property, leaving an empty one (no copy-on-write copy).
+@inline(__always)
+func take(_ array: inout [Float]) -> [Float] {
+    var moved: [Float] = []
+    swap(&moved, &array)
+    return moved
+}
+
+/// Copies the uncompressed tensors of `gradients` into their packed buffer.
+func pack(_ gradients: [Tensor], layout: MatrixLayout, into buffer: inout [Float]) {
+    buffer.withUnsafeMutableBufferPointer { b in
+        for (index, entry) in layout.entries.enumerated() where !entry.isCompressed && entry.count > 0 {
+            gradients[index].withUnsafeBufferPointer {
+                (b.baseAddress! + entry.uncompressedOffset).update(from: $0.baseAddress!, count: entry.count)
+            }
         }
     }
 }
 
-/// Packing of the tensors that travel uncompressed into one buffer, and back.
-func pack(_ indices: [Int], of tensors: [Tensor], into buffer: inout [Float]) {
-    buffer.withUnsafeMutableBufferPointer { out in
-        var offset = 0
-        for index in indices {
-            tensors[index].withUnsafeBufferPointer { t in
-                if let base = t.baseAddress { (out.baseAddress! + offset).update(from: base, count: t.count) }
+/// Copies the packed uncompressed buffer back into its tensors.
+func unpack(_ buffer: [Float], layout: MatrixLayout, into gradients: inout [Tensor]) {
+    buffer.withUnsafeBufferPointer { b in
+        for (index, entry) in layout.entries.enumerated() where !entry.isCompressed && entry.count > 0 {
+            gradients[index].withUnsafeMutableBufferPointer {
+                $0.baseAddress!.update(from: b.baseAddress! + entry.uncompressedOffset, count: entry.count)
             }
-            offset += tensors[index].count
-        }
-    }
-}
-
-func unpack(_ indices: [Int], from buffer: [Float], into tensors: inout [Tensor]) {
-    buffer.withUnsafeBufferPointer { source in
-        var offset = 0
-        for index in indices {
-            tensors[index].withUnsafeMutableBufferPointer { t in
-                if let base = t.baseAddress { base.update(from: source.baseAddress! + offset, count: t.count) }
-            }
-            offset += tensors[index].count
         }
     }
 }

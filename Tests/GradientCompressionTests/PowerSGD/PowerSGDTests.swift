@@ -4,221 +4,250 @@ import LinearAlgebra
 import Testing
 @testable import GradientCompression
 
-/// Worker w's gradient list for shapes: Philox normals keyed by (seed, worker, step, tensor).
-func gradients(_ shapes: [[Int]], worker: Int, step: Int = 0, seed: UInt64 = 1) -> [Tensor] {
-    shapes.enumerated().map { index, shape in
-        Philox(seed: seed, stream: Philox.stream(UInt64(worker), UInt64(step), UInt64(index))).normalTensor(shape: shape)
-    }
-}
-
-func relativeDistance(_ a: [Tensor], _ b: [Tensor]) -> Double {
-    var diff = 0.0, norm = 0.0
-    for (x, y) in zip(a, b) {
-        for (u, v) in zip(x.scalars, y.scalars) { diff += Double(u - v) * Double(u - v); norm += Double(v) * Double(v) }
-    }
-    return (diff / max(norm, 1e-300)).squareRoot()
-}
-
 @Suite struct PowerSGDTests {
-    static let shapes: [[Int]] = [[32, 16, 3, 3], [32], [10, 64], [7, 5, 2], [48, 48]]
+    let smallShapes: [[Int]] = [[20, 30], [16, 3, 3, 3], [10], [24, 40], [5, 4]]
 
-    /// The paper's linearity: with error feedback off and the same Q, the result on W = 4 workers
-    /// equals single-worker PowerSGD applied to the mean gradient.
-    @Test func compressingTheAverageEqualsAveragingTheCompressedPieces() throws {
-        let options = PowerSGDOptions(rank: 2, errorFeedback: false, seed: 5)
-        let distributed = try InProcessGroup.run(workers: 4) { group -> [Tensor] in
-            var reducer = try PowerSGD(options: options)
-            var g = gradients(Self.shapes, worker: group.rank)
-            _ = try reducer.reduce(&g, over: group)
-            return g
-        }
-        var mean = gradients(Self.shapes, worker: 0)
-        for w in 1..<4 {
-            for (i, t) in gradients(Self.shapes, worker: w).enumerated() {
-                mean[i].scalars = zip(mean[i].scalars, t.scalars).map { $0 + $1 }
-            }
-        }
-        for i in mean.indices { mean[i].scalars = mean[i].scalars.map { $0 / 4 } }
-        let single = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
-            var reducer = try PowerSGD(options: options)
-            var g = mean
-            _ = try reducer.reduce(&g, over: group)
-            return g
-        }[0]
-        for w in 0..<4 {
-            #expect(distributed[w] == distributed[0], "worker \(w) differs")
-            #expect(relativeDistance(distributed[w], single) < 1e-5)
-        }
-    }
-
-    /// An exactly rank-2 matrix is reproduced to 1e-4 after a few warm-started steps, and on a
-    /// random matrix the error approaches the optimum ‖M − M_r‖ of the exact SVD (power
-    /// iteration converges on a fixed matrix).
-    @Test func warmStartConvergesToTheBestRankRApproximation() throws {
-        let lowRank = try matmul(Philox(seed: 1).normalTensor(shape: [40, 2]), Philox(seed: 2).normalTensor(shape: [2, 30]))
-        // A random matrix with a decaying spectrum σ_i = 0.8^i: power iteration's error then
-        // falls like (σ₃/σ₂)^t towards the optimum.
-        let base = try SingularValueDecomposition(Philox(seed: 3).normalTensor(shape: [40, 30]))
-        var decaying = base
-        decaying.singularValues = (0..<30).map { Float(pow(0.8, Double($0))) }
-        let random = decaying.reconstruction(rank: 30)
-        for (matrix, exact) in [(lowRank, true), (random, false)] {
-            var reducer = try PowerSGD(options: PowerSGDOptions(rank: 2, errorFeedback: false, seed: 9))
-            var errors: [Double] = []
-            try InProcessGroup.run(workers: 1) { group in
-                for _ in 0..<40 {
-                    var g = [matrix]
-                    _ = try reducer.reduce(&g, over: group)
-                    errors.append(relativeDistance(g, [matrix]))
-                }
-            }
-            let svd = try SingularValueDecomposition(matrix)
-            let optimum = relativeDistance([svd.reconstruction(rank: 2)], [matrix])
-            if exact {
-                #expect(errors[4] < 1e-4)
-            } else {
-                #expect(errors[0] > optimum * 1.05, "the first step should not already be optimal")
-                #expect(errors.last! < optimum * 1.001)
-            }
-        }
-    }
-
-    /// Error feedback loses nothing: over T steps, Σ applied updates + mean final error
-    /// = Σ mean gradients (both variants of the residual).
-    @Test(arguments: ErrorFeedbackResidual.allCases)
-    func errorFeedbackConservesMass(residual: ErrorFeedbackResidual) throws {
-        let steps = 6, workers = 3
-        let results = try InProcessGroup.run(workers: workers) { group -> (applied: [Tensor], error: [Tensor]) in
-            var reducer = try PowerSGD(options: PowerSGDOptions(rank: 1, errorFeedbackResidual: residual, seed: 2))
-            var applied = Self.shapes.map { Tensor(shape: $0) }
-            for t in 0..<steps {
-                var g = gradients(Self.shapes, worker: group.rank, step: t)
+    /// The paper's linearity claim (§1.3): with error feedback off and the same Q, W workers
+    /// produce exactly single-worker PowerSGD of the mean gradient, up to float rounding.
+    @Test func fourWorkersEqualOneWorkerOnTheMeanGradient() throws {
+        let options = PowerSGD.Options(rank: 2, errorFeedback: .off)
+        let shapes = smallShapes
+        let steps = 3
+        let distributed = try InProcessGroup.run(workers: 4) { group -> [[Tensor]] in
+            var reducer = try PowerSGD(options)
+            return try (0..<steps).map { step in
+                var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                 _ = try reducer.reduce(&g, over: group)
-                for i in g.indices { applied[i].scalars = zip(applied[i].scalars, g[i].scalars).map { $0 + $1 } }
+                return g
             }
-            return (applied, reducer.errorMemory(shapes: Self.shapes))
         }
-        var expected = Self.shapes.map { Tensor(shape: $0) }
-        for t in 0..<steps { for w in 0..<workers {
-            for (i, g) in gradients(Self.shapes, worker: w, step: t).enumerated() {
-                expected[i].scalars = zip(expected[i].scalars, g.scalars).map { $0 + $1 / Float(workers) }
+        let single = try InProcessGroup.run(workers: 1) { group -> [[Tensor]] in
+            var reducer = try PowerSGD(options)
+            return try (0..<steps).map { step in
+                var g = LowRankFixtures.mean((0..<4).map { LowRankFixtures.gradients(shapes, rank: $0, step: step) })
+                _ = try reducer.reduce(&g, over: group)
+                return g
             }
-        } }
-        var total = results[0].applied
-        for w in 0..<workers { for i in total.indices {
-            total[i].scalars = zip(total[i].scalars, results[w].error[i].scalars).map { $0 + $1 / Float(workers) }
-        } }
-        #expect(relativeDistance(total, expected) < 1e-5)
+        }[0]
+        for step in 0..<steps {
+            for rank in 0..<4 { #expect(distributed[rank][step] == distributed[0][step], "workers agree bit for bit") }
+            let difference = LowRankFixtures.relativeDifference(distributed[0][step], single[step])
+            #expect(difference < 1e-5, "step \(step): relative difference \(difference)")
+        }
     }
 
-    /// The paper's and PyTorch's compression ratios on ResNet-18 (PyTorch's hook reports 243.26,
-    /// 135.84 and 72.13 for this model), from the bytes that actually crossed the communicator.
-    @Test(arguments: [(1, 243.26), (2, 135.84), (4, 72.13)])
-    func resNet18CompressionRatios(rank: Int, expected: Double) throws {
-        let shapes = resNet18Shapes()
-        #expect(shapes.count == 62 && shapes.reduce(0) { $0 + Tensor.elementCount($1) } == 11_173_962)
-        let stats = try InProcessGroup.run(workers: 2) { group -> ReductionStats in
-            var reducer = try PowerSGD(options: PowerSGDOptions(rank: rank))
-            var g = shapes.map { Tensor(shape: $0, repeating: 0.01) }
-            _ = try reducer.reduce(&g, over: group)   // the first call also checks the shapes agree
-            g = shapes.map { Tensor(shape: $0, repeating: 0.01) }
-            return try reducer.reduce(&g, over: group)
+    /// A matrix of rank exactly r is in the span after one power step; warm-started steps keep it.
+    @Test func exactlyRankRMatrixIsReconstructed() throws {
+        let m = try LowRankFixtures.matrix(rows: 40, columns: 60, singularValues: [5, 2], seed: 3)
+        let out = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 2, errorFeedback: .off))
+            var last = m
+            for _ in 0..<3 { var g = [m]; _ = try reducer.reduce(&g, over: group); last = g[0] }
+            return [last]
+        }[0]
+        let difference = LowRankFixtures.relativeDifference(out, [m])
+        #expect(difference < 1e-4, "relative error \(difference)")
+    }
+
+    /// Warm-started steps on a fixed matrix are subspace iteration: the error approaches the
+    /// SVD optimum (σ decays by 0.7 per index, so convergence is geometric in (σ₃/σ₂)²).
+    @Test func errorApproachesTheSVDOptimum() throws {
+        let sigma = (0..<30).map { Float(pow(0.7, Double($0))) }
+        let m = try LowRankFixtures.matrix(rows: 30, columns: 50, singularValues: sigma, seed: 5)
+        let optimum = try LowRankFixtures.optimalError(m, rank: 2)
+        let errors = try InProcessGroup.run(workers: 1) { group -> [Double] in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 2, errorFeedback: .off))
+            return try (0..<25).map { _ in
+                var g = [m]
+                _ = try reducer.reduce(&g, over: group)
+                return LowRankFixtures.relativeDifference(g, [m]) * LowRankFixtures.norm(m)
+            }
+        }[0]
+        #expect(errors[0] > 1.05 * optimum, "the first step is not yet optimal: \(errors[0]) vs \(optimum)")
+        #expect(errors[24] < 1.01 * optimum, "after 25 steps \(errors[24]) vs optimum \(optimum)")
+        #expect(errors[24] >= optimum * 0.999, "no approximation beats Eckart–Young")
+    }
+
+    /// Σ_t applied + mean_w e_w(T) = Σ_t mean_w g_w^t (§1.5): both variants conserve mass.
+    @Test(arguments: [PowerSGD.ErrorFeedback.local, .global])
+    func errorFeedbackConservesMass(variant: PowerSGD.ErrorFeedback) throws {
+        let shapes = smallShapes, steps = 5, workers = 4
+        let results = try InProcessGroup.run(workers: workers) { group -> ([Tensor], [Float], MatrixLayout) in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 1, errorFeedback: variant))
+            var applied = shapes.map { Tensor(shape: $0) }
+            for step in 0..<steps {
+                var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
+                _ = try reducer.reduce(&g, over: group)
+                for i in applied.indices { for j in applied[i].scalars.indices { applied[i].scalars[j] += g[i].scalars[j] } }
+            }
+            return (applied, reducer.error, reducer.layout!)
         }
-        #expect(abs(stats[0].compressionRatio - expected) < 0.01)
-        #expect(stats[0].collectives.count == 3)
+        let layout = results[0].2
+        var lhs = results[0].0
+        for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for j in 0..<entry.count {
+                lhs[index].scalars[j] += results.reduce(Float(0)) { $0 + $1.1[entry.errorOffset + j] } / Float(workers)
+            }
+        }
+        var rhs = shapes.map { Tensor(shape: $0) }
+        for step in 0..<steps {
+            let mean = LowRankFixtures.mean((0..<workers).map { LowRankFixtures.gradients(shapes, rank: $0, step: step) })
+            for i in rhs.indices { for j in rhs[i].scalars.indices { rhs[i].scalars[j] += mean[i].scalars[j] } }
+        }
+        let difference = LowRankFixtures.relativeDifference(lhs, rhs)
+        #expect(difference < 1e-5, "\(variant): relative difference \(difference)")
+        #expect(results.allSatisfy { $0.1.allSatisfy { $0.isFinite } })
+    }
+
+    /// Variant B keeps every worker's buffer at most the size of its own input's residual, while
+    /// variant A's buffers also collect the inter-worker differences (§1.5).
+    @Test func localResidualIsTheWorkersOwnProjectionError() throws {
+        let shapes: [[Int]] = [[24, 40]]
+        let results = try InProcessGroup.run(workers: 2) { group -> (Tensor, [Float]) in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 2, errorFeedback: .local))
+            var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
+            let input = g[0]
+            _ = try reducer.reduce(&g, over: group)
+            return (input, reducer.error)
+        }
+        // e_w = M_w − P̂P̂ᵀM_w is orthogonal to the shared column space: P̂ᵀ e_w = 0, so
+        // e_w·(output)ᵀ summed elementwise with any P̂-spanned matrix vanishes. Check the
+        // Pythagorean identity ‖M_w‖² = ‖P̂P̂ᵀM_w‖² + ‖e_w‖².
+        for (input, error) in results {
+            let projection = zip(input.scalars, error).map { $0 - $1 }
+            let lhs = input.scalars.reduce(0.0) { $0 + Double($1 * $1) }
+            let rhs = projection.reduce(0.0) { $0 + Double($1 * $1) } + error.reduce(0.0) { $0 + Double($1 * $1) }
+            #expect(abs(lhs - rhs) < 1e-4 * lhs)
+        }
+    }
+
+    /// Measured payload on ResNet-18 gives the paper's and PyTorch's ratios exactly:
+    /// 243.26 / 135.84 / 72.13 at ranks 1, 2, 4, with 3 collectives per step.
+    @Test(arguments: [(1, 45_935, 243.26), (2, 82_260, 135.84), (4, 154_910, 72.13)])
+    func resnet18CompressionRatios(rank: Int, floats: Int, torchRatio: Double) throws {
+        let shapes = ModelShapes.resnet18()
+        #expect(shapes.count == 62)
+        #expect(shapes.reduce(0) { $0 + Tensor.elementCount($1) } == 11_173_962)
+        let stats = try InProcessGroup.run(workers: 2) { group -> ReductionStats in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: rank))
+            var g = shapes.map { Tensor(shape: $0, repeating: Float(group.rank + 1)) }
+            _ = try reducer.reduce(&g, over: group)
+            g = shapes.map { Tensor(shape: $0, repeating: 0.5) }
+            return try reducer.reduce(&g, over: group)
+        }[0]
+        #expect(stats.payloadBytes == 4 * floats)
+        #expect(stats.collectives.count == 3)
+        #expect(stats.uncompressedBytes == 4 * 11_173_962)
+        #expect(abs(stats.compressionRatio - torchRatio) < 0.005, "ratio \(stats.compressionRatio)")
     }
 
     @Test func zeroGradientsAndZeroColumnsStayFinite() throws {
-        let results = try InProcessGroup.run(workers: 2) { group -> [Tensor] in
-            var reducer = try PowerSGD(options: PowerSGDOptions(rank: 4))
-            var g = Self.shapes.map { Tensor(shape: $0) }
+        let shapes: [[Int]] = [[20, 30], [16, 8]]
+        let out = try InProcessGroup.run(workers: 2) { group -> [Tensor] in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 4))
+            var g = shapes.map { Tensor(shape: $0) }
             _ = try reducer.reduce(&g, over: group)
-            var h = gradients(Self.shapes, worker: group.rank)
-            for i in stride(from: 0, to: h[4].count, by: 48) { h[4].scalars[i] = 0 }  // a zero column
+            // A rank-1 gradient at rank 4: three of P's columns are dependent.
+            var h = [Tensor(shape: [20, 30]) { Float($0 % 30) }, Tensor(shape: [16, 8])]
             _ = try reducer.reduce(&h, over: group)
-            return g + h
+            let error = try Tensor(shape: [reducer.error.count], scalars: reducer.error)
+            return g + h + [error]
         }
-        #expect(results[0].allSatisfy { $0.scalars.allSatisfy(\.isFinite) })
-        #expect(results[0].prefix(Self.shapes.count).allSatisfy { $0.scalars.allSatisfy { $0 == 0 } })
+        for tensors in out { for t in tensors { #expect(t.scalars.allSatisfy { $0.isFinite }) } }
+        #expect(out[0][0].scalars.allSatisfy { $0 == 0 })
+        let expected = Tensor(shape: [20, 30]) { Float($0 % 30) }
+        #expect(LowRankFixtures.relativeDifference([out[0][2]], [expected]) < 1e-5, "\(out[0][2].scalars.prefix(40))")
     }
 
-    @Test func workersWithDifferentShapesAllGetAClearError() throws {
-        let messages = MessageLog()
-        _ = try? InProcessGroup.run(workers: 3) { group -> Int in
-            var reducer = try PowerSGD(options: PowerSGDOptions(rank: 2))
-            var shapes = Self.shapes
-            if group.rank == 1 { shapes[4] = [48, 47] }
-            var g = gradients(shapes, worker: group.rank)
-            do { _ = try reducer.reduce(&g, over: group) } catch { messages.append("\(error)"); throw error }
-            return 0
+    /// A worker whose gradient list differs gets a clear error, and so does every other worker.
+    @Test func shapeMismatchAcrossWorkersFailsEveryWorker() throws {
+        let messages = try InProcessGroup.run(workers: 3) { group -> String in
+            var shapes = smallShapes
+            if group.rank == 2 { shapes[1] = [16, 3, 3, 2] }
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 2))
+            var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
+            do { _ = try reducer.reduce(&g, over: group); return "no error" } catch { return "\(error)" }
         }
-        #expect(messages.values.count == 3)
-        #expect(messages.values.allSatisfy { $0.contains("gradient lists differ") })
+        for message in messages {
+            #expect(message.contains("tensor 1") && message.contains("[16, 3, 3, 3]") && message.contains("[16, 3, 3, 2]")
+                    && message.contains("worker 2"), "\(message)")
+        }
+    }
 
-        // A list that changes later is refused locally with the tensor named.
-        #expect(throws: GradientCompressionError.shapeMismatch(tensor: 2, expected: [10, 64], found: [10, 65])) {
-            do { try InProcessGroup.run(workers: 1) { group in
-                var reducer = try PowerSGD(options: PowerSGDOptions(rank: 2))
-                var g = gradients(Self.shapes, worker: 0)
+    @Test func shapeChangeAgainstStateIsAnError() throws {
+        let message = try InProcessGroup.run(workers: 1) { group -> String in
+            var reducer = try PowerSGD()
+            var g = LowRankFixtures.gradients(smallShapes, rank: 0, step: 0)
+            _ = try reducer.reduce(&g, over: group)
+            var h = LowRankFixtures.gradients([[20, 31]] + smallShapes.dropFirst(), rank: 0, step: 1)
+            do { _ = try reducer.reduce(&h, over: group); return "no error" } catch { return "\(error)" }
+        }[0]
+        #expect(message == "gradient tensor 0 has shape [20, 31], expected [20, 30]")
+    }
+
+    /// Save after 3 steps, continue 2; a fresh reducer restored from the archive continues
+    /// with the same bits.
+    @Test(arguments: [0, 2])
+    func checkpointRoundTripContinuesBitForBit(refreshPeriod: Int) throws {
+        let shapes = smallShapes
+        let options = PowerSGD.Options(rank: 2, seed: 11, subspaceRefreshPeriod: refreshPeriod)
+        let results = try InProcessGroup.run(workers: 2) { group -> ([[Tensor]], [[Tensor]]) in
+            var reducer = try PowerSGD(options)
+            for step in 0..<3 {
+                var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                 _ = try reducer.reduce(&g, over: group)
-                var changed = Self.shapes
-                changed[2] = [10, 65]
-                var h = gradients(changed, worker: 0)
-                _ = try reducer.reduce(&h, over: group)
-            } } catch let error as WorkerError { throw error.underlying }
-        }
-    }
-
-    /// Saving after 3 steps and restoring into a fresh reducer continues bit for bit.
-    @Test func checkpointContinuesBitForBit() throws {
-        let results = try InProcessGroup.run(workers: 2) { group -> Bool in
-            var a = try PowerSGD(options: PowerSGDOptions(rank: 2, seed: 4))
-            for t in 0..<3 { var g = gradients(Self.shapes, worker: group.rank, step: t); _ = try a.reduce(&g, over: group) }
-            var writer = StateWriter()
-            a.saveState(to: &writer)
-            var b = try PowerSGD(options: PowerSGDOptions(rank: 2, seed: 4))
-            var reader = StateReader(writer.bytes)
-            try b.restoreState(from: &reader)
-            var same = true
-            for t in 3..<6 {
-                var g = gradients(Self.shapes, worker: group.rank, step: t), h = g
-                _ = try a.reduce(&g, over: group)
-                _ = try b.reduce(&h, over: group)
-                same = same && g == h
             }
-            return same
+            var writer = StateWriter()
+            reducer.saveState(to: &writer)
+            func continueRun(_ r: inout PowerSGD) throws -> [[Tensor]] {
+                try (3..<5).map { step in
+                    var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
+                    _ = try r.reduce(&g, over: group)
+                    return g
+                }
+            }
+            let original = try continueRun(&reducer)
+            var restored = try PowerSGD(options)
+            var reader = StateReader(writer.bytes)
+            try restored.restoreState(from: &reader)
+            #expect(reader.isAtEnd)
+            return (original, try continueRun(&restored))
         }
-        #expect(results == [true, true])
+        for (original, restored) in results { #expect(original == restored) }
     }
 
-    @Test func invalidOptionsAreRefusedNamingTheOption() {
-        #expect(throws: GradientCompressionError.invalidOption("powersgd: rank must be at least 1 (got 0)")) {
-            try PowerSGD(options: PowerSGDOptions(rank: 0))
-        }
-    }
-}
-
-extension PowerSGD {
-    /// This worker's error memory as tensors of the given shapes (zero for uncompressed ones).
-    func errorMemory(shapes: [[Int]]) -> [Tensor] {
+    @Test func restoringAnotherConfigurationFails() throws {
         var writer = StateWriter()
-        saveState(to: &writer)
+        try PowerSGD(PowerSGD.Options(rank: 2)).saveState(to: &writer)
+        var other = try PowerSGD(PowerSGD.Options(rank: 4))
         var reader = StateReader(writer.bytes)
-        var result = shapes.map { Tensor(shape: $0) }
-        try! reader.expect("powersgd")
-        _ = try! reader.readInt(); _ = try! reader.readBool()
-        let count = try! reader.readInt()
-        for _ in 0..<count { let d = try! reader.readInt(); for _ in 0..<d { _ = try! reader.readInt() } }
-        _ = try! reader.readBool(); _ = try! reader.readFloats()
-        let plan = PowerSGD.makePlan(shapes: shapes, options: options)
-        let errorCount = try! reader.readInt()
-        for k in 0..<errorCount { result[plan.matrices[k].tensor].scalars = try! reader.readFloats() }
-        return result
+        #expect(throws: StateArchiveError.self) { try other.restoreState(from: &reader) }
     }
-}
 
-final class MessageLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private(set) var values: [String] = []
-    func append(_ s: String) { lock.lock(); values.append(s); lock.unlock() }
+    @Test func invalidOptionsNameTheOption() throws {
+        #expect(throws: GradientCompressionError.invalidOption("powersgd rank must be at least 1 (got 0)")) {
+            try PowerSGD(PowerSGD.Options(rank: 0))
+        }
+        #expect(throws: GradientCompressionError.self) {
+            try PowerSGD(specification: ReducerSpecification(parsing: "powersgd:rank=2,bogus=1"))
+        }
+        let reducer = try PowerSGD(specification: ReducerSpecification(parsing: "powersgd+:rank=4,period=50,warm-start=false"))
+        #expect(reducer.options.rank == 4 && reducer.options.subspaceRefreshPeriod == 50 && !reducer.options.warmStart)
+    }
+
+    /// Before `startIteration` the reducer is exact all-reduce and keeps no error.
+    @Test func startIterationRunsPlainAllReduce() throws {
+        let shapes = smallShapes
+        let results = try InProcessGroup.run(workers: 2) { group -> ([Tensor], Int) in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 1, startIteration: 1))
+            var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
+            let stats = try reducer.reduce(&g, over: group)
+            return (g, stats.payloadBytes)
+        }
+        let mean = LowRankFixtures.mean((0..<2).map { LowRankFixtures.gradients(shapes, rank: $0, step: 0) })
+        #expect(LowRankFixtures.relativeDifference(results[0].0, mean) < 1e-6)
+        let total = shapes.reduce(0) { $0 + Tensor.elementCount($1) }
+        // The first call also all-gathers the shape list (once per reducer).
+        #expect(results[0].1 > 4 * total && results[0].1 < 4 * total + 200)
+    }
 }

@@ -1,0 +1,142 @@
+import LinearAlgebra
+
+/// The two fused passes of a PowerSGD step over a gradient matrix (ALGORITHMS.md §1.3–§1.5).
+///
+/// At rank ≤ 4 a step does ~2r flops per element read, so it is bound by memory traffic,
+/// and the cost is the number of times the `n×m` data crosses the memory bus. A step needs
+/// three dependent passes over the error-corrected matrix M = G + E (P = M·Q; after the P
+/// all-reduce, Q = Mᵀ·P̂; after the Q all-reduce, the output and the new error). These
+/// kernels fuse the element-wise work into the first and the last:
+/// - `project`: E ← G + E (M is stored in place of E) and P = M·Q, row by row: one read of
+///   G and E and one write of E; the dot products re-read the row from cache.
+/// - `reconstruct`: G ← P̂·Q̄ᵀ (the group's approximation) and E ← M − P̂·Q_wᵀ (variant B)
+///   or E ← M − P̂·Q̄ᵀ (variant A), in one pass: one read of M, one write of G and of E.
+/// With `TallSkinny.multiplyTransposed` (one read of M) in between, a step moves 7 floats
+/// per element, the minimum for these three passes (see docs/powersgd.md).
+enum LowRankKernels {
+    /// For each row i: if `error` is given, `error[i,:] += gradient[i,:]` and M = error,
+    /// else M = gradient; then `p[i, k] = M[i,:]·qt[k,:]` for k < r. `qt` is Qᵀ (`r×m`).
+    static func project(gradient: UnsafePointer<Float>, error: UnsafeMutablePointer<Float>?,
+                        rows n: Int, columns m: Int, qt: UnsafePointer<Float>, rank r: Int,
+                        into p: UnsafeMutablePointer<Float>) {
+        for i in 0..<n {
+            let g = gradient + i &* m
+            let row: UnsafePointer<Float>
+            if let error {
+                let e = error + i &* m
+                var j = 0
+                while j &+ 16 <= m {
+                    let v = load(g + j) + load(e + j)
+                    store(v, e + j)
+                    j &+= 16
+                }
+                while j < m { e[j] += g[j]; j &+= 1 }
+                row = UnsafePointer(e)
+            } else {
+                row = g
+            }
+            var k = 0
+            while k < r {
+                let d = dot4(row, qt + k &* m, stride: m, count: m, rows: min(4, r &- k))
+                for t in 0..<min(4, r &- k) { p[i &* r &+ k &+ t] = d[t] }
+                k &+= 4
+            }
+        }
+    }
+
+    /// Squared norms accumulated by `reconstruct`: of the input M and of the residual.
+    struct Norms { var input: Double = 0; var residual: Double = 0 }
+
+    /// For each row i, with c = P̂[i,:]: `output[i,:] = c·Q̄ᵀ`; residual = M[i,:] − c·Q_wᵀ when
+    /// `localQt` is given (variant B, the worker's own projection) or M[i,:] − output[i,:]
+    /// (variant A, and the error report without feedback); written to `error` when given.
+    /// `input` may alias `output` (no error feedback: M is the gradient itself) or `error`.
+    static func reconstruct(input: UnsafePointer<Float>, rows n: Int, columns m: Int,
+                            pHat: UnsafePointer<Float>, rank r: Int,
+                            meanQt: UnsafePointer<Float>, localQt: UnsafePointer<Float>?,
+                            output: UnsafeMutablePointer<Float>, error: UnsafeMutablePointer<Float>?) -> Norms {
+        var norms = Norms()
+        for i in 0..<n {
+            let c = pHat + i &* r
+            let x = input + i &* m, out = output + i &* m
+            let e = error.map { $0 + i &* m }
+            var inputSquares = SIMD16<Float>(), residualSquares = SIMD16<Float>()
+            var j = 0
+            while j &+ 16 <= m {
+                let v = load(x + j)
+                var o = SIMD16<Float>()
+                for k in 0..<r { o += c[k] * load(meanQt + (k &* m &+ j)) }
+                var residual: SIMD16<Float>
+                if let localQt {
+                    var l = SIMD16<Float>()
+                    for k in 0..<r { l += c[k] * load(localQt + (k &* m &+ j)) }
+                    residual = v - l
+                } else {
+                    residual = v - o
+                }
+                store(o, out + j)
+                if let e { store(residual, e + j) }
+                inputSquares += v * v
+                residualSquares += residual * residual
+                j &+= 16
+            }
+            var inputTail: Float = 0, residualTail: Float = 0
+            while j < m {
+                let v = x[j]
+                var o: Float = 0, l: Float = 0
+                for k in 0..<r { o += c[k] * meanQt[k &* m &+ j] }
+                if let localQt { for k in 0..<r { l += c[k] * localQt[k &* m &+ j] } } else { l = o }
+                out[j] = o
+                let residual = v - l
+                e?[j] = residual
+                inputTail += v * v
+                residualTail += residual * residual
+                j &+= 1
+            }
+            norms.input += Double(inputSquares.sum() + inputTail)
+            norms.residual += Double(residualSquares.sum() + residualTail)
+        }
+        return norms
+    }
+
+    /// Up to four dot products of `x` with rows of `ys` (row stride `stride`), one pass over `x`.
+    @inline(__always)
+    static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, stride: Int, count: Int, rows g: Int) -> SIMD4<Float> {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        let y0 = ys, y1 = ys + (g > 1 ? stride : 0), y2 = ys + (g > 2 ? 2 &* stride : 0), y3 = ys + (g > 3 ? 3 &* stride : 0)
+        var j = 0
+        while j &+ 8 <= count {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+            a0 += v * UnsafeRawPointer(y0 + j).loadUnaligned(as: SIMD8<Float>.self)
+            if g > 1 { a1 += v * UnsafeRawPointer(y1 + j).loadUnaligned(as: SIMD8<Float>.self) }
+            if g > 2 { a2 += v * UnsafeRawPointer(y2 + j).loadUnaligned(as: SIMD8<Float>.self) }
+            if g > 3 { a3 += v * UnsafeRawPointer(y3 + j).loadUnaligned(as: SIMD8<Float>.self) }
+            j &+= 8
+        }
+        var result = SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+        while j < count {
+            let v = x[j]
+            result[0] += v * y0[j]
+            if g > 1 { result[1] += v * y1[j] }
+            if g > 2 { result[2] += v * y2[j] }
+            if g > 3 { result[3] += v * y3[j] }
+            j &+= 1
+        }
+        return result
+    }
+
+    /// `rows×columns` row-major → `columns×rows` row-major.
+    static func transpose(_ a: UnsafePointer<Float>, rows: Int, columns: Int, into b: UnsafeMutablePointer<Float>) {
+        for i in 0..<rows { for j in 0..<columns { b[j &* rows &+ i] = a[i &* columns &+ j] } }
+    }
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+    @inline(__always) static func store(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+    }
+}

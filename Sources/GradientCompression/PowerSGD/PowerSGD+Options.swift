@@ -1,0 +1,126 @@
+import LinearAlgebra
+
+extension PowerSGD {
+    /// Which error-feedback memory a worker keeps (ALGORITHMS.md §1.5).
+    public enum ErrorFeedback: String, Sendable, CaseIterable {
+        /// No memory: the rank-r approximation's error is lost every step. Biased; converges
+        /// worse at low rank (the paper's "no EF" ablation). For tests of linearity.
+        case off
+        /// Variant B (default): `e_w = M_w − P̂ P̂ᵀ M_w`, the worker's input minus its own
+        /// projection on the shared subspace, computed from the local, un-reduced Q_w.
+        /// Σ_w e_w equals variant A's, so the averaged trajectory is the same, but every
+        /// worker's buffer stays bounded: variant A's buffers also accumulate the random walk
+        /// Σ_t (g_w − ḡ) of inter-worker gradient differences. Costs one extra small copy
+        /// (the local Q before its all-reduce) and r more multiply-adds per element.
+        case local
+        /// Variant A: `e_w = M_w − P̂ Q̄ᵀ`, the input minus the group's reconstruction (the
+        /// paper's code and PyTorch's hook). Offered for comparison with those.
+        case global
+    }
+
+    /// The options of PowerSGD, each with its trade-off.
+    public struct Options: Sendable, Equatable {
+        /// The rank r of the approximation (default 2). Payload per matrix `4·r·(n+m)` bytes:
+        /// higher r approximates better (fewer steps to an accuracy) and sends more; the
+        /// paper's ResNet-18 runs reach full accuracy from rank 2, and rank 1 loses ~0.5 %.
+        public var rank = 2
+        /// Steps of plain all-reduce before compression starts (default 0). A few exact steps
+        /// help when early gradients change fast (the PyTorch hook defaults to 1000 for DDP's
+        /// bucket rebuild, which does not exist here); each one costs a full fp32 all-reduce.
+        public var startIteration = 0
+        /// A tensor is compressed only if its factors are this many times smaller than the
+        /// tensor: `(n+m)·r·rate < n·m` (default 2, as in the hook). Larger values leave
+        /// more small matrices exact at the price of bytes; 1-D tensors never qualify.
+        public var minCompressionRate = 2.0
+        /// Error feedback (default `.local`, variant B: see `ErrorFeedback`). Off makes
+        /// PowerSGD biased and lose accuracy; on costs one gradient-sized buffer per worker.
+        public var errorFeedback = ErrorFeedback.local
+        /// Reuse last step's Q as the start of this step's power iteration (default on). One
+        /// power-iteration step per training step then tracks the top subspace over time
+        /// (subspace iteration spread over steps); off draws a fresh shared random Q every
+        /// step, which approximates much worse at the same cost.
+        public var warmStart = true
+        /// Added to each column norm in the orthonormalization (default 0). Zero columns are
+        /// handled without it (they become zero, never NaN); set it only to match the
+        /// hook's `orthogonalization_epsilon` numbers.
+        public var orthogonalizationEpsilon: Float = 0
+        /// Gram–Schmidt or Householder QR for P̂; nil picks Gram–Schmidt up to rank 8 (cheaper,
+        /// accurate at small r) and Householder above (stable for any r).
+        public var orthonormalization: Orthonormalization? = nil
+        /// The seed of the shared counter-based generator: the initial (or every non-warm)
+        /// Q of tensor i at step t is drawn from Philox(seed, stream(t, i)) on every worker,
+        /// so all workers agree without communicating.
+        public var seed: UInt64 = 0
+        /// PowerSGD+ (§2, our design): every `subspaceRefreshPeriod` compressed steps, the full
+        /// error-corrected gradient is all-reduced, each worker takes its exact SVD, applies
+        /// the exact rank-r truncation and restarts the power iteration from Q ← V_r. 0 (the
+        /// default) is plain PowerSGD. A refresh step costs one fp32 all-reduce of the whole
+        /// gradient and one thin SVD per matrix; smaller periods track the optimal subspace
+        /// more closely at that cost.
+        public var subspaceRefreshPeriod = 0
+
+        public init(rank: Int = 2, startIteration: Int = 0, minCompressionRate: Double = 2,
+                    errorFeedback: ErrorFeedback = .local, warmStart: Bool = true,
+                    orthogonalizationEpsilon: Float = 0, orthonormalization: Orthonormalization? = nil,
+                    seed: UInt64 = 0, subspaceRefreshPeriod: Int = 0) {
+            self.rank = rank
+            self.startIteration = startIteration
+            self.minCompressionRate = minCompressionRate
+            self.errorFeedback = errorFeedback
+            self.warmStart = warmStart
+            self.orthogonalizationEpsilon = orthogonalizationEpsilon
+            self.orthonormalization = orthonormalization
+            self.seed = seed
+            self.subspaceRefreshPeriod = subspaceRefreshPeriod
+        }
+
+        /// Throws `invalidOption` naming the option and its domain.
+        public func validate() throws {
+            guard rank >= 1 else { throw GradientCompressionError.invalidOption("powersgd rank must be at least 1 (got \(rank))") }
+            guard startIteration >= 0 else {
+                throw GradientCompressionError.invalidOption("powersgd start-iteration must be 0 or more (got \(startIteration))")
+            }
+            guard minCompressionRate.isFinite, minCompressionRate > 0 else {
+                throw GradientCompressionError.invalidOption("powersgd min-compression-rate must be a positive number (got \(minCompressionRate))")
+            }
+            guard orthogonalizationEpsilon.isFinite, orthogonalizationEpsilon >= 0 else {
+                throw GradientCompressionError.invalidOption("powersgd epsilon must be finite and ≥ 0 (got \(orthogonalizationEpsilon))")
+            }
+            guard subspaceRefreshPeriod >= 0 else {
+                throw GradientCompressionError.invalidOption("powersgd+ refresh period must be 0 or more (got \(subspaceRefreshPeriod))")
+            }
+        }
+    }
+}
+
+extension PowerSGD {
+    /// A reducer from a command-line specification: `powersgd:rank=2,warm-start=false` or
+    /// `powersgd+:rank=2,period=100`. Keys: rank, start-iteration, min-compression-rate,
+    /// error-feedback (local|global|off), warm-start, epsilon, orthonormalization
+    /// (gram-schmidt|householder), seed, and for `powersgd+` period (default 100).
+    public init(specification: ReducerSpecification) throws {
+        guard specification.name == "powersgd" || specification.name == "powersgd+" else {
+            throw GradientCompressionError.invalidOption("'\(specification.name)' is not powersgd or powersgd+")
+        }
+        var reader = ReducerOptionReader(specification)
+        var options = Options()
+        options.rank = try reader.int("rank", default: 2, in: 1...4096)
+        options.startIteration = try reader.int("start-iteration", default: 0, in: 0...Int.max)
+        options.minCompressionRate = try reader.double("min-compression-rate", default: 2, in: 1e-9...1e9)
+        options.errorFeedback = ErrorFeedback(rawValue: try reader.choice(
+            "error-feedback", default: "local", among: ErrorFeedback.allCases.map(\.rawValue)))!
+        options.warmStart = try reader.bool("warm-start", default: true)
+        options.orthogonalizationEpsilon = Float(try reader.double("epsilon", default: 0, in: 0...1))
+        switch try reader.choice("orthonormalization", default: "auto", among: ["auto", "gram-schmidt", "householder"]) {
+        case "gram-schmidt": options.orthonormalization = .gramSchmidt
+        case "householder": options.orthonormalization = .householder
+        default: options.orthonormalization = nil
+        }
+        options.seed = UInt64(try reader.int("seed", default: 0, in: 0...Int.max))
+        if specification.name == "powersgd+" {
+            options.subspaceRefreshPeriod = try reader.int("period", default: 100, in: 1...Int.max)
+        }
+        try reader.finish()
+        try self.init(options)
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Collectives
+import Dispatch
+import Foundation
+import GradientCompression
+import LinearAlgebra
+
+/// `powersgd bench reducers`: the whole reduce (compress, collectives, decompress, error
+/// feedback) per step on a model's gradient shapes, with W in-process workers, for the SGD
+/// baseline and the PowerSGD family; bytes per worker, compression ratio, and PowerSGD's
+/// memory-traffic lower bound measured against the copy bandwidth of the same run.
+struct BenchReducers: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "reducers",
+        abstract: "Per-step time, bytes and compression ratio of gradient reducers (in-process workers).")
+
+    @Option(help: "Model whose gradient shapes are reduced (resnet18).")
+    var model = "resnet18"
+
+    @Option(help: "In-process workers (threads).")
+    var workers = 2
+
+    @Option(help: "Timed steps per reducer (the median is reported), after 2 untimed ones.")
+    var steps = 10
+
+    @Option(help: "Comma-separated reducer specifications (default: the family's benchmark set).")
+    var reducers = "sgd,powersgd:rank=1,powersgd:rank=2,powersgd:rank=4,svd:rank=2,powersgd+:rank=2,period=5,lqsgd:rank=2,bits=8"
+
+    @Flag(help: "Print JSON (the output is always JSON; accepted for symmetry).")
+    var json = false
+
+    struct Row: Codable {
+        var reducer: String
+        var medianMs: Double
+        var meanMs: Double
+        var payloadBytesPerWorker: Int
+        var bytesSentPerWorker: Int
+        var compressionRatio: Double
+        var relativeError: Double?
+        var collectivesPerStep: Int
+    }
+    struct Bound: Codable {
+        var reducer: String
+        var bytesReadAndWritten: Int
+        var lowerBoundMs: Double
+        var measuredMs: Double
+        var ratioToBound: Double
+    }
+    struct Report: Codable {
+        var model: String
+        var workers: Int
+        var tensors: Int
+        var parameters: Int
+        var steps: Int
+        var copyBandwidthPerWorkerGBs: Double
+        var reducers: [Row]
+        var memoryTrafficBounds: [Bound]
+        var notes: String
+    }
+
+    func validate() throws {
+        guard model == "resnet18" else { throw ValidationError("--model must be resnet18 (got '\(model)')") }
+        guard (1...64).contains(workers) else { throw ValidationError("--workers must be in 1...64 (got \(workers))") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1 (got \(steps))") }
+        do { _ = try ReducerSpecification.parseList(reducers).map(Self.makeReducer) } catch {
+            throw ValidationError("--reducers: \(error)")
+        }
+    }
+
+    static func makeReducer(_ specification: ReducerSpecification) throws -> any GradientReducer {
+        switch specification.name {
+        case "sgd": return UncompressedReducer()
+        case "powersgd", "powersgd+": return try PowerSGD(specification: specification)
+        default: return try LowRankReducers.make(specification)
+        }
+    }
+
+    func run() throws {
+        BLASThreads.count = 1
+        let shapes = ModelShapes.resnet18()
+        let parameters = shapes.reduce(0) { $0 + Tensor.elementCount($1) }
+        let copyBandwidth = try Self.concurrentCopyBandwidth(workers: workers, floats: parameters)
+        var rows: [Row] = []
+        var bounds: [Bound] = []
+        for specification in try ReducerSpecification.parseList(reducers) {
+            let (row, layout) = try measure(specification, shapes: shapes)
+            rows.append(row)
+            if specification.name == "powersgd", let layout {
+                // Three dependent passes over each compressed matrix (P = M·Q; Q = Mᵀ·P̂ after
+                // the P all-reduce; output and error after the Q all-reduce): read G and E and
+                // write M, read M, read M and write the output and E = 7 floats per element;
+                // uncompressed tensors are copied into the packed buffer and back (4 floats).
+                let bytes = 4 * (7 * layout.compressedCount + 4 * layout.uncompressedCount)
+                let boundMs = Double(bytes) / (copyBandwidth * 1e9) * 1e3
+                bounds.append(Bound(reducer: row.reducer, bytesReadAndWritten: bytes, lowerBoundMs: boundMs,
+                                    measuredMs: row.medianMs, ratioToBound: row.medianMs / boundMs))
+            }
+        }
+        let report = Report(
+            model: model, workers: workers, tensors: shapes.count, parameters: parameters, steps: steps,
+            copyBandwidthPerWorkerGBs: copyBandwidth, reducers: rows, memoryTrafficBounds: bounds,
+            notes: "Times are the median (and mean) over timed steps of the slowest worker's reduce call, "
+                + "in-process workers, 1 BLAS thread each. Copy bandwidth: bytes read + written per second "
+                + "per worker while all workers copy \(4 * parameters) bytes at once. PowerSGD+ pays a full "
+                + "all-reduce and SVDs every period: compare its mean, not its median.")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    }
+
+    /// One reducer on every worker: 2 untimed steps then `steps` timed ones; each step starts
+    /// from the worker's own fixed random gradient (copied in outside the timed region).
+    func measure(_ specification: ReducerSpecification, shapes: [[Int]]) throws -> (Row, MatrixLayout?) {
+        let total = 2 + steps
+        let results = try InProcessGroup.run(workers: workers) { group -> ([Double], ReductionStats, String, MatrixLayout?) in
+            var reducer = try Self.makeReducer(specification)
+            let source = shapes.enumerated().map { index, shape in
+                Philox(seed: 99, stream: Philox.stream(UInt64(group.rank), UInt64(index))).normalTensor(shape: shape)
+            }
+            var gradients = source
+            var times: [Double] = []
+            var stats = ReductionStats()
+            for step in 0..<total {
+                for i in gradients.indices {
+                    gradients[i].withUnsafeMutableBufferPointer { target in
+                        source[i].withUnsafeBufferPointer { target.baseAddress?.update(from: $0.baseAddress!, count: $0.count) }
+                    }
+                }
+                try group.barrier()
+                group.traffic.beginStep()
+                let start = DispatchTime.now().uptimeNanoseconds
+                stats = try reducer.reduce(&gradients, over: group)
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                if step >= 2 { times.append(seconds) }
+            }
+            let layout = (reducer as? PowerSGD)?.layout(for: shapes)
+            return (times, stats, reducer.name, layout)
+        }
+        let perStep = (0..<steps).map { step in results.map { $0.0[step] }.max()! }
+        let sorted = perStep.sorted()
+        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        // Payload of a power step (the refresh steps of PowerSGD+ send the full gradient):
+        // the last timed step's statistics.
+        let stats = results[0].1
+        let row = Row(reducer: results[0].2, medianMs: median * 1e3, meanMs: perStep.reduce(0, +) / Double(steps) * 1e3,
+                      payloadBytesPerWorker: stats.payloadBytes, bytesSentPerWorker: stats.bytesSent,
+                      compressionRatio: stats.compressionRatio, relativeError: stats.relativeError,
+                      collectivesPerStep: stats.collectives.count)
+        return (row, results[0].3)
+    }
+
+    /// Bytes read + written per second per worker while every worker copies a buffer of
+    /// `floats` floats at the same time (the memory bus is shared).
+    static func concurrentCopyBandwidth(workers: Int, floats: Int) throws -> Double {
+        let times = try InProcessGroup.run(workers: workers) { group -> Double in
+            var source = [Float](repeating: 1, count: floats), target = [Float](repeating: 0, count: floats)
+            var samples: [Double] = []
+            try source.withUnsafeMutableBufferPointer { s in
+                try target.withUnsafeMutableBufferPointer { t in
+                    for repeatIndex in 0..<9 {
+                        try group.barrier()
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        t.baseAddress!.update(from: s.baseAddress!, count: floats)
+                        if repeatIndex >= 2 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
+                    }
+                }
+            }
+            return samples.sorted()[samples.count / 2]
+        }
+        return 2 * Double(4 * floats) / times.max()! / 1e9
+    }
+}

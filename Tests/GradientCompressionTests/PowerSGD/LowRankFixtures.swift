@@ -1,0 +1,57 @@
+import Collectives
+import LinearAlgebra
+@testable import GradientCompression
+
+/// Shared fixtures of the PowerSGD-family tests.
+enum LowRankFixtures {
+    /// Worker `rank`'s gradient at `step`: standard normal, a pure function of its arguments.
+    static func gradients(_ shapes: [[Int]], rank: Int, step: Int, seed: UInt64 = 7) -> [Tensor] {
+        shapes.enumerated().map { index, shape in
+            Philox(seed: seed, stream: Philox.stream(UInt64(rank), UInt64(step), UInt64(index))).normalTensor(shape: shape)
+        }
+    }
+
+    /// The element-wise mean of the workers' gradient lists.
+    static func mean(_ lists: [[Tensor]]) -> [Tensor] {
+        var result = lists[0]
+        for index in result.indices {
+            for i in result[index].scalars.indices {
+                var s: Float = 0
+                for list in lists { s += list[index].scalars[i] }
+                result[index].scalars[i] = s / Float(lists.count)
+            }
+        }
+        return result
+    }
+
+    /// ‖a − b‖ / ‖b‖ over all tensors, in Double.
+    static func relativeDifference(_ a: [Tensor], _ b: [Tensor]) -> Double {
+        var difference = 0.0, norm = 0.0
+        for (x, y) in zip(a, b) {
+            for (u, v) in zip(x.scalars, y.scalars) {
+                difference += Double(u - v) * Double(u - v)
+                norm += Double(v) * Double(v)
+            }
+        }
+        return (difference / max(norm, .leastNormalMagnitude)).squareRoot()
+    }
+
+    /// A `rows×columns` matrix U·diag(σ)·Vᵀ with orthonormal U, V from QR of normal matrices.
+    static func matrix(rows: Int, columns: Int, singularValues: [Float], seed: UInt64) throws -> Tensor {
+        let k = singularValues.count
+        var u = Philox(seed: seed, stream: 1).normalTensor(shape: [rows, k])
+        var v = Philox(seed: seed, stream: 2).normalTensor(shape: [columns, k])
+        try Orthonormalization.householder.apply(&u)
+        try Orthonormalization.householder.apply(&v)
+        for i in 0..<rows { for j in 0..<k { u.scalars[i * k + j] *= singularValues[j] } }
+        return try matmul(u, v, transposeB: .transposed)
+    }
+
+    /// ‖M − best rank-r approximation‖ = sqrt(Σ_{i>r} σᵢ²) (Eckart–Young).
+    static func optimalError(_ m: Tensor, rank r: Int) throws -> Double {
+        let s = try SingularValueDecomposition(m).singularValues
+        return s.dropFirst(r).reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+    }
+
+    static func norm(_ t: Tensor) -> Double { t.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+}
