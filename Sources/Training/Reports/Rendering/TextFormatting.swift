@@ -27,11 +27,11 @@ public enum TextFormatting {
     public static func significant(_ value: Double, digits: Int = 3) -> String {
         guard value.isFinite else { return "—" }
         if value == 0 { return "0" }
-        let exponent = Int(floor(log10(abs(value))))
-        let decimals = max(0, digits - 1 - exponent)
-        let rounded = String(format: "%.\(decimals)f", value)
-        // Rounding can carry into a new digit (999.7 → "1000"), which is still 3 significant digits' worth.
-        return rounded
+        var exponent = Int(floor(log10(abs(value))))
+        // Rounding can carry into a new leading digit (0.9999 → 1.00): take the exponent of the rounded value.
+        let scale = pow(10, Double(digits - 1 - exponent))
+        if abs((value * scale).rounded()) >= pow(10, Double(digits)) { exponent += 1 }
+        return String(format: "%.\(max(0, digits - 1 - exponent))f", value)
     }
 
     /// A metric value: accuracy as a percentage with two decimals, perplexity with two decimals.
