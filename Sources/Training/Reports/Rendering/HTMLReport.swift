@@ -28,7 +28,7 @@ public struct HTMLReport: Sendable {
             let yAxis = LineChart.Axis(metric.rawValue, format: metric == .accuracy ? .percent : .number)
             charts.append(LineChart(
                 title: "Test \(metric.rawValue) vs projected training time (\(projection.label))",
-                x: .init("projected training time (\(projection.label))", format: .seconds), y: yAxis,
+                x: .init("projected training time (\(projection.label))", format: .seconds, fromZero: true), y: yAxis,
                 series: evaluated.map { run in
                     LineChart.Series(name: run.settings.reducer, points: run.evaluations.map {
                         (run.projectedElapsed(beforeStep: $0.step, on: projection), $0.value)
@@ -45,7 +45,7 @@ public struct HTMLReport: Sendable {
                 }))
         }
         charts.append(LineChart(
-            title: "Training loss vs step", x: .init("step"), y: .init("training loss"),
+            title: "Training loss vs step", x: .init("step", fromZero: true), y: .init("training loss", fromZero: true),
             series: runs.map { run in
                 LineChart.Series(name: run.settings.reducer, points: run.steps.map { (Double($0.step), $0.loss) })
             }))

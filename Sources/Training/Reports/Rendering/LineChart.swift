@@ -15,8 +15,7 @@ public struct LineChart: Sendable {
         case number, bytes, seconds, percent
         func callAsFunction(_ value: Double) -> String {
             switch self {
-            case .number: return TextFormatting.significant(value)
-                .replacingOccurrences(of: #"\.0+$"#, with: "", options: .regularExpression)
+            case .number: return String(format: "%g", value)
             case .bytes: return TextFormatting.bytes(value)
             case .seconds: return TextFormatting.seconds(value)
             case .percent: return String(format: "%.0f%%", value * 100)
@@ -28,10 +27,13 @@ public struct LineChart: Sendable {
         public var label: String
         public var scale: Scale
         public var format: TickFormat
-        public init(_ label: String, scale: Scale = .linear, format: TickFormat = .number) {
+        /// A linear axis that starts at 0 when every value is positive (times, steps).
+        public var fromZero: Bool
+        public init(_ label: String, scale: Scale = .linear, format: TickFormat = .number, fromZero: Bool = false) {
             self.label = label
             self.scale = scale
             self.format = format
+            self.fromZero = fromZero
         }
     }
 
@@ -86,7 +88,8 @@ public struct LineChart: Sendable {
             out += "<text x=\"\(f(width / 2))\" y=\"\(f(height / 2))\" text-anchor=\"middle\" fill=\"#666666\">no data to plot</text>\n"
             return out + "</svg>\n"
         }
-        let xRange = AxisRange(values: allX, scale: x.scale), yRange = AxisRange(values: allY, scale: y.scale)
+        let xRange = AxisRange(values: x.fromZero ? allX + [0] : allX, scale: x.scale)
+        let yRange = AxisRange(values: y.fromZero ? allY + [0] : allY, scale: y.scale)
         let px = { (v: Double) in left + xRange.fraction(v) * plotWidth }
         let py = { (v: Double) in top + (1 - yRange.fraction(v)) * plotHeight }
 
