@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
         .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Training", targets: ["Training"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
@@ -38,11 +39,13 @@ let package = Package(
 
         .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],
                 exclude: ["README.md"], linkerSettings: libm),
-        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks"],
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Datasets", dependencies: ["LinearAlgebra", "CZlib"], exclude: ["README.md"]),
+        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Training",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -1,3 +1,4 @@
+import Datasets
 import LinearAlgebra
 import NeuralNetworks
 
@@ -86,3 +87,5 @@ public final class ClassifierWorkload: Workload {
         try optimizer.load(from: &archive)
     }
 }
+
+extension ImageBatcher: LabeledImageSource {}
