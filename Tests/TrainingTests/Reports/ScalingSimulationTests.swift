@@ -1,4 +1,5 @@
 import Collectives
+import Foundation
 import GradientCompression
 import Testing
 @testable import Training
@@ -57,6 +58,12 @@ import Testing
         #expect(csv[0] == ScalingSimulation.csvHeader.joined(separator: ","))
         #expect(csv[1] == "sgd,1gbit,1,\(TextFormatting.csvNumber(0.055)),0,\(TextFormatting.csvNumber(0.055)),1,1")
         let svg = simulation.chart().svg()
+        // For scripts/check-report.sh: POWERSGD_SIMULATION_OUTPUT=path writes the chart as an HTML page.
+        if let path = ProcessInfo.processInfo.environment["POWERSGD_SIMULATION_OUTPUT"] {
+            try ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>simulation</title></head><body>\n" + svg
+                 + "<pre>" + TextFormatting.html(simulation.markdown()) + "</pre>\n</body></html>\n")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
         #expect(svg.components(separatedBy: "<polyline").count - 1 == 1 + 4)
         #expect(svg.contains(">sgd on 1gbit</text>") && svg.contains(">powersgd(rank=2) on 100gbit</text>"))
     }
