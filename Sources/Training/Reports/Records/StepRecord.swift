@@ -1,0 +1,70 @@
+import Collectives
+
+/// One optimizer step of a run, as the log stores it (one JSON line, `"record": "step"`).
+///
+/// Byte counts are this worker's (rank 0's; every method here sends the same payload on every
+/// rank, variable-length all-gathers aside); times are the slowest worker's, as the trainer
+/// agrees on them. Field meanings and units: `docs/reports.md`.
+public struct StepRecord: Sendable, Codable, Equatable {
+    /// 0-based optimizer step.
+    public var step: Int
+    public var epoch: Int
+    /// Training loss of the step, averaged over workers.
+    public var loss: Double
+    public var learningRate: Double?
+    /// Bytes this worker contributed to the step's collectives (before the algorithm's fan-out).
+    public var payloadBytes: Int
+    /// Bytes the collective algorithms sent / received for this worker at the run's worker count.
+    public var bytesSent: Int
+    public var bytesReceived: Int
+    /// 4 × gradient elements: what plain fp32 all-reduce would contribute.
+    public var uncompressedBytes: Int
+    /// Σ `payloadBytes` / Σ `bytesSent` over the run's steps up to and including this one.
+    public var cumulativePayloadBytes: Int
+    public var cumulativeBytesSent: Int
+    /// `uncompressedBytes / payloadBytes`; nil when nothing was sent (JSON has no infinity).
+    public var compressionRatio: Double?
+    /// Forward + backward, slowest worker.
+    public var computeSeconds: Double
+    /// Reducer time outside collectives (compression, decompression, error feedback), slowest worker.
+    public var compressionSeconds: Double
+    /// Reducer time inside collectives, as measured here, slowest worker.
+    public var communicationSeconds: Double
+    /// Optimizer update, slowest worker.
+    public var optimizerSeconds: Double
+    /// The step time the network model projects for the run's `ProjectionTarget`
+    /// (`localSeconds` + projected collectives; see `ProjectionTarget.stepSeconds`).
+    public var projectedSeconds: Double
+    /// The reducer's collectives of this step, in call order, for re-projection on any network.
+    public var collectives: [TrafficRecord]
+
+    public init(step: Int, epoch: Int, loss: Double, learningRate: Double? = nil,
+                payloadBytes: Int, bytesSent: Int, bytesReceived: Int, uncompressedBytes: Int,
+                cumulativePayloadBytes: Int, cumulativeBytesSent: Int,
+                computeSeconds: Double, compressionSeconds: Double, communicationSeconds: Double,
+                optimizerSeconds: Double, projectedSeconds: Double, collectives: [TrafficRecord]) {
+        self.step = step
+        self.epoch = epoch
+        self.loss = loss
+        self.learningRate = learningRate
+        self.payloadBytes = payloadBytes
+        self.bytesSent = bytesSent
+        self.bytesReceived = bytesReceived
+        self.uncompressedBytes = uncompressedBytes
+        self.cumulativePayloadBytes = cumulativePayloadBytes
+        self.cumulativeBytesSent = cumulativeBytesSent
+        self.compressionRatio = payloadBytes > 0 ? Double(uncompressedBytes) / Double(payloadBytes) : nil
+        self.computeSeconds = computeSeconds
+        self.compressionSeconds = compressionSeconds
+        self.communicationSeconds = communicationSeconds
+        self.optimizerSeconds = optimizerSeconds
+        self.projectedSeconds = projectedSeconds
+        self.collectives = collectives
+    }
+
+    /// Work that stays on the worker on any network: compute + compression + optimizer.
+    public var localSeconds: Double { computeSeconds + compressionSeconds + optimizerSeconds }
+
+    /// The step's measured time: `localSeconds` + measured communication (no overlap assumed).
+    public var measuredSeconds: Double { localSeconds + communicationSeconds }
+}

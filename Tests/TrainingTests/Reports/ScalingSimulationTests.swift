@@ -1,0 +1,103 @@
+import Collectives
+import Foundation
+import GradientCompression
+import Testing
+@testable import Training
+
+@Suite struct ScalingSimulationTests {
+    /// An 8.4M-parameter "large model" (two 1024×4096 matrices and a bias); compute 50 ms per step.
+    static let largeShapes = [[1024, 4096], [1024, 4096], [1024]]
+
+    /// The reducers' traffic measured on 2 workers; their compression times (wall clock on a shared
+    /// machine) are set to 0 so the projections below have exact hand values.
+    static func profile() throws -> SimulationProfile {
+        var sgd = try ReducerTraffic.measure(shapes: largeShapes, workers: 2, steps: 1) { UncompressedReducer() }
+        var powerSGD = try ReducerTraffic.measure(shapes: largeShapes, workers: 2, steps: 2) {
+            try PowerSGD(options: PowerSGDOptions(rank: 2))
+        }
+        #expect(sgd.compressionSeconds >= 0 && powerSGD.compressionSeconds > 0)
+        sgd.compressionSeconds = 0
+        powerSGD.compressionSeconds = 0
+        return SimulationProfile(model: "large", computeSeconds: 0.05, optimizerSeconds: 0.005,
+                                 reducers: [sgd, powerSGD])
+    }
+
+    @Test func measuredTrafficIsTheReducersPayload() throws {
+        let profile = try Self.profile()
+        let elements = 2 * 1024 * 4096 + 1024
+        #expect(profile.reducers[0].reducer == "sgd")
+        #expect(profile.reducers[0].collectives.map(\.payloadBytes).reduce(0, +) == 4 * elements)
+        // PowerSGD rank 2: P (1024×2) and Q (4096×2) per matrix, the bias uncompressed.
+        let factors: Int = 2 * 2 * (1024 + 4096) + 1024
+        let powerPayload = profile.reducers[1].collectives.map(\.payloadBytes).reduce(0, +)
+        #expect(powerPayload == 4 * factors)
+    }
+
+    @Test func baselineSpeedupIsOneOnOneWorkerAndCompressionPaysOffOnSlowNetworks() throws {
+        let simulation = try ScalingSimulation(profile: try Self.profile(), networks: ["1gbit", "100gbit"])
+        #expect(simulation.rows.count == 2 * 2 * 7)
+        let sgdSingle = try #require(simulation.rows.first { $0.reducer == "sgd" && $0.workers == 1 })
+        #expect(sgdSingle.speedup == 1)
+        #expect(sgdSingle.communicationSeconds == 0)
+        for row in simulation.rows where row.reducer == "sgd" { #expect(row.versusBaseline == 1) }
+        // SGD on 16 workers of 1 Gbit/s, by hand: 2·15·50 µs + 2·(15/16)·4·elements / 1.25e8 B/s.
+        let elements = Double(2 * 1024 * 4096 + 1024)
+        let sgd16 = try #require(simulation.rows.first { $0.reducer == "sgd" && $0.network == "1gbit" && $0.workers == 16 })
+        let handSeconds: Double = 30 * 50e-6 + 2 * 15.0 / 16 * 4 * elements / 1.25e8
+        #expect(abs(sgd16.communicationSeconds - handSeconds) < 1e-12)
+        #expect(abs(sgd16.speedup - 16 * 0.055 / sgd16.stepSeconds) < 1e-12)
+        for workers in [4, 16, 64] {
+            let power = try #require(simulation.rows.first {
+                $0.reducer.hasPrefix("powersgd") && $0.network == "1gbit" && $0.workers == workers
+            })
+            #expect(power.versusBaseline > 3, "PowerSGD should beat SGD clearly at W=\(workers) on 1 Gbit/s")
+        }
+        let markdown = simulation.markdown().split(separator: "\n")
+        #expect(markdown.count == 2 + simulation.rows.count)
+        let csv = simulation.csv().split(separator: "\n")
+        #expect(csv[0] == ScalingSimulation.csvHeader.joined(separator: ","))
+        #expect(csv[1] == "sgd,1gbit,1,\(TextFormatting.csvNumber(0.055)),0,\(TextFormatting.csvNumber(0.055)),1,1")
+        let svg = simulation.chart().svg()
+        // For scripts/check-report.sh: POWERSGD_SIMULATION_OUTPUT=path writes the chart as an HTML page.
+        if let path = ProcessInfo.processInfo.environment["POWERSGD_SIMULATION_OUTPUT"] {
+            try ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>simulation</title></head><body>\n" + svg
+                 + "<pre>" + TextFormatting.html(simulation.markdown()) + "</pre>\n</body></html>\n")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        #expect(svg.components(separatedBy: "<polyline").count - 1 == 1 + 4)
+        #expect(svg.contains(">sgd on 1gbit</text>") && svg.contains(">powersgd(rank=2) on 100gbit</text>"))
+    }
+
+    @Test func allGatherTrafficIsProjectedWithItsReceiveVolume() throws {
+        let gather = ReducerTraffic(reducer: "signum", collectives: [
+            TrafficRecord(kind: .allGather, payloadBytes: 1000, bytesSent: 1000, bytesReceived: 1000, seconds: 0, workers: 2),
+        ])
+        let sgd = ReducerTraffic(reducer: "sgd", collectives: [])
+        let simulation = try ScalingSimulation(profile: SimulationProfile(model: "m", computeSeconds: 1, reducers: [sgd, gather]),
+                                               networks: [("net", NetworkModel(latency: 0, bandwidth: 1000))],
+                                               workerCounts: [1, 2, 64])
+        // (W−1)·P/β with β = 1000 B/s: 0, 1 and 63 seconds.
+        #expect(simulation.rows.filter { $0.reducer == "signum" }.map(\.communicationSeconds) == [0, 1, 63])
+        #expect(simulation.rows.filter { $0.reducer == "signum" }.map(\.speedup) == [1, 1, 1])
+    }
+
+    @Test func profileFromRunsAndBadInput() throws {
+        let runs = [try SyntheticRuns.run(reducer: "sgd", payload: 4_000_000, steps: 3, evaluations: []),
+                    try SyntheticRuns.run(reducer: "powersgd(rank=2)", payload: 100_000, steps: 3, evaluations: [])]
+        let profile = try SimulationProfile(runs: runs)
+        #expect(abs(profile.computeSeconds - 0.1) < 1e-15 && abs(profile.optimizerSeconds - 0.005) < 1e-15)
+        #expect(profile.reducers.map(\.reducer) == ["sgd", "powersgd(rank=2)"])
+        #expect(abs(profile.reducers[1].compressionSeconds - 0.02) < 1e-15)
+        #expect(profile.reducers[1].collectives.first?.payloadBytes == 100_000)
+        #expect(throws: ReportError.self) { try ScalingSimulation(profile: profile, networks: ["10gbit"], workerCounts: [0]) }
+        #expect(throws: NetworkModelError.self) { try ScalingSimulation(profile: profile, networks: ["warp"]) }
+        var missing = profile
+        missing.baseline = "adam"
+        do {
+            _ = try ScalingSimulation(profile: missing, networks: ["10gbit"])
+            Issue.record("expected an error")
+        } catch let error as ReportError {
+            #expect(error.description.contains("'adam'"))
+        }
+    }
+}
