@@ -40,7 +40,7 @@ struct PowerSGDCommand: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print JSON, each measured against a limit of this machine.",
-        subcommands: [BenchLinalg.self])
+        subcommands: [BenchLinalg.self, BenchModel.self])
 }
 
 enum FileHandleStandardError {

@@ -36,6 +36,7 @@ public final class BasicBlock: Layer {
     }
 
     public var buffers: [Buffer] { bn1.buffers + bn2.buffers + (shortcutNorm?.buffers ?? []) }
+    public var sublayers: [Layer] { [conv1, bn1, conv2, bn2] + ([shortcutConv, shortcutNorm] as [Layer?]).compactMap { $0 } }
 
     public func forward(_ input: Tensor, training: Bool) throws -> Tensor {
         var main = try conv1.forward(input, training: training)
