@@ -21,6 +21,9 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Comma-separated thread counts.")
     var threads = "1,2"
 
+    @Option(help: "Comma-separated models to run: resnet18, lstm.")
+    var models = "resnet18,lstm"
+
     struct ResNetResult: Codable {
         var threads: Int
         var samplesPerSecond: Double
@@ -64,8 +67,8 @@ struct BenchModel: ParsableCommand {
         for t in threadCounts {
             BLASThreads.count = t
             let effective = min(t, max(1, startThreads))
-            resnets.append(try benchResNet(threads: effective))
-            lstms.append(try benchLSTM(threads: effective))
+            if models.contains("resnet18") { resnets.append(try benchResNet(threads: effective)) }
+            if models.contains("lstm") { lstms.append(try benchLSTM(threads: effective)) }
         }
         BLASThreads.count = startThreads
         let report = Report(resnet18: resnets, lstm: lstms, notes:

@@ -173,20 +173,21 @@ import LinearAlgebra
         #expect(throws: NeuralNetworkError.self) { try SoftmaxCrossEntropy.loss(logits: small, labels: [3]) }
     }
 
-    @Test func fastExponentialAccuracy() {
-        var worst: Float = 0
+    @Test func fastElementaryFunctionsAccuracy() {
+        var worstExp = 0.0, worstTanh = 0.0, worstSigmoid = 0.0
         var x: Float = -80
         while x < 80 {
-            var v = SIMD16<Float>()
-            for j in 0..<16 { v[j] = x + Float(j) * 0.003 }
-            let e = FastMath.exp(v)
-            for j in 0..<16 {
-                let exact = referenceExp(Double(v[j]))
-                worst = max(worst, Float(abs(Double(e[j]) - exact) / exact))
+            let exact = referenceExp(Double(x))
+            worstExp = max(worstExp, abs(Double(FastMath.exp(x)) - exact) / exact)
+            if abs(x) < 20 {
+                worstTanh = max(worstTanh, abs(Double(FastMath.tanh(x)) - referenceTanh(Double(x))))
+                worstSigmoid = max(worstSigmoid, abs(Double(FastMath.sigmoid(x)) - 1 / (1 + referenceExp(-Double(x)))))
             }
-            x += 0.0517
+            x += 0.000_713
         }
-        #expect(worst < 5e-7, "FastMath.exp relative error \(worst)")
+        #expect(worstExp < 5e-7, "FastMath.exp relative error \(worstExp)")
+        #expect(worstTanh < 5e-7 && worstSigmoid < 5e-7, "tanh \(worstTanh), sigmoid \(worstSigmoid) absolute error")
+        #expect(FastMath.tanh(30) == 1 && FastMath.tanh(-30) == -1 && FastMath.exp(-200) < 1e-37)
     }
 }
 
@@ -194,3 +195,4 @@ import LinearAlgebra
 import Glibc
 #endif
 func referenceExp(_ x: Double) -> Double { exp(x) }
+func referenceTanh(_ x: Double) -> Double { tanh(x) }

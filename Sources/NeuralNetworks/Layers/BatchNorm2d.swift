@@ -54,25 +54,39 @@ public final class BatchNorm2d: Layer {
         let n = input.count / channels
         var mean = [Float](repeating: 0, count: channels)
         var inverseStd = [Float](repeating: 0, count: channels)
+        var variances = [Float](repeating: 0, count: channels)
         if training {
             input.withPointer { x in
                 mean.withUnsafeMutableBufferPointer { meanBuffer in
                     inverseStd.withUnsafeMutableBufferPointer { invBuffer in
+                      variances.withUnsafeMutableBufferPointer { varBuffer in
                         let mp = SharedPointer(meanBuffer.baseAddress!), ip = SharedPointer(invBuffer.baseAddress!)
+                        let vp = SharedPointer(varBuffer.baseAddress!)
                         let xs = SharedPointer(x)
                         parallelRanges(channels, threads: threads) { range in
                             for c in range {
                                 let row = UnsafeBufferPointer(start: xs.base + c &* n, count: n)
                                 let mu = Vector.sum(row) / Float(n)
-                                let variance = BatchNorm2d.centeredSumOfSquares(row, mu) / Float(n)
+                                let squares = BatchNorm2d.centeredSumOfSquares(row, mu)
+                                let variance = squares / Float(n)
+                                vp.base[c] = squares / Float(n - 1)
                                 mp.base[c] = mu
                                 ip.base[c] = 1 / (variance + epsilon).squareRoot()
                             }
                         }
+                      }
                     }
                 }
             }
-            updateRunningStatistics(input, mean: mean, n: n)
+            // r_μ ← (1 − m)·r_μ + m·μ ;  r_σ² ← (1 − m)·r_σ² + m·Σ(x − μ)²/(n − 1)
+            runningMean.value.withMutablePointer { rm in
+                runningVariance.value.withMutablePointer { rv in
+                    for c in 0..<channels {
+                        rm[c] = (1 - momentum) * rm[c] + momentum * mean[c]
+                        rv[c] = (1 - momentum) * rv[c] + momentum * variances[c]
+                    }
+                }
+            }
         } else {
             runningMean.value.withPointer { rm in
                 runningVariance.value.withPointer { rv in
@@ -83,7 +97,7 @@ public final class BatchNorm2d: Layer {
                 }
             }
         }
-        var output = Tensor(shape: s)
+        var output = Tensor.filled(shape: s) { _, _ in }  // every element is written below
         output.withMutablePointer { y in
             input.withPointer { x in
                 weight.value.withPointer { gamma in
@@ -107,23 +121,6 @@ public final class BatchNorm2d: Layer {
         cachedInverseStd = inverseStd
         cachedTraining = training
         return output
-    }
-
-    /// r_μ ← (1 − m)·r_μ + m·μ ; r_σ² ← (1 − m)·r_σ² + m·Σ(x − μ)²/(n − 1). The sum of squares
-    /// is recomputed rather than recovered from 1/√(σ² + ε), which would lose bits.
-    private func updateRunningStatistics(_ input: Tensor, mean: [Float], n: Int) {
-        input.withUnsafeBufferPointer { x in
-            runningVariance.value.withMutablePointer { rv in
-                runningMean.value.withMutablePointer { rm in
-                for c in 0..<channels {
-                    rm[c] = (1 - momentum) * rm[c] + momentum * mean[c]
-                    let row = UnsafeBufferPointer(rebasing: x[(c * n)..<((c + 1) * n)])
-                    let unbiased = BatchNorm2d.centeredSumOfSquares(row, mean[c]) / Float(n - 1)
-                    rv[c] = (1 - momentum) * rv[c] + momentum * unbiased
-                }
-                }
-            }
-        }
     }
 
     /// Σ (xᵢ − μ)² with 16-lane accumulators.

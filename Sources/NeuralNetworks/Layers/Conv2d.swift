@@ -91,7 +91,8 @@ public final class Conv2d: Layer {
         let g = geometry(s)
         lastInputShape = s
         let columns = g.batch * g.outPlane
-        var output = Tensor(shape: [outChannels, g.batch, g.outHeight, g.outWidth])
+        // Every column block is written by a β = 0 product, so the storage starts uninitialized.
+        var output = Tensor.filled(shape: [outChannels, g.batch, g.outHeight, g.outWidth]) { _, _ in }
         let perBlock = imagesPerBlock(g)
         output.withMutablePointer { y in
             input.withPointer { x in
