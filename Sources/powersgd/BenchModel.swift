@@ -140,7 +140,7 @@ struct BenchModel: ParsableCommand {
     func benchLSTM(threads: Int) throws -> LSTMResult {
         let vocabulary = 33_278, steps = 35, batch = 20
         let model = try LSTMLanguageModel(vocabularySize: vocabulary, embeddingSize: 200, hiddenSize: 200, layers: 2,
-                                          dropout: 0, seed: 1)
+                                          dropout: 0, seed: 1, threads: threads)
         let sgd = SGD(options: .init(momentum: 0), schedule: .constant(20))
         var generator = Xoshiro256(seed: 5)
         let tokens = (0..<(steps * batch)).map { _ in Int(generator.next() % UInt64(vocabulary)) }

@@ -163,6 +163,12 @@ import LinearAlgebra
             Double(try! SoftmaxCrossEntropy.loss(logits: z, labels: labels))
         }
         expectSmall(results, "softmax cross-entropy")
+        // Rows split over two threads give the same bits.
+        let wide = randomTensor([37, 300], seed: 29, scale: 3)
+        let wideLabels = (0..<37).map { ($0 * 11) % 300 }
+        let one = try SoftmaxCrossEntropy.lossAndGradient(logits: wide, labels: wideLabels, threads: 1)
+        let two = try SoftmaxCrossEntropy.lossAndGradient(logits: wide, labels: wideLabels, threads: 2)
+        #expect(one.loss.bitPattern == two.loss.bitPattern && one.gradient == two.gradient)
         // Stability: huge logits give the exact loss of the shifted problem, not inf/NaN.
         let big = try Tensor(shape: [1, 3], scalars: [1000, 1001, 999])
         let small = try Tensor(shape: [1, 3], scalars: [1, 2, 0])

@@ -13,26 +13,34 @@ import Darwin
 /// (softmax(z) − onehot(label))/N. Row losses are summed in Double.
 public enum SoftmaxCrossEntropy {
     /// The mean loss and ∂loss/∂logits for `logits [N, K]` and `labels` (N values in 0..<K).
-    public static func lossAndGradient(logits: Tensor, labels: [Int]) throws -> (loss: Float, gradient: Tensor) {
+    /// With `threads > 1` the rows are split over threads; per-row losses are summed in row
+    /// order afterwards, so the result does not depend on the thread count.
+    public static func lossAndGradient(logits: Tensor, labels: [Int], threads: Int = 1) throws -> (loss: Float, gradient: Tensor) {
         let (n, k) = try check(logits, labels)
-        var gradient = Tensor(shape: logits.shape)
-        var total = 0.0
+        var gradient = Tensor.filled(shape: logits.shape) { _, _ in }  // every row is written below
+        var rowLosses = [Double](repeating: 0, count: n)
         let inverseN = 1 / Float(n)
         logits.withPointer { z in
             gradient.withMutablePointer { g in
-                for row in 0..<n {
-                    let zr = z + row * k, gr = g + row * k
-                    let m = maximum(zr, k)
-                    // gr ← exp(z − m), then normalize to softmax/N.
-                    let sum = exponentials(zr, k, shift: m, into: gr)
-                    total += Double(m) + Double(log(sum)) - Double(zr[labels[row]])
-                    let scale = inverseN / sum
-                    for j in 0..<k { gr[j] *= scale }
-                    gr[labels[row]] -= inverseN
+                rowLosses.withUnsafeMutableBufferPointer { losses in
+                    let zs = SharedPointer(z), gs = SharedPointer(g)
+                    let ls = UncheckedSendable(losses.baseAddress!)
+                    parallelRanges(n, threads: threads) { rows in
+                        for row in rows {
+                            let zr = UnsafePointer(zs.base + row &* k), gr = gs.base + row &* k
+                            let m = maximum(zr, k)
+                            // gr ← exp(z − m), then normalize to softmax/N.
+                            let sum = exponentials(zr, k, shift: m, into: gr)
+                            ls.value[row] = Double(m) + Double(log(sum)) - Double(zr[labels[row]])
+                            let scale = inverseN / sum
+                            for j in 0..<k { gr[j] *= scale }
+                            gr[labels[row]] -= inverseN
+                        }
+                    }
                 }
             }
         }
-        return (Float(total / Double(n)), gradient)
+        return (Float(rowLosses.reduce(0, +) / Double(n)), gradient)
     }
 
     /// The mean loss only (evaluation).
