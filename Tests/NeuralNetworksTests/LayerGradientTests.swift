@@ -59,6 +59,13 @@ import LinearAlgebra
         layer.weight.value = randomTensor([3], seed: 10)
         layer.bias.value = randomTensor([3], seed: 11)
         expectSmall(try checker.check(layer: layer, input: randomTensor([3, 4, 3, 3], seed: 12)), "BatchNorm2d train")
+        // With the ReLU fused: equal to BatchNorm2d followed by ReLU, and the same gradients.
+        let fused = BatchNorm2d(name: "bn", channels: 3, appliesReLU: true)
+        fused.weight.value = layer.weight.value
+        fused.bias.value = layer.bias.value
+        let x = randomTensor([3, 4, 3, 3], seed: 12)
+        #expect(try fused.forward(x, training: true) == ReLU.apply(try layer.forward(x, training: true)))
+        expectSmall(try checker.check(layer: fused, input: x), "BatchNorm2d + ReLU")
     }
 
     @Test func batchNormEvaluationBackward() throws {
