@@ -34,6 +34,10 @@ struct BenchModel: ParsableCommand {
         var convShareOfStep: Double
         var sgemmPeakGFLOPs: Double
         var convRatioToSgemmPeak: Double
+        /// The convolutions' FLOPs of one step over the whole step time.
+        var stepGFLOPs: Double
+        var stepRatioToSgemmPeak: Double
+        var loadAverage: Double
     }
     struct LSTMResult: Codable {
         var threads: Int
@@ -41,6 +45,11 @@ struct BenchModel: ParsableCommand {
         var pytorchTokensPerSecond: Double
         var ratioToPyTorch: Double
         var stepMs: Double
+        /// Product FLOPs of one step (decoder and LSTM products, forward and backward) over the step time.
+        var stepGFLOPs: Double
+        var sgemmPeakGFLOPs: Double
+        var stepRatioToSgemmPeak: Double
+        var loadAverage: Double
     }
     struct Report: Codable {
         var resnet18: [ResNetResult]
@@ -80,6 +89,13 @@ struct BenchModel: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    }
+
+    /// The 1-minute load average (other processes competing for the two cores make every figure smaller).
+    static func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+              let first = text.split(separator: " ").first, let value = Double(first) else { return .nan }
+        return value
     }
 
     func sgemmPeak() -> Double {
@@ -134,7 +150,9 @@ struct BenchModel: ParsableCommand {
         let reference = BenchModel.pytorchResNet[threads] ?? .nan
         return ResNetResult(threads: threads, samplesPerSecond: samples, pytorchSamplesPerSecond: reference,
                             ratioToPyTorch: samples / reference, stepMs: step * 1e3, convGFLOPs: convGFLOPs,
-                            convShareOfStep: seconds / step, sgemmPeakGFLOPs: peak, convRatioToSgemmPeak: convGFLOPs / peak)
+                            convShareOfStep: seconds / step, sgemmPeakGFLOPs: peak, convRatioToSgemmPeak: convGFLOPs / peak,
+                            stepGFLOPs: flops / step / 1e9, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
+                            loadAverage: BenchModel.loadAverage())
     }
 
     func benchLSTM(threads: Int) throws -> LSTMResult {
@@ -156,7 +174,13 @@ struct BenchModel: ParsableCommand {
         if let failure { throw failure }
         let tokensPerSecond = Double(steps * batch) / step
         let reference = BenchModel.pytorchLSTM[threads] ?? .nan
+        // Three products (forward, ∂W, ∂X) for the decoder and for each layer's input and recurrent weights.
+        let rows = Double(steps * batch), h = 200.0
+        let flops = 3 * 2 * rows * h * Double(vocabulary) + 2 * 3 * 2 * rows * 4 * h * (h + h)
+        let peak = sgemmPeak()
         return LSTMResult(threads: threads, tokensPerSecond: tokensPerSecond, pytorchTokensPerSecond: reference,
-                          ratioToPyTorch: tokensPerSecond / reference, stepMs: step * 1e3)
+                          ratioToPyTorch: tokensPerSecond / reference, stepMs: step * 1e3,
+                          stepGFLOPs: flops / step / 1e9, sgemmPeakGFLOPs: peak, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
+                          loadAverage: BenchModel.loadAverage())
     }
 }
