@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "Collectives", targets: ["Collectives"]),
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
         .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Training", targets: ["Training"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
     dependencies: [
@@ -37,16 +39,21 @@ let package = Package(
 
         .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],
                 exclude: ["README.md"], linkerSettings: libm),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "Datasets", dependencies: ["LinearAlgebra", "CZlib"], exclude: ["README.md"]),
+        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets"],
+                exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra",
-            "NeuralNetworks",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]

@@ -43,6 +43,8 @@ public enum GradientCompressionError: Error, Equatable, CustomStringConvertible 
     case invalidOption(String)
     /// A message from another worker that cannot be decoded.
     case corruptMessage(String)
+    /// The workers disagree about something that must be the same everywhere (gradient shapes).
+    case inconsistentWorkers(String)
 
     public var description: String {
         switch self {
@@ -52,6 +54,7 @@ public enum GradientCompressionError: Error, Equatable, CustomStringConvertible 
             return "got \(found) gradient tensors, expected \(expected)"
         case let .invalidOption(message): return "invalid reducer option: \(message)"
         case let .corruptMessage(message): return "corrupt message: \(message)"
+        case let .inconsistentWorkers(message): return "inconsistent workers: \(message)"
         }
     }
 }

@@ -1,0 +1,102 @@
+import Foundation
+
+/// What a rank tells the others about the collective it is entering.
+struct CallDescriptor: Equatable {
+    var operation: String
+    var count: Int
+    var root: Int
+    /// The rank's buffer or message (valid until the collective's last barrier).
+    var address: UnsafeMutableRawPointer?
+
+    var summary: String {
+        switch operation {
+        case "barrier": return "barrier"
+        case "allGather": return "allGather"
+        case "broadcastBytes": return "broadcast(bytes, root \(root))"
+        default: return root >= 0 ? "\(operation)(\(count) elements, root \(root))" : "\(operation)(\(count) elements)"
+        }
+    }
+
+    /// Calls agree when everything but the address and (for all-gather) the length agrees.
+    func agrees(with other: CallDescriptor) -> Bool {
+        operation == other.operation && root == other.root && (["allGather", "broadcastBytes"].contains(operation) || count == other.count)
+    }
+}
+
+/// The shared state of an in-process group: published descriptors, a reusable barrier, and
+/// the failure flag that turns every wait into a thrown error.
+final class GroupState: @unchecked Sendable {
+    let size: Int
+    private let condition = NSCondition()
+    private var arrived = 0
+    private var generation = 0
+    private var failure: (rank: Int, reason: String)?
+    /// Ranks whose body returned; a barrier they will never enter fails instead of hanging.
+    private var departed: Int?
+    private var descriptors: [CallDescriptor?]
+
+    init(size: Int) {
+        self.size = size
+        descriptors = Array(repeating: nil, count: size)
+    }
+
+    func fail(rank: Int, error: Error) {
+        condition.lock()
+        if failure == nil {
+            if case let CollectiveError.peerFailed(original, reason) = error {
+                failure = (original, reason)
+            } else {
+                failure = (rank, "\(error)")
+            }
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func depart(rank: Int) {
+        condition.lock()
+        departed = departed ?? rank
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits until every rank has arrived; throws at once if the group has failed.
+    func barrier() throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw CollectiveError.peerFailed(rank: failure.rank, reason: failure.reason) }
+        let myGeneration = generation
+        arrived += 1
+        if arrived == size {
+            arrived = 0
+            generation &+= 1
+            condition.broadcast()
+            return
+        }
+        while generation == myGeneration {
+            if let failure { throw CollectiveError.peerFailed(rank: failure.rank, reason: failure.reason) }
+            if let departed {
+                arrived -= 1
+                throw CollectiveError.peerFailed(rank: departed, reason: "it finished without entering this collective")
+            }
+            condition.wait()
+        }
+    }
+
+    /// Publishes this rank's call, waits for all, and checks that every rank made the same call.
+    func rendezvous(rank: Int, _ call: CallDescriptor) throws -> [CallDescriptor] {
+        condition.lock()
+        descriptors[rank] = call
+        condition.unlock()
+        try barrier()
+        condition.lock()
+        let all = descriptors.map { $0! }
+        condition.unlock()
+        for other in 0..<size where !all[other].agrees(with: all[0]) {
+            let error = CollectiveError.mismatch(rank: other, call: all[other].summary,
+                                                 otherRank: 0, otherCall: all[0].summary)
+            throw error
+        }
+        return all
+    }
+}

@@ -1,0 +1,87 @@
+import Dispatch
+import Foundation
+
+/// N workers as threads of one process, sharing memory: the embedded default backend.
+///
+/// `InProcessGroup.run(workers:)` starts one thread per worker, hands each its rank's
+/// `Communicator`, waits for all and returns their results in rank order.
+///
+/// **Algorithms.** Every collective is a rendezvous: each rank publishes a descriptor of its
+/// call (operation, element count, root, buffer address) and waits at a barrier; then ranks read
+/// one another's buffers directly.
+/// - all-reduce is a reduce-scatter then an all-gather over shared memory: the buffer is cut into
+///   `size` chunks; rank r sums chunk r over ranks 0, 1, …, size−1 in that order, writing it into
+///   its own buffer (no other rank touches that chunk of rank r's buffer in this phase); after a
+///   barrier every rank copies the other chunks from their owners. Both cores work, each element
+///   is summed once, in a fixed order: results are bit-identical run to run and on every rank.
+/// - all-gather and broadcast copy from the publishing ranks' memory after the first barrier; a
+///   second barrier keeps every source alive until all copies are done.
+///
+/// **Failures.** If a worker's body throws, the group is marked failed and every worker blocked in
+/// (or later entering) a collective throws `CollectiveError.peerFailed` naming that rank and its
+/// error — immediately, not after a timeout. `run` rethrows the first original error.
+///
+/// **Mismatch.** After the first barrier each rank compares every descriptor with rank 0's; all
+/// ranks see the same descriptors, so all throw the same `CollectiveError.mismatch` together.
+///
+/// Byte accounting (what a real network would carry, see `TrafficRecord`) is recorded as if the
+/// ring and tree algorithms ran between machines, so the counters equal the formulas exactly.
+public enum InProcessGroup {
+    /// Runs `body` on `workers` threads, each with its own rank's communicator; returns the
+    /// results in rank order, or throws the first worker error (the original, not a peer's
+    /// `peerFailed` echo).
+    public static func run<T>(workers: Int, stackSize: Int = 64 << 20,
+                              _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
+        precondition(workers >= 1, "InProcessGroup.run needs at least one worker (got \(workers))")
+        let state = GroupState(size: workers)
+        let results = ResultSlots<T>(count: workers)
+        let done = DispatchGroup()
+        for rank in 0..<workers {
+            done.enter()
+            let thread = Thread {
+                let communicator = InProcessCommunicator(rank: rank, state: state)
+                do {
+                    results.set(rank, .success(try body(communicator)))
+                    state.depart(rank: rank)
+                } catch {
+                    results.set(rank, .failure(error))
+                    state.fail(rank: rank, error: error)
+                }
+                done.leave()
+            }
+            thread.stackSize = stackSize
+            thread.name = "worker-\(rank)"
+            thread.start()
+        }
+        done.wait()
+        var values: [T] = []
+        var firstPeerEcho: Error?
+        for rank in 0..<workers {
+            switch results.get(rank) {
+            case let .success(value)?: values.append(value)
+            case let .failure(error)?:
+                if case CollectiveError.peerFailed = error { firstPeerEcho = firstPeerEcho ?? error; continue }
+                throw WorkerError(rank: rank, underlying: error)
+            case nil: fatalError("worker \(rank) finished without a result")
+            }
+        }
+        if let firstPeerEcho { throw firstPeerEcho }
+        return values
+    }
+}
+
+/// A worker's own error, with the rank that threw it.
+public struct WorkerError: Error, CustomStringConvertible {
+    public var rank: Int
+    public var underlying: Error
+    public var description: String { "worker \(rank): \(underlying)" }
+}
+
+/// One slot per rank, written once by that rank's thread, read after all threads are joined.
+final class ResultSlots<T>: @unchecked Sendable {
+    private var slots: [Result<T, Error>?]
+    private let lock = NSLock()
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ rank: Int, _ value: Result<T, Error>) { lock.lock(); slots[rank] = value; lock.unlock() }
+    func get(_ rank: Int) -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return slots[rank] }
+}

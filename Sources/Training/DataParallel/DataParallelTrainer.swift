@@ -1,0 +1,237 @@
+import Collectives
+import Dispatch
+import Foundation
+import GradientCompression
+import LinearAlgebra
+
+/// The data-parallel training loop of one worker: the paper's Algorithm 2.
+///
+/// Every worker runs `run` with its own communicator, workload (model replica, optimizer,
+/// data shard) and reducer, in lock step:
+/// 1. compute the local gradients on this worker's batch;
+/// 2. the reducer replaces them by the group's (approximate) average — identical everywhere;
+/// 3. the optimizer applies momentum, weight decay and the learning rate to that average;
+/// 4. two tiny all-reduces share the step's loss and timings (mean loss, slowest worker).
+/// Because steps 2–3 give every worker the same update, replicas that start identical stay
+/// identical, up to the buffers a workload keeps locally (batch-norm running statistics).
+public struct DataParallelTrainer {
+    public struct Options: Sendable {
+        /// Stop after this many optimizer steps in all (counted from step 0, resumes included).
+        public var totalSteps: Int
+        /// Evaluate every this many steps (and after the last); 0 means only at the end.
+        public var evaluateEvery: Int
+        /// Write a checkpoint every this many steps into `checkpointDirectory`; 0 means never
+        /// (a checkpoint is still written when training stops on a non-finite value).
+        public var checkpointEvery: Int
+        public var checkpointDirectory: URL?
+
+        public init(totalSteps: Int, evaluateEvery: Int = 0, checkpointEvery: Int = 0, checkpointDirectory: URL? = nil) {
+            self.totalSteps = totalSteps
+            self.evaluateEvery = evaluateEvery
+            self.checkpointEvery = checkpointEvery
+            self.checkpointDirectory = checkpointDirectory
+        }
+    }
+
+    /// What one step did, as every worker agrees on it (loss averaged, times of the slowest worker).
+    public struct Step: Sendable {
+        public var step: Int
+        public var epoch: Int
+        public var loss: Double
+        public var learningRate: Float
+        /// Forward + backward, slowest worker.
+        public var computeSeconds: Double
+        /// Reducer time outside collectives (compression, decompression, error feedback), slowest worker.
+        public var compressionSeconds: Double
+        /// Reducer time inside collectives, slowest worker.
+        public var communicationSeconds: Double
+        /// Optimizer step, slowest worker.
+        public var optimizerSeconds: Double
+        /// This worker's reducer statistics (bytes, ratio, collectives).
+        public var reduction: ReductionStats
+    }
+
+    /// The result of an evaluation, the same on every worker.
+    public struct Evaluation: Sendable {
+        public var step: Int
+        public var epoch: Int
+        public var metric: EvaluationPart.Metric
+        /// Fraction correct, or perplexity.
+        public var value: Double
+    }
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    /// Runs from `startStep` (0, or the step a checkpoint was written at) to `options.totalSteps`.
+    /// `onStep` and `onEvaluation` are called on every worker with identical values.
+    public func run(workload: Workload, reducer: inout any GradientReducer, group: any Communicator,
+                    startStep: Int = 0,
+                    onStep: (Step) throws -> Void = { _ in },
+                    onEvaluation: (Evaluation) throws -> Void = { _ in }) throws {
+        let stepsPerEpoch = workload.stepsPerEpoch(workers: group.size)
+        guard stepsPerEpoch > 0 else {
+            throw TrainingError.emptyEpoch(workers: group.size)
+        }
+        var step = startStep
+        while step < options.totalSteps {
+            let epoch = step / stepsPerEpoch
+            group.traffic.beginStep()
+
+            // 1. Local gradients.
+            let t0 = now()
+            let loss = try workload.computeGradients(epoch: epoch, step: step % stepsPerEpoch,
+                                                     rank: group.rank, workers: group.size)
+            let t1 = now()
+            // 2. The reducer's average (identical on every worker afterwards).
+            var gradients = workload.gradients
+            workload.gradients = []  // hand the storage over, so the reducer writes it without a copy
+            let reduction = try reducer.reduce(&gradients, over: group)
+            workload.gradients = gradients
+            // 3. Optimizer on the average.
+            let t2 = now()
+            let finiteGradients = gradients.allSatisfy { $0.withUnsafeBufferPointer { allFinite($0) } }
+            let learningRate = finiteGradients ? try workload.applyGradients() : .nan
+            let t3 = now()
+
+            // 4. Agree on the step's numbers: mean loss and non-finite count, slowest times.
+            var sums: [Float] = [loss, (loss.isFinite && finiteGradients) ? 0 : 1]
+            try group.allReduce(&sums, operation: .sum)
+            var slowest: [Float] = [Float(t1 - t0), Float(reduction.computeSeconds),
+                                    Float(reduction.communicationSeconds), Float(t3 - t2)]
+            try group.allReduce(&slowest, operation: .max)
+            if sums[1] > 0 {
+                let directory = try writeCheckpoint(step: step, workload: workload, reducer: reducer, group: group)
+                throw TrainingError.nonFinite(step: step, loss: Double(sums[0]) / Double(group.size), checkpoint: directory)
+            }
+            try onStep(Step(step: step, epoch: epoch, loss: Double(sums[0]) / Double(group.size),
+                            learningRate: learningRate, computeSeconds: Double(slowest[0]),
+                            compressionSeconds: Double(slowest[1]), communicationSeconds: Double(slowest[2]),
+                            optimizerSeconds: Double(slowest[3]), reduction: reduction))
+            step += 1
+            if options.evaluateEvery > 0 && step % options.evaluateEvery == 0 || step == options.totalSteps {
+                try onEvaluation(evaluate(workload: workload, group: group, step: step, epoch: (step - 1) / stepsPerEpoch))
+            }
+            if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 {
+                _ = try writeCheckpoint(step: step, workload: workload, reducer: reducer, group: group)
+            }
+        }
+    }
+
+    /// Every worker evaluates its share of the test set; the sums are all-reduced.
+    public func evaluate(workload: Workload, group: any Communicator, step: Int, epoch: Int) throws -> Evaluation {
+        let part = try workload.evaluate(rank: group.rank, workers: group.size)
+        var totals: [Float] = [Float(part.sum), Float(part.count)]
+        try group.allReduce(&totals, operation: .sum)
+        let mean = Double(totals[0]) / max(1, Double(totals[1]))
+        let value = part.metric == .accuracy ? mean : exp(mean)
+        return Evaluation(step: step, epoch: epoch, metric: part.metric, value: value)
+    }
+
+    // MARK: - Checkpoints
+
+    /// Writes `<directory>/step-<N>/rank-<r>.state` for every rank: the workload's state (model,
+    /// buffers, optimizer) and the reducer's (error feedback, warm-start factors, plans). Ranks
+    /// write their own file because reducer state and local buffers differ between workers.
+    @discardableResult
+    func writeCheckpoint(step: Int, workload: Workload, reducer: any GradientReducer,
+                         group: any Communicator) throws -> URL? {
+        guard let root = options.checkpointDirectory else { return nil }
+        let directory = Checkpoint.directory(root, step: step)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var writer = StateWriter()
+        writer.write(Checkpoint.magic)
+        writer.write(step)
+        writer.write(group.size)
+        workload.saveState(to: &writer)
+        writer.write(reducer.name)
+        reducer.saveState(to: &writer)
+        try Data(writer.bytes).write(to: Checkpoint.file(directory, rank: group.rank), options: .atomic)
+        try group.barrier()  // every rank's file exists before anyone reports the checkpoint
+        if group.rank == 0 {
+            try Data("\(step)\n".utf8).write(to: root.appendingPathComponent("latest"), options: .atomic)
+        }
+        return directory
+    }
+
+    private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+}
+
+/// The checkpoint layout and reader.
+public enum Checkpoint {
+    static let magic = "powersgd-checkpoint-v1"
+
+    public static func directory(_ root: URL, step: Int) -> URL {
+        root.appendingPathComponent("step-\(step)")
+    }
+
+    static func file(_ directory: URL, rank: Int) -> URL {
+        directory.appendingPathComponent("rank-\(rank).state")
+    }
+
+    /// The step of the newest complete checkpoint under `root`, or nil if there is none.
+    public static func latestStep(in root: URL) -> Int? {
+        guard let text = try? String(contentsOf: root.appendingPathComponent("latest"), encoding: .utf8) else { return nil }
+        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Restores this rank's workload and reducer from `<root>/step-<N>/rank-<r>.state` and
+    /// returns the step to continue from.
+    public static func restore(from root: URL, step: Int, workload: Workload, reducer: inout any GradientReducer,
+                               group: any Communicator) throws -> Int {
+        let file = Checkpoint.file(directory(root, step: step), rank: group.rank)
+        let data: Data
+        do { data = try Data(contentsOf: file) } catch {
+            throw TrainingError.checkpoint("cannot read \(file.path): \(error.localizedDescription)")
+        }
+        var reader = StateReader([UInt8](data))
+        do {
+            try reader.expect(magic)
+            let saved = try reader.readInt()
+            let workers = try reader.readInt()
+            guard saved == step else { throw TrainingError.checkpoint("\(file.path) holds step \(saved), expected \(step)") }
+            guard workers == group.size else {
+                throw TrainingError.checkpoint("\(file.path) was written by \(workers) workers; this run has \(group.size)")
+            }
+            try workload.restoreState(from: &reader)
+            try reader.expect(reducer.name)
+            try reducer.restoreState(from: &reader)
+            guard reader.isAtEnd else { throw TrainingError.checkpoint("\(file.path) has trailing bytes") }
+        } catch let error as StateArchiveError {
+            throw TrainingError.checkpoint("\(file.path): \(error)")
+        }
+        return step
+    }
+}
+
+func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+    // Σ 0·x is 0 for finite x and NaN for NaN or ±Inf: one vectorized pass.
+    var acc = SIMD16<Float>()
+    var i = 0
+    let n = values.count
+    guard let p = values.baseAddress else { return true }
+    while i + 16 <= n { acc += 0 * UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self); i += 16 }
+    var tail: Float = 0
+    while i < n { tail += 0 * p[i]; i += 1 }
+    return (acc.sum() + tail) == 0
+}
+
+/// Why training stopped.
+public enum TrainingError: Error, CustomStringConvertible {
+    case nonFinite(step: Int, loss: Double, checkpoint: URL?)
+    case emptyEpoch(workers: Int)
+    case checkpoint(String)
+
+    public var description: String {
+        switch self {
+        case let .nonFinite(step, loss, checkpoint):
+            let saved = checkpoint.map { "; state saved in \($0.path) for inspection" } ?? "; no checkpoint directory was given"
+            return "training stopped at step \(step): the loss (\(loss)) or a reduced gradient is not finite — "
+                + "lower the learning rate or check the data\(saved)"
+        case let .emptyEpoch(workers):
+            return "the training set is too small for \(workers) workers at this batch size: an epoch has no step"
+        case let .checkpoint(message):
+            return "checkpoint: \(message)"
+        }
+    }
+}

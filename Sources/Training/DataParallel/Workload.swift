@@ -1,0 +1,51 @@
+import LinearAlgebra
+
+/// What the data-parallel loop needs of one worker: a model replica, its optimizer and its
+/// shard of the data.
+///
+/// The loop (`DataParallelTrainer`) owns the order of the paper's Algorithm 2: compute the
+/// local gradients, let the reducer turn them into the group's average, then let the optimizer
+/// apply momentum, weight decay and the learning rate to that average. A workload never talks
+/// to other workers itself.
+public protocol Workload: AnyObject {
+    /// Optimizer steps per epoch; the same on every worker (the data shard rule guarantees it).
+    func stepsPerEpoch(workers: Int) -> Int
+
+    /// Forward and backward pass on this worker's training batch `step` of `epoch`, leaving the
+    /// gradients in `gradients`. Returns the mean loss over the batch.
+    func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int) throws -> Float
+
+    /// The gradient tensors in parameter order: what the reducer sees and replaces.
+    var gradients: [Tensor] { get set }
+
+    /// One optimizer step with the (reduced) `gradients`; returns the learning rate it used
+    /// (the optimizer owns the schedule).
+    func applyGradients() throws -> Float
+
+    /// This worker's part of the evaluation: the sum of the per-example metric and the count.
+    func evaluate(rank: Int, workers: Int) throws -> EvaluationPart
+
+    /// Model parameters, buffers and optimizer state, in the checkpoint format.
+    func saveState(to archive: inout StateWriter)
+    func restoreState(from archive: inout StateReader) throws
+}
+
+/// A worker's share of an evaluation: Σ metric over its examples and how many there were.
+public struct EvaluationPart: Sendable, Equatable {
+    public enum Metric: String, Sendable, Codable {
+        /// Σ correct predictions; reported as the fraction correct.
+        case accuracy
+        /// Σ negative log-likelihood (nats) over tokens; reported as exp(mean).
+        case perplexity
+    }
+
+    public var metric: Metric
+    public var sum: Double
+    public var count: Double
+
+    public init(metric: Metric, sum: Double, count: Double) {
+        self.metric = metric
+        self.sum = sum
+        self.count = count
+    }
+}

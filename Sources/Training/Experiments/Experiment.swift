@@ -1,0 +1,103 @@
+import Datasets
+import Foundation
+import NeuralNetworks
+
+/// A configured experiment: its data loaded once, and a fresh model replica, optimizer and data
+/// shard for each worker (`makeWorkload`). Replicas built from the same seed are identical.
+public final class Experiment: @unchecked Sendable {
+    public let configuration: ExperimentConfiguration
+    /// Loaded image data (image models) or token streams (language models).
+    private let images: (train: ImageDataset, test: ImageDataset)?
+    private let corpus: LanguageCorpus?
+
+    public init(_ configuration: ExperimentConfiguration) throws {
+        self.configuration = configuration
+        let directory = configuration.resolvedDataDirectory()
+        switch configuration.dataset {
+        case "fashion-mnist":
+            images = (try ImageDataset.fashionMNIST(directory: directory, split: .train),
+                      try ImageDataset.fashionMNIST(directory: directory, split: .test))
+            corpus = nil
+        case "cifar10":
+            images = (try ImageDataset.cifar10(directory: directory, split: .train), try ImageDataset.cifar10(directory: directory, split: .test))
+            corpus = nil
+        case "wikitext2":
+            images = nil
+            corpus = try LanguageCorpus.wikiText(directory: directory)
+        case "shakespeare":
+            images = nil
+            let path = directory.hasSuffix(".txt") ? directory : directory + "/input.txt"
+            corpus = try LanguageCorpus.characters(path: path)
+        default:
+            throw DatasetError.invalidRequest("unknown dataset '\(configuration.dataset)' (fashion-mnist, cifar10, wikitext2, shakespeare)")
+        }
+        if configuration.isLanguageModel != (corpus != nil) {
+            throw DatasetError.invalidRequest("model \(configuration.model) cannot train on \(configuration.dataset)")
+        }
+    }
+
+    /// A description of the data for summaries.
+    public var dataDescription: String {
+        if let images { return "\(images.train.name): \(images.train.count) training, \(images.test.count) test images" }
+        if let corpus { return "\(corpus.name): \(corpus.train.count) training, \(corpus.test.count) test tokens, vocabulary \(corpus.vocabulary.count)" }
+        return ""
+    }
+
+    /// Optimizer steps per epoch with `workers` workers.
+    public func stepsPerEpoch(workers: Int) throws -> Int {
+        try makeWorkload(rank: 0, workers: workers, threads: 1).stepsPerEpoch(workers: workers)
+    }
+
+    /// Steps in all: `steps`, or ⌈epochs · steps per epoch⌉.
+    public func totalSteps(workers: Int) throws -> Int {
+        if let steps = configuration.steps { return steps }
+        return max(1, Int((configuration.epochs * Double(try stepsPerEpoch(workers: workers))).rounded(.up)))
+    }
+
+    /// Worker `rank`'s replica. `threads` is the intra-op parallelism of the model (1 when
+    /// workers already occupy the cores).
+    public func makeWorkload(rank: Int, workers: Int, threads: Int = 1) throws -> Workload {
+        let c = configuration
+        if let images {
+            let classes = images.train.classes, channels = images.train.channels, size = images.train.height
+            let model: Classifier
+            switch c.model {
+            case "mlp":
+                let hidden = c.width > 0 ? Int(c.width) : 256
+                model = MLP.make(inputShape: [channels, size, size], hidden: [hidden], classes: classes, seed: c.seed)
+            case "resnet8":
+                model = try ResNet.small(depth: 8, classes: classes, inputChannels: channels, imageSize: size,
+                                         baseWidth: c.width > 0 ? Int(c.width) : 16, seed: c.seed, threads: threads)
+            case "resnet18":
+                model = ResNet.resNet18(classes: classes, inputChannels: channels, imageSize: size,
+                                        widthMultiplier: c.width > 0 ? c.width : 1, seed: c.seed, threads: threads)
+            default:
+                throw DatasetError.invalidRequest("model \(c.model) is not an image classifier (mlp, resnet8, resnet18)")
+            }
+            let batcher = try ImageBatcher(train: images.train, test: images.test, seed: c.seed, augment: c.dataset == "cifar10")
+            let steps = c.steps ?? max(1, Int((c.epochs * Double(batcher.stepsPerEpoch(workers: workers, batchSize: c.batchSize))).rounded(.up)))
+            return ClassifierWorkload(model: model, optimizer: optimizer(totalSteps: steps), data: batcher, batchSize: c.batchSize)
+        }
+        let corpus = corpus!
+        let hidden = c.width > 0 ? Int(c.width) : 200
+        let model = try LSTMLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: hidden, hiddenSize: hidden,
+                                          layers: 2, dropout: 0.2, tiedWeights: true, seed: c.seed)
+        let windows = try LanguageModelBatcher(stream: corpus.train, batch: c.batchSize, bptt: c.bptt, rank: 0, workers: workers).windows
+        let steps = c.steps ?? max(1, Int((c.epochs * Double(windows)).rounded(.up)))
+        return LanguageModelWorkload(model: model, optimizer: optimizer(totalSteps: steps), corpus: corpus, batchSize: c.batchSize, bptt: c.bptt)
+    }
+
+    func optimizer(totalSteps: Int) -> SGD {
+        let c = configuration
+        let decay: LearningRateSchedule.Decay
+        switch c.schedule {
+        case .constant: decay = .constant
+        case .step: decay = .step(milestones: [totalSteps / 2, totalSteps * 3 / 4], factor: 0.1)
+        case .cosine: decay = .cosine(totalSteps: totalSteps, finalFactor: 0)
+        }
+        return SGD(options: SGD.Options(momentum: Float(c.momentum), nesterov: c.nesterov, weightDecay: Float(c.weightDecay),
+                                        weightDecayExcludesNormalizationAndBias: true,
+                                        maxGradientNorm: c.clipNorm > 0 ? Float(c.clipNorm) : nil),
+                   schedule: LearningRateSchedule(base: Float(c.learningRate), warmupSteps: c.warmupSteps, decay: decay))
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+
+/// Everything that defines a training run except the reducer and the transport: model, data,
+/// optimizer, schedule and length. The command line fills it; library users can too.
+public struct ExperimentConfiguration: Sendable, Codable, Equatable {
+    public enum Schedule: String, Sendable, Codable { case constant, step, cosine }
+
+    /// `mlp`, `resnet8` (a small ResNet for quick runs), `resnet18` (the paper's), `lstm`.
+    public var model = "resnet8"
+    /// `fashion-mnist`, `cifar10`, `wikitext2`, `shakespeare`.
+    public var dataset = "fashion-mnist"
+    /// Where the dataset's files are; nil means its standard location.
+    public var dataDirectory: String?
+    /// Examples (or, for language models, sequences) per worker per step.
+    public var batchSize = 32
+    /// Back-propagation-through-time window of the language models.
+    public var bptt = 35
+    public var epochs: Double = 1
+    /// Optimizer steps in all; overrides `epochs` when set.
+    public var steps: Int?
+    public var learningRate: Double = 0.05
+    public var schedule = Schedule.cosine
+    public var warmupSteps = 0
+    public var momentum: Double = 0.9
+    public var nesterov = true
+    public var weightDecay: Double = 1e-4
+    /// Global-norm clipping of the averaged gradient; 0 is off.
+    public var clipNorm: Double = 0
+    public var seed: UInt64 = 1
+    /// Width multiplier of the ResNets, hidden size of the LSTM or MLP; 0 is the model's default.
+    public var width: Double = 0
+    /// Evaluate every this many steps; 0 means at the end of every epoch.
+    public var evaluateEvery = 0
+
+    public init() {}
+
+    public var isLanguageModel: Bool { model == "lstm" }
+
+    /// The standard location of each dataset: the Debian package for Fashion-MNIST, and
+    /// `../shared/data/...` beside the project (where the tests' data lives) for the others.
+    public func resolvedDataDirectory(projectRoot: String = FileManager.default.currentDirectoryPath) -> String {
+        if let dataDirectory { return dataDirectory }
+        let shared = URL(fileURLWithPath: projectRoot).deletingLastPathComponent().appendingPathComponent("shared/data").path
+        switch dataset {
+        case "fashion-mnist": return "/usr/share/datasets/fashion-mnist"
+        case "cifar10": return shared + "/cifar10-subset"
+        case "wikitext2": return shared + "/wikitext-2"
+        default: return shared + "/tiny-shakespeare"
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import GradientCompression
+
+/// The options shared by `train` and `compare`: model, data, workers, optimizer, schedule.
+struct TrainingArguments: ParsableArguments {
+    @Option(help: "Model: mlp, resnet8 (small ResNet for quick runs), resnet18 (the paper's CIFAR ResNet-18), lstm.")
+    var model = "resnet8"
+
+    @Option(help: "Dataset: fashion-mnist, cifar10, wikitext2, shakespeare.")
+    var dataset = "fashion-mnist"
+
+    @Option(help: "Directory holding the dataset files (default: the dataset's standard location).")
+    var dataDir: String?
+
+    @Option(help: "Number of workers (threads with --backend threads; ignored with mpi, where mpirun -np decides).")
+    var workers = 4
+
+    @Option(help: "threads (workers as threads of this process) or mpi (one worker per MPI rank, launched by mpirun).")
+    var backend = "threads"
+
+    @Option(help: "Training length in epochs (fractions allowed). Ignored when --steps is given.")
+    var epochs: Double = 1
+
+    @Option(help: "Training length in optimizer steps (overrides --epochs).")
+    var steps: Int?
+
+    @Option(help: "Batch size per worker (images; for language models: sequences per worker).")
+    var batchSize = 32
+
+    @Option(help: "Back-propagation-through-time window of the language models, in tokens.")
+    var bptt = 35
+
+    @Option(help: "Base learning rate (scaled by nothing: it is the rate applied to the averaged gradient).")
+    var learningRate: Double = 0.05
+
+    @Option(help: "Learning-rate schedule after warm-up: constant, step (x0.1 at 50% and 75% of training), cosine.")
+    var schedule = "cosine"
+
+    @Option(help: "Linear learning-rate warm-up, in steps.")
+    var warmupSteps = 0
+
+    @Option(help: "Momentum, applied after aggregation (Algorithm 2).")
+    var momentum: Double = 0.9
+
+    @Flag(inversion: .prefixedNo, help: "Nesterov momentum.")
+    var nesterov = true
+
+    @Option(help: "Weight decay (not applied to batch-norm and bias parameters).")
+    var weightDecay: Double = 1e-4
+
+    @Option(help: "Clip the averaged gradient to this global L2 norm (0: no clipping; 0.25 is usual for the LSTM).")
+    var clipNorm: Double = 0
+
+    @Option(help: "Random seed: parameters, data order, augmentation and every reducer's shared randomness.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Network for the projected times: 1gbit, 10gbit, 25gbit, 100gbit, or e.g. '40gbit,5us'.")
+    var network = "10gbit"
+
+    @Option(help: "Worker count of the projected cluster.")
+    var projectWorkers = 16
+
+    @Option(help: "Evaluate every this many steps (0: at the end of each epoch).")
+    var evaluateEvery = 0
+
+    @Option(help: "Width multiplier of the ResNets, hidden size of the LSTM, hidden units of the MLP (0: the model's default).")
+    var width: Double = 0
+
+    func validate() throws {
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1 (got \(workers))") }
+        guard ["threads", "mpi"].contains(backend) else {
+            throw ValidationError("--backend must be threads or mpi (got '\(backend)')")
+        }
+        guard epochs > 0 else { throw ValidationError("--epochs must be positive (got \(epochs))") }
+        if let steps { guard steps >= 1 else { throw ValidationError("--steps must be at least 1 (got \(steps))") } }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 (got \(batchSize))") }
+        guard bptt >= 1 else { throw ValidationError("--bptt must be at least 1 (got \(bptt))") }
+        guard learningRate > 0, learningRate.isFinite else {
+            throw ValidationError("--learning-rate must be a positive number (got \(learningRate))")
+        }
+        guard ["constant", "step", "cosine"].contains(schedule) else {
+            throw ValidationError("--schedule must be constant, step or cosine (got '\(schedule)')")
+        }
+        guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must be 0 or more (got \(warmupSteps))") }
+        guard (0..<1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1) (got \(momentum))") }
+        guard weightDecay >= 0, weightDecay.isFinite else {
+            throw ValidationError("--weight-decay must be 0 or more (got \(weightDecay))")
+        }
+        guard clipNorm >= 0, clipNorm.isFinite else { throw ValidationError("--clip-norm must be 0 or more (got \(clipNorm))") }
+        guard projectWorkers >= 1 else { throw ValidationError("--project-workers must be at least 1 (got \(projectWorkers))") }
+        guard evaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be 0 or more (got \(evaluateEvery))") }
+        guard width >= 0, width.isFinite else { throw ValidationError("--width must be 0 or more (got \(width))") }
+        guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
+            throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")
+        }
+        guard ["fashion-mnist", "cifar10", "wikitext2", "shakespeare"].contains(dataset) else {
+            throw ValidationError("--dataset must be one of fashion-mnist, cifar10, wikitext2, shakespeare (got '\(dataset)')")
+        }
+        let languageModel = model == "lstm", textData = ["wikitext2", "shakespeare"].contains(dataset)
+        guard languageModel == textData else {
+            throw ValidationError("--model \(model) does not fit --dataset \(dataset): "
+                                  + "lstm trains on wikitext2 or shakespeare, the others on image datasets")
+        }
+    }
+}
