@@ -59,6 +59,13 @@ import LinearAlgebra
         layer.weight.value = randomTensor([3], seed: 10)
         layer.bias.value = randomTensor([3], seed: 11)
         expectSmall(try checker.check(layer: layer, input: randomTensor([3, 4, 3, 3], seed: 12)), "BatchNorm2d train")
+        // With the ReLU fused: equal to BatchNorm2d followed by ReLU, and the same gradients.
+        let fused = BatchNorm2d(name: "bn", channels: 3, appliesReLU: true)
+        fused.weight.value = layer.weight.value
+        fused.bias.value = layer.bias.value
+        let x = randomTensor([3, 4, 3, 3], seed: 12)
+        #expect(try fused.forward(x, training: true) == ReLU.apply(try layer.forward(x, training: true)))
+        expectSmall(try checker.check(layer: fused, input: x), "BatchNorm2d + ReLU")
     }
 
     @Test func batchNormEvaluationBackward() throws {
@@ -163,6 +170,12 @@ import LinearAlgebra
             Double(try! SoftmaxCrossEntropy.loss(logits: z, labels: labels))
         }
         expectSmall(results, "softmax cross-entropy")
+        // Rows split over two threads give the same bits.
+        let wide = randomTensor([37, 300], seed: 29, scale: 3)
+        let wideLabels = (0..<37).map { ($0 * 11) % 300 }
+        let one = try SoftmaxCrossEntropy.lossAndGradient(logits: wide, labels: wideLabels, threads: 1)
+        let two = try SoftmaxCrossEntropy.lossAndGradient(logits: wide, labels: wideLabels, threads: 2)
+        #expect(one.loss.bitPattern == two.loss.bitPattern && one.gradient == two.gradient)
         // Stability: huge logits give the exact loss of the shifted problem, not inf/NaN.
         let big = try Tensor(shape: [1, 3], scalars: [1000, 1001, 999])
         let small = try Tensor(shape: [1, 3], scalars: [1, 2, 0])
@@ -173,20 +186,21 @@ import LinearAlgebra
         #expect(throws: NeuralNetworkError.self) { try SoftmaxCrossEntropy.loss(logits: small, labels: [3]) }
     }
 
-    @Test func fastExponentialAccuracy() {
-        var worst: Float = 0
+    @Test func fastElementaryFunctionsAccuracy() {
+        var worstExp = 0.0, worstTanh = 0.0, worstSigmoid = 0.0
         var x: Float = -80
         while x < 80 {
-            var v = SIMD16<Float>()
-            for j in 0..<16 { v[j] = x + Float(j) * 0.003 }
-            let e = FastMath.exp(v)
-            for j in 0..<16 {
-                let exact = referenceExp(Double(v[j]))
-                worst = max(worst, Float(abs(Double(e[j]) - exact) / exact))
+            let exact = referenceExp(Double(x))
+            worstExp = max(worstExp, abs(Double(FastMath.exp(x)) - exact) / exact)
+            if abs(x) < 20 {
+                worstTanh = max(worstTanh, abs(Double(FastMath.tanh(x)) - referenceTanh(Double(x))))
+                worstSigmoid = max(worstSigmoid, abs(Double(FastMath.sigmoid(x)) - 1 / (1 + referenceExp(-Double(x)))))
             }
-            x += 0.0517
+            x += 0.000_713
         }
-        #expect(worst < 5e-7, "FastMath.exp relative error \(worst)")
+        #expect(worstExp < 5e-7, "FastMath.exp relative error \(worstExp)")
+        #expect(worstTanh < 5e-7 && worstSigmoid < 5e-7, "tanh \(worstTanh), sigmoid \(worstSigmoid) absolute error")
+        #expect(FastMath.tanh(30) == 1 && FastMath.tanh(-30) == -1 && FastMath.exp(-200) < 1e-37)
     }
 }
 
@@ -194,3 +208,4 @@ import LinearAlgebra
 import Glibc
 #endif
 func referenceExp(_ x: Double) -> Double { exp(x) }
+func referenceTanh(_ x: Double) -> Double { tanh(x) }

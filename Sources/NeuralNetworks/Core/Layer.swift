@@ -20,6 +20,8 @@ public protocol Layer: AnyObject {
     var parameters: [Parameter] { get }
     /// Saved non-trainable state (batch-norm running statistics).
     var buffers: [Buffer] { get }
+    /// The layers this one is made of (empty for a primitive layer).
+    var sublayers: [Layer] { get }
     func forward(_ input: Tensor, training: Bool) throws -> Tensor
     func backward(_ outputGradient: Tensor) throws -> Tensor
     /// Writes random-generator state (dropout) so a restored model continues bit for bit.
@@ -30,6 +32,9 @@ public protocol Layer: AnyObject {
 extension Layer {
     public var parameters: [Parameter] { [] }
     public var buffers: [Buffer] { [] }
+    public var sublayers: [Layer] { [] }
+    /// This layer and all layers inside it, depth first in forward order.
+    public var allLayers: [Layer] { [self] + sublayers.flatMap(\.allLayers) }
     public func saveRandomState(to writer: inout StateWriter) {}
     public func loadRandomState(from reader: inout StateReader) throws {}
 }
@@ -46,6 +51,7 @@ public final class Sequential: Layer {
 
     public var parameters: [Parameter] { layers.flatMap(\.parameters) }
     public var buffers: [Buffer] { layers.flatMap(\.buffers) }
+    public var sublayers: [Layer] { layers }
 
     public func forward(_ input: Tensor, training: Bool) throws -> Tensor {
         var x = input

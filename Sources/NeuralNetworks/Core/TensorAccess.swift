@@ -33,3 +33,10 @@ struct SharedPointer: @unchecked Sendable {
     @usableFromInline init(_ base: UnsafeMutablePointer<Float>) { self.base = base }
     @usableFromInline init(_ base: UnsafePointer<Float>) { self.base = UnsafeMutablePointer(mutating: base) }
 }
+
+/// Any value carried into a `concurrentPerform` closure whose iterations touch disjoint parts of it.
+@usableFromInline
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    @usableFromInline let value: Value
+    @usableFromInline init(_ value: Value) { self.value = value }
+}

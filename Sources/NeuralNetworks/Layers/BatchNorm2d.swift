@@ -27,9 +27,15 @@ public final class BatchNorm2d: Layer {
     private var cachedMean: [Float] = []
     private var cachedInverseStd: [Float] = []
     private var cachedTraining = true
+    private var cachedOutput: Tensor?
+    /// Applies ReLU to the output in the same pass (`relu(bn(x))`, as every batch norm of the
+    /// ResNets is followed by one but the second of each block); backward masks ∂y by y > 0 first.
+    public let appliesReLU: Bool
 
-    public init(name: String, channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, threads: Int = 1) {
+    public init(name: String, channels: Int, epsilon: Float = 1e-5, momentum: Float = 0.1, appliesReLU: Bool = false,
+                threads: Int = 1) {
         self.name = name
+        self.appliesReLU = appliesReLU
         self.channels = channels
         self.epsilon = epsilon
         self.momentum = momentum
@@ -54,25 +60,39 @@ public final class BatchNorm2d: Layer {
         let n = input.count / channels
         var mean = [Float](repeating: 0, count: channels)
         var inverseStd = [Float](repeating: 0, count: channels)
+        var variances = [Float](repeating: 0, count: channels)
         if training {
             input.withPointer { x in
                 mean.withUnsafeMutableBufferPointer { meanBuffer in
                     inverseStd.withUnsafeMutableBufferPointer { invBuffer in
+                      variances.withUnsafeMutableBufferPointer { varBuffer in
                         let mp = SharedPointer(meanBuffer.baseAddress!), ip = SharedPointer(invBuffer.baseAddress!)
+                        let vp = SharedPointer(varBuffer.baseAddress!)
                         let xs = SharedPointer(x)
                         parallelRanges(channels, threads: threads) { range in
                             for c in range {
                                 let row = UnsafeBufferPointer(start: xs.base + c &* n, count: n)
                                 let mu = Vector.sum(row) / Float(n)
-                                let variance = BatchNorm2d.centeredSumOfSquares(row, mu) / Float(n)
+                                let squares = BatchNorm2d.centeredSumOfSquares(row, mu)
+                                let variance = squares / Float(n)
+                                vp.base[c] = squares / Float(n - 1)
                                 mp.base[c] = mu
                                 ip.base[c] = 1 / (variance + epsilon).squareRoot()
                             }
                         }
+                      }
                     }
                 }
             }
-            updateRunningStatistics(input, mean: mean, n: n)
+            // r_μ ← (1 − m)·r_μ + m·μ ;  r_σ² ← (1 − m)·r_σ² + m·Σ(x − μ)²/(n − 1)
+            runningMean.value.withMutablePointer { rm in
+                runningVariance.value.withMutablePointer { rv in
+                    for c in 0..<channels {
+                        rm[c] = (1 - momentum) * rm[c] + momentum * mean[c]
+                        rv[c] = (1 - momentum) * rv[c] + momentum * variances[c]
+                    }
+                }
+            }
         } else {
             runningMean.value.withPointer { rm in
                 runningVariance.value.withPointer { rv in
@@ -83,7 +103,8 @@ public final class BatchNorm2d: Layer {
                 }
             }
         }
-        var output = Tensor(shape: s)
+        var output = Tensor.filled(shape: s) { _, _ in }  // every element is written below
+        let relu = appliesReLU
         output.withMutablePointer { y in
             input.withPointer { x in
                 weight.value.withPointer { gamma in
@@ -95,7 +116,11 @@ public final class BatchNorm2d: Layer {
                                 let scale = gs.base[c] * inverseStd[c]
                                 let shift = bs.base[c] - mean[c] * scale
                                 let xr = xs.base + c &* n, yr = ys.base + c &* n
-                                for i in 0..<n { yr[i] = xr[i] * scale + shift }
+                                if relu {
+                                    for i in 0..<n { yr[i] = Swift.max(xr[i] * scale + shift, 0) }
+                                } else {
+                                    for i in 0..<n { yr[i] = xr[i] * scale + shift }
+                                }
                             }
                         }
                     }
@@ -103,27 +128,11 @@ public final class BatchNorm2d: Layer {
             }
         }
         cachedInput = input
+        cachedOutput = relu ? output : nil
         cachedMean = mean
         cachedInverseStd = inverseStd
         cachedTraining = training
         return output
-    }
-
-    /// r_μ ← (1 − m)·r_μ + m·μ ; r_σ² ← (1 − m)·r_σ² + m·Σ(x − μ)²/(n − 1). The sum of squares
-    /// is recomputed rather than recovered from 1/√(σ² + ε), which would lose bits.
-    private func updateRunningStatistics(_ input: Tensor, mean: [Float], n: Int) {
-        input.withUnsafeBufferPointer { x in
-            runningVariance.value.withMutablePointer { rv in
-                runningMean.value.withMutablePointer { rm in
-                for c in 0..<channels {
-                    rm[c] = (1 - momentum) * rm[c] + momentum * mean[c]
-                    let row = UnsafeBufferPointer(rebasing: x[(c * n)..<((c + 1) * n)])
-                    let unbiased = BatchNorm2d.centeredSumOfSquares(row, mean[c]) / Float(n - 1)
-                    rv[c] = (1 - momentum) * rv[c] + momentum * unbiased
-                }
-                }
-            }
-        }
     }
 
     /// Σ (xᵢ − μ)² with 16-lane accumulators.
@@ -150,21 +159,31 @@ public final class BatchNorm2d: Layer {
         }
         let n = input.count / channels
         let mean = cachedMean, inverseStd = cachedInverseStd, training = cachedTraining
+        // With the fused ReLU, ∂(pre-ReLU) = ∂y·[y > 0] is written into the ∂x buffer first and
+        // the normalization backward then runs in place on it.
+        let output = cachedOutput, masked = cachedOutput != nil
         var sumGradient = [Float](repeating: 0, count: channels)
         var sumGradientXHat = [Float](repeating: 0, count: channels)
-        var inputGradient = Tensor(shape: input.shape)
+        var inputGradient = Tensor.filled(shape: input.shape) { _, _ in }  // every element is written below
         outputGradient.withPointer { dy in
+          (output ?? outputGradient).withPointer { y in
             input.withPointer { x in
                 inputGradient.withMutablePointer { dx in
                     weight.value.withPointer { gamma in
                         sumGradient.withUnsafeMutableBufferPointer { sg in
                             sumGradientXHat.withUnsafeMutableBufferPointer { sgx in
                                 let dys = SharedPointer(dy), xs = SharedPointer(x), dxs = SharedPointer(dx)
-                                let gs = SharedPointer(gamma)
+                                let gs = SharedPointer(gamma), ys = SharedPointer(y)
                                 let sgs = SharedPointer(sg.baseAddress!), sgxs = SharedPointer(sgx.baseAddress!)
                                 parallelRanges(channels, threads: threads) { range in
                                     for c in range {
-                                        let g = dys.base + c &* n, xr = xs.base + c &* n, dxr = dxs.base + c &* n
+                                        var g = UnsafePointer(dys.base + c &* n)
+                                        let xr = xs.base + c &* n, dxr = dxs.base + c &* n
+                                        if masked {
+                                            let yr = ys.base + c &* n
+                                            for i in 0..<n { dxr[i] = yr[i] > 0 ? g[i] : 0 }
+                                            g = UnsafePointer(dxr)
+                                        }
                                         let mu = mean[c], inv = inverseStd[c]
                                         let (sum, sumXHat) = BatchNorm2d.gradientSums(g, xr, n: n, mean: mu, inverseStd: inv)
                                         sgs.base[c] = sum
@@ -186,6 +205,7 @@ public final class BatchNorm2d: Layer {
                     }
                 }
             }
+          }
         }
         weight.gradient.withMutablePointer { dg in
             bias.gradient.withMutablePointer { db in

@@ -28,6 +28,16 @@ public final class Conv2d: Layer {
     public var threads: Int
     let workspace: ConvolutionWorkspace
     private var cachedInput: Tensor?
+    /// The shape of the last input seen by `forward` (for FLOP accounting).
+    public private(set) var lastInputShape: [Int]?
+
+    /// Floating-point operations of one forward + backward pass on `inputShape`: each of the
+    /// three products (Y, ∂W, ∂X) costs 2·O·(C·k·k)·(B·H'·W'); ∂X is skipped for a first layer.
+    public func trainingFlops(inputShape: [Int]) -> Double {
+        let columns = Double(inputShape[1] * outputExtent(inputShape[2]) * outputExtent(inputShape[3]))
+        let product = 2 * Double(outChannels) * Double(patchSize) * columns
+        return product * (computesInputGradient ? 3 : 2)
+    }
 
     public init(name: String, inChannels: Int, outChannels: Int, kernelSize: Int, stride: Int = 1,
                 padding: Int = 0, bias: Bool = false, initializer: inout ParameterInitializer,
@@ -79,8 +89,10 @@ public final class Conv2d: Layer {
                 got: s)
         }
         let g = geometry(s)
+        lastInputShape = s
         let columns = g.batch * g.outPlane
-        var output = Tensor(shape: [outChannels, g.batch, g.outHeight, g.outWidth])
+        // Every column block is written by a β = 0 product, so the storage starts uninitialized.
+        var output = Tensor.filled(shape: [outChannels, g.batch, g.outHeight, g.outWidth]) { _, _ in }
         let perBlock = imagesPerBlock(g)
         output.withMutablePointer { y in
             input.withPointer { x in

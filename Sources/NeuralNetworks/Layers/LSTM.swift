@@ -98,7 +98,7 @@ final class LSTMLayer {
                                     for j in 0..<h {
                                         cNext[o + j] = ar[h + j] * cPrev[o + j] + ar[j] * ar[2 * h + j]
                                     }
-                                    LSTMLayer.map(cNext + o, into: tc + o, h, FastMath.tanh)
+                                    for j in 0..<h { tc[o + j] = FastMath.tanh(cNext[o + j]) }
                                     for j in 0..<h { hNext[o + j] = ar[3 * h + j] * tc[o + j] }
                                 }
                             }
@@ -197,28 +197,11 @@ final class LSTMLayer {
     /// Gate pre-activations → activations in place: σ on i, f, o; tanh on g.
     @inline(__always)
     static func activate(_ a: UnsafeMutablePointer<Float>, _ h: Int) {
-        map(a, into: a, h, FastMath.sigmoid)
-        map(a + h, into: a + h, h, FastMath.sigmoid)
-        map(a + 2 * h, into: a + 2 * h, h, FastMath.tanh)
-        map(a + 3 * h, into: a + 3 * h, h, FastMath.sigmoid)
-    }
-
-    /// y ← f(x) for n values, 16 lanes at a time; the tail goes through a zero-padded vector.
-    @inline(__always)
-    static func map(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, _ n: Int,
-                    _ f: (SIMD16<Float>) -> SIMD16<Float>) {
-        var i = 0
-        while i &+ 16 <= n {
-            let v = f(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
-            UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD16<Float>.self)
-            i &+= 16
-        }
-        if i < n {
-            var v = SIMD16<Float>(repeating: 0)
-            for j in 0..<(n &- i) { v[j] = x[i &+ j] }
-            v = f(v)
-            for j in 0..<(n &- i) { y[i &+ j] = v[j] }
-        }
+        for j in 0..<(2 &* h) { a[j] = FastMath.sigmoid(a[j]) }
+        let g = a + 2 &* h
+        for j in 0..<h { g[j] = FastMath.tanh(g[j]) }
+        let o = a + 3 &* h
+        for j in 0..<h { o[j] = FastMath.sigmoid(o[j]) }
     }
 }
 

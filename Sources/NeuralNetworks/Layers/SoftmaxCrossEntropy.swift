@@ -13,26 +13,34 @@ import Darwin
 /// (softmax(z) − onehot(label))/N. Row losses are summed in Double.
 public enum SoftmaxCrossEntropy {
     /// The mean loss and ∂loss/∂logits for `logits [N, K]` and `labels` (N values in 0..<K).
-    public static func lossAndGradient(logits: Tensor, labels: [Int]) throws -> (loss: Float, gradient: Tensor) {
+    /// With `threads > 1` the rows are split over threads; per-row losses are summed in row
+    /// order afterwards, so the result does not depend on the thread count.
+    public static func lossAndGradient(logits: Tensor, labels: [Int], threads: Int = 1) throws -> (loss: Float, gradient: Tensor) {
         let (n, k) = try check(logits, labels)
-        var gradient = Tensor(shape: logits.shape)
-        var total = 0.0
+        var gradient = Tensor.filled(shape: logits.shape) { _, _ in }  // every row is written below
+        var rowLosses = [Double](repeating: 0, count: n)
         let inverseN = 1 / Float(n)
         logits.withPointer { z in
             gradient.withMutablePointer { g in
-                for row in 0..<n {
-                    let zr = z + row * k, gr = g + row * k
-                    let m = maximum(zr, k)
-                    // gr ← exp(z − m), then normalize to softmax/N.
-                    let sum = exponentials(zr, k, shift: m, into: gr)
-                    total += Double(m) + Double(log(sum)) - Double(zr[labels[row]])
-                    let scale = inverseN / sum
-                    for j in 0..<k { gr[j] *= scale }
-                    gr[labels[row]] -= inverseN
+                rowLosses.withUnsafeMutableBufferPointer { losses in
+                    let zs = SharedPointer(z), gs = SharedPointer(g)
+                    let ls = UncheckedSendable(losses.baseAddress!)
+                    parallelRanges(n, threads: threads) { rows in
+                        for row in rows {
+                            let zr = UnsafePointer(zs.base + row &* k), gr = gs.base + row &* k
+                            let m = maximum(zr, k)
+                            // gr ← exp(z − m), then normalize to softmax/N.
+                            let sum = exponentials(zr, k, shift: m, into: gr)
+                            ls.value[row] = Double(m) + Double(log(sum)) - Double(zr[labels[row]])
+                            let scale = inverseN / sum
+                            for j in 0..<k { gr[j] *= scale }
+                            gr[labels[row]] -= inverseN
+                        }
+                    }
                 }
             }
         }
-        return (Float(total / Double(n)), gradient)
+        return (Float(rowLosses.reduce(0, +) / Double(n)), gradient)
     }
 
     /// The mean loss only (evaluation).
@@ -65,81 +73,69 @@ public enum SoftmaxCrossEntropy {
         return (logits.shape[0], k)
     }
 
+    /// maxⱼ xⱼ with four independent accumulators (a select per element; NaN-free input assumed,
+    /// a NaN logit makes the loss NaN through the sum anyway).
     @inline(__always)
     static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc = SIMD16<Float>(repeating: -.infinity)
+        var m0 = -Float.infinity, m1 = m0, m2 = m0, m3 = m0
         var i = 0
-        while i &+ 16 <= n {
-            acc = pointwiseMax(acc, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self))
-            i &+= 16
+        while i &+ 4 <= n {
+            m0 = x[i] > m0 ? x[i] : m0
+            m1 = x[i &+ 1] > m1 ? x[i &+ 1] : m1
+            m2 = x[i &+ 2] > m2 ? x[i &+ 2] : m2
+            m3 = x[i &+ 3] > m3 ? x[i &+ 3] : m3
+            i &+= 4
         }
-        var m = acc.max()
-        while i < n { m = Swift.max(m, x[i]); i &+= 1 }
-        return m
+        while i < n { m0 = x[i] > m0 ? x[i] : m0; i &+= 1 }
+        return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
     }
 
-    /// y ← exp(x − shift), returning Σ y (16-lane accumulators).
+    /// y ← exp(x − shift), returning Σ y. The exponential loop is a plain loop over
+    /// `FastMath.exp` so the compiler vectorizes it; the sum is a second pass over y (still in cache).
     @inline(__always)
     static func exponentials(_ x: UnsafePointer<Float>, _ n: Int, shift: Float, into y: UnsafeMutablePointer<Float>) -> Float {
-        let s = SIMD16<Float>(repeating: shift)
-        var acc = SIMD16<Float>(repeating: 0)
-        var i = 0
-        while i &+ 16 <= n {
-            let e = FastMath.exp(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self) - s)
-            UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: SIMD16<Float>.self)
-            acc += e
-            i &+= 16
-        }
-        var tail: Float = 0
-        if i < n {
-            var v = SIMD16<Float>(repeating: -100)
-            for j in 0..<(n &- i) { v[j] = x[i &+ j] - shift }
-            let e = FastMath.exp(v)
-            for j in 0..<(n &- i) { y[i &+ j] = e[j]; tail += e[j] }
-        }
-        return acc.sum() + tail
+        for i in 0..<n { y[i] = FastMath.exp(x[i] - shift) }
+        return Vector.sum(UnsafeBufferPointer(start: y, count: n))
     }
 }
 
-/// Vectorized elementary functions for the hot loops (softmax, LSTM gates).
+/// Scalar elementary functions written so that a plain loop over them vectorizes (selects,
+/// float arithmetic and integer shifts by constants only; no calls into libm).
 public enum FastMath {
-    /// eˣ for 16 lanes, Cephes `expf` (S. Moshier): x = n·ln2 + r with n = round(x/ln2),
-    /// |r| ≤ ln2/2, ln2 split in two constants (C₁ exact in 9 bits) so n·C₁ is exact;
-    /// eʳ by its degree-6 minimax polynomial (relative error < 2 ulp on the range);
-    /// 2ⁿ built in the exponent bits. Inputs are clamped to [−87.3, 88.3], so the result
-    /// is finite and normal (exp of very negative x gives ≈ 1e-38 instead of 0, which is
-    /// below a Float sum's resolution whenever one term is ≥ 1, as in softmax).
+    /// eˣ, Cephes `expf` (S. Moshier): x = n·ln2 + r with n = round(x/ln2), |r| ≤ ln2/2, ln2
+    /// split in two constants (C₁ = 0.693359375 has 9 significant bits, so n·C₁ is exact);
+    /// eʳ by its degree-6 minimax polynomial; 2ⁿ built in the exponent bits. Rounding to
+    /// nearest adds 1.5·2²³, after which the float's low mantissa bits hold n. Inputs are
+    /// clamped to [−87.3, 88.3] so 2ⁿ stays a normal float: the result is finite and exp of a
+    /// very negative x is ≈ 1e-38 instead of 0, below a Float sum's resolution whenever one
+    /// term is ≥ 1 (as in softmax after subtracting the maximum). Relative error < 3e-7.
     @inline(__always)
-    public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        let clamped = pointwiseMin(pointwiseMax(x, SIMD16(repeating: -87.3)), SIMD16(repeating: 88.3))
-        // Round to nearest by adding 1.5·2²³: the sum's low mantissa bits hold n.
-        let magic = SIMD16<Float>(repeating: 12_582_912)
-        let shifted = clamped * 1.442_695_04 + magic
+    public static func exp(_ x: Float) -> Float {
+        var v = x < -87.3 ? -87.3 : x
+        v = v > 88.3 ? 88.3 : v
+        let magic: Float = 12_582_912
+        let shifted = v * 1.442_695_04 + magic
         let n = shifted - magic
-        var r = clamped - n * 0.693_359_375
+        var r = v - n * 0.693_359_375
         r = r + n * 2.121_944_4e-4
-        var p = SIMD16<Float>(repeating: 1.987_569_15e-4)
+        var p: Float = 1.987_569_15e-4
         p = p * r + 1.398_199_95e-3
         p = p * r + 8.333_451_9e-3
         p = p * r + 4.166_579_59e-2
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_12e-1
         let er = p * (r * r) + r + 1
-        let bits = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
-        let scale = unsafeBitCast((bits &+ 127) &<< 23, to: SIMD16<Float>.self)
+        let exponent = Int32(bitPattern: shifted.bitPattern) &- Int32(bitPattern: magic.bitPattern)
+        let scale = Float(bitPattern: UInt32(bitPattern: (exponent &+ 127) &<< 23))
         return er * scale
     }
 
     /// σ(x) = 1/(1 + e⁻ˣ).
     @inline(__always)
-    public static func sigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        1 / (1 + exp(-x))
-    }
+    public static func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
 
-    /// tanh(x) = 2σ(2x) − 1. Near 0 this loses relative precision (absolute error ~1e-7),
-    /// which is what the LSTM's gates and cell need (absolute, not relative, accuracy).
+    /// tanh(x) = 1 − 2/(e²ˣ + 1): exact limits ±1 for large |x|; near 0 the absolute error is
+    /// ~1e-7, which is what the LSTM's gates and cell need (absolute, not relative, accuracy).
     @inline(__always)
-    public static func tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        2 / (1 + exp(-2 * x)) - 1
-    }
+    public static func tanh(_ x: Float) -> Float { 1 - 2 / (exp(2 * x) + 1) }
 }

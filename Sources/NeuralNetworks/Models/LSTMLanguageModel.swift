@@ -19,6 +19,8 @@ public final class LSTMLanguageModel: Model {
     public let embeddingSize: Int
     public let hiddenSize: Int
     public let tiedWeights: Bool
+    /// Intra-op threads for the softmax over the vocabulary (BLAS products use `BLASThreads`).
+    public let threads: Int
     let encoder: Embedding
     let inputDropout: Dropout
     let rnn: LSTM
@@ -26,7 +28,7 @@ public final class LSTMLanguageModel: Model {
     let decoder: Linear
 
     public init(vocabularySize: Int, embeddingSize: Int = 200, hiddenSize: Int = 200, layers: Int = 2,
-                dropout: Float = 0.2, tiedWeights: Bool = false, seed: UInt64) throws {
+                dropout: Float = 0.2, tiedWeights: Bool = false, seed: UInt64, threads: Int = 1) throws {
         guard vocabularySize >= 1, embeddingSize >= 1 else {
             throw NeuralNetworkError.invalidConfiguration("LSTM LM: vocabulary \(vocabularySize) and embedding \(embeddingSize) must be positive")
         }
@@ -35,6 +37,7 @@ public final class LSTMLanguageModel: Model {
                 "LSTM LM: tied weights need embedding size = hidden size (got \(embeddingSize) and \(hiddenSize))")
         }
         name = "lstm-lm"
+        self.threads = threads
         self.vocabularySize = vocabularySize
         self.embeddingSize = embeddingSize
         self.hiddenSize = hiddenSize
@@ -105,7 +108,7 @@ public final class LSTMLanguageModel: Model {
     /// Forward (training) + mean cross-entropy over all T·B positions + backward; returns the loss.
     public func lossAndGradients(tokens: [Int], targets: [Int], steps: Int, batch: Int) throws -> Float {
         let logits = try forward(tokens: tokens, steps: steps, batch: batch, training: true)
-        let (loss, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: targets)
+        let (loss, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: targets, threads: threads)
         try backward(gradient)
         return loss
     }

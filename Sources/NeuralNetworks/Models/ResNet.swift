@@ -15,7 +15,7 @@ public final class BasicBlock: Layer {
         self.name = name
         conv1 = Conv2d(name: qualified(name, "conv1"), inChannels: inChannels, outChannels: outChannels, kernelSize: 3,
                        stride: stride, padding: 1, initializer: &initializer, workspace: workspace, threads: threads)
-        bn1 = BatchNorm2d(name: qualified(name, "bn1"), channels: outChannels, threads: threads)
+        bn1 = BatchNorm2d(name: qualified(name, "bn1"), channels: outChannels, appliesReLU: true, threads: threads)
         conv2 = Conv2d(name: qualified(name, "conv2"), inChannels: outChannels, outChannels: outChannels, kernelSize: 3,
                        stride: 1, padding: 1, initializer: &initializer, workspace: workspace, threads: threads)
         bn2 = BatchNorm2d(name: qualified(name, "bn2"), channels: outChannels, threads: threads)
@@ -36,12 +36,11 @@ public final class BasicBlock: Layer {
     }
 
     public var buffers: [Buffer] { bn1.buffers + bn2.buffers + (shortcutNorm?.buffers ?? []) }
+    public var sublayers: [Layer] { [conv1, bn1, conv2, bn2] + ([shortcutConv, shortcutNorm] as [Layer?]).compactMap { $0 } }
 
     public func forward(_ input: Tensor, training: Bool) throws -> Tensor {
         var main = try conv1.forward(input, training: training)
-        main = try bn1.forward(main, training: training)
-        main = ReLU.apply(main)
-        let hidden = main
+        main = try bn1.forward(main, training: training)  // with the ReLU fused
         main = try conv2.forward(main, training: training)
         main = try bn2.forward(main, training: training)
         var shortcut = input
@@ -58,21 +57,17 @@ public final class BasicBlock: Layer {
                 for i in 0..<count { m[i] = Swift.max(m[i] + s[i], 0) }
             }
         }
-        cachedHidden = training ? hidden : nil
         cachedOutput = training ? main : nil
         return main
     }
 
-    private var cachedHidden: Tensor?
-
     public func backward(_ outputGradient: Tensor) throws -> Tensor {
-        guard let output = cachedOutput, let hidden = cachedHidden else {
+        guard let output = cachedOutput else {
             throw NeuralNetworkError.backwardWithoutForward(layer: name)
         }
         let sumGradient = ReLU.mask(outputGradient, by: output)
         var g = try bn2.backward(sumGradient)
         g = try conv2.backward(g)
-        g = ReLU.mask(g, by: hidden)
         g = try bn1.backward(g)
         var inputGradient = try conv1.backward(g)
         let shortcutGradient: Tensor
@@ -125,7 +120,7 @@ public enum ResNet {
                           padding: 1, initializer: &initializer, workspace: workspace, threads: threads)
         stem.computesInputGradient = false
         var layers: [Layer] = [BatchChannelTranspose(name: "input"), stem,
-                               BatchNorm2d(name: "bn1", channels: stemWidth, threads: threads), ReLU(name: "relu")]
+                               BatchNorm2d(name: "bn1", channels: stemWidth, appliesReLU: true, threads: threads)]
         var channels = stemWidth
         for (s, stage) in stages.enumerated() {
             for b in 0..<stage.blocks {

@@ -37,7 +37,6 @@ public final class SGD {
     /// Steps taken so far (the schedule is evaluated at this count).
     public private(set) var step = 0
     private var momentumBuffers: [Tensor] = []
-    private var scratch: [Float] = []
 
     public init(options: Options = Options(), schedule: LearningRateSchedule) {
         self.options = options
@@ -74,24 +73,25 @@ public final class SGD {
         for (index, p) in parameters.enumerated() {
             let wd = (options.weightDecayExcludesNormalizationAndBias && p.isNormalizationOrBias) ? 0 : options.weightDecay
             let n = p.value.count
-            if scratch.count < n { scratch = [Float](repeating: 0, count: n) }
+            // One fused pass per parameter; d = clip·g + wd·x is the update direction before momentum.
             p.gradient.withPointer { g in
-                scratch.withUnsafeMutableBufferPointer { d in
-                    let d = d.baseAddress!
-                    p.value.withMutablePointer { x in
-                        // d ← clip·g + wd·x
-                        for i in 0..<n { d[i] = clipScale * g[i] + wd * x[i] }
-                        if mu != 0 {
-                            momentumBuffers[index].withMutablePointer { m in
-                                for i in 0..<n { m[i] = mu * m[i] + d[i] }
-                                if nesterov {
-                                    for i in 0..<n { x[i] -= lr * (d[i] + mu * m[i]) }
-                                } else {
-                                    for i in 0..<n { x[i] -= lr * m[i] }
+                p.value.withMutablePointer { x in
+                    if mu == 0 {
+                        for i in 0..<n { x[i] -= lr * (clipScale * g[i] + wd * x[i]) }
+                    } else {
+                        momentumBuffers[index].withMutablePointer { m in
+                            if nesterov {
+                                for i in 0..<n {
+                                    let d = clipScale * g[i] + wd * x[i]
+                                    m[i] = mu * m[i] + d
+                                    x[i] -= lr * (d + mu * m[i])
+                                }
+                            } else {
+                                for i in 0..<n {
+                                    m[i] = mu * m[i] + clipScale * g[i] + wd * x[i]
+                                    x[i] -= lr * m[i]
                                 }
                             }
-                        } else {
-                            for i in 0..<n { x[i] -= lr * d[i] }
                         }
                     }
                 }

@@ -1,0 +1,186 @@
+import ArgumentParser
+import Foundation
+import LinearAlgebra
+import NeuralNetworks
+
+/// `powersgd bench model`: training throughput (forward + backward + SGD step on random data)
+/// of the paper's CIFAR ResNet-18 (batch 32, 3×32×32) and the 2×200 LSTM language model
+/// (vocabulary 33,278, BPTT 35, batch 20), at 1 and 2 threads, against PyTorch's figures on
+/// this machine (`/work/shared/peers/torch_train_speed.py`), plus the convolutions' achieved
+/// GFLOP/s against the sgemm peak measured in the same run.
+struct BenchModel: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "model",
+        abstract: "ResNet-18 samples/s and LSTM LM tokens/s (1 and 2 threads), conv GFLOP/s vs sgemm peak.")
+
+    @Flag(help: "Print JSON (the output is always JSON; accepted for symmetry with the other benches).")
+    var json = false
+
+    @Option(help: "Timed training steps per measurement (the median is reported, after one warm-up step).")
+    var repeats = 5
+
+    @Option(help: "Comma-separated thread counts.")
+    var threads = "1,2"
+
+    @Option(help: "Comma-separated models to run: resnet18, lstm.")
+    var models = "resnet18,lstm"
+
+    struct ResNetResult: Codable {
+        var threads: Int
+        var samplesPerSecond: Double
+        var pytorchSamplesPerSecond: Double
+        var ratioToPyTorch: Double
+        var stepMs: Double
+        var convGFLOPs: Double
+        var convShareOfStep: Double
+        var sgemmPeakGFLOPs: Double
+        var convRatioToSgemmPeak: Double
+        /// The convolutions' FLOPs of one step over the whole step time.
+        var stepGFLOPs: Double
+        var stepRatioToSgemmPeak: Double
+        var loadAverage: Double
+    }
+    struct LSTMResult: Codable {
+        var threads: Int
+        var tokensPerSecond: Double
+        var pytorchTokensPerSecond: Double
+        var ratioToPyTorch: Double
+        var stepMs: Double
+        /// Product FLOPs of one step (decoder and LSTM products, forward and backward) over the step time.
+        var stepGFLOPs: Double
+        var sgemmPeakGFLOPs: Double
+        var stepRatioToSgemmPeak: Double
+        var loadAverage: Double
+    }
+    struct Report: Codable {
+        var resnet18: [ResNetResult]
+        var lstm: [LSTMResult]
+        var notes: String
+    }
+
+    static let pytorchResNet: [Int: Double] = [1: 44.6, 2: 78.3]
+    static let pytorchLSTM: [Int: Double] = [1: 1236, 2: 1781]
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
+        guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--threads must be a comma-separated list of positive integers (got '\(threads)')")
+        }
+    }
+
+    var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func run() throws {
+        let startThreads = BLASThreads.count
+        var resnets: [ResNetResult] = []
+        var lstms: [LSTMResult] = []
+        for t in threadCounts {
+            BLASThreads.count = t
+            let effective = min(t, max(1, startThreads))
+            if models.contains("resnet18") { resnets.append(try benchResNet(threads: effective)) }
+            if models.contains("lstm") { lstms.append(try benchLSTM(threads: effective)) }
+        }
+        BLASThreads.count = startThreads
+        let report = Report(resnet18: resnets, lstm: lstms, notes:
+            "median of \(repeats) steps after 1 warm-up; a step is zeroGradients + forward + softmax cross-entropy + backward + "
+            + "SGD (ResNet: momentum 0.9, lr 0.1; LSTM: lr 20, no dropout), random data, as torch_train_speed.py; "
+            + "convGFLOPs: the 20 convolutions' forward+backward FLOPs (3 products each, 2 for the stem) over their time run "
+            + "alone on the shapes of the step; sgemmPeak: 1024³ cblas_sgemm at the same thread count; "
+            + "BLAS threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here)")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+    }
+
+    /// The 1-minute load average (other processes competing for the two cores make every figure smaller).
+    static func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+              let first = text.split(separator: " ").first, let value = Double(first) else { return .nan }
+        return value
+    }
+
+    func sgemmPeak() -> Double {
+        let n = 1024
+        let a = Philox(seed: 1).normalTensor(shape: [n, n]), b = Philox(seed: 2).normalTensor(shape: [n, n])
+        var c = Tensor(shape: [n, n])
+        let seconds = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+            Benchmark.medianSeconds(repeats: 5) {
+                sgemm(.none, .none, m: n, n: n, k: n, a: pa.baseAddress!, lda: n, b: pb.baseAddress!, ldb: n,
+                      c: pc.baseAddress!, ldc: n)
+            } } } }
+        return 2 * pow(Double(n), 3) / seconds / 1e9
+    }
+
+    func benchResNet(threads: Int) throws -> ResNetResult {
+        let batch = 32
+        let model = ResNet.resNet18(seed: 1, threads: threads)
+        let sgd = SGD(options: .init(momentum: 0.9, nesterov: false), schedule: .constant(0.1))
+        let x = Philox(seed: 3).normalTensor(shape: [batch, 3, 32, 32])
+        var labelGenerator = Xoshiro256(seed: 4)
+        let labels = (0..<batch).map { _ in Int(labelGenerator.next() % 10) }
+        var failure: Error?
+        let step = Benchmark.medianSeconds(repeats: repeats) {
+            do {
+                model.zeroGradients()
+                _ = try model.lossAndGradients(input: x, labels: labels)
+                sgd.apply(to: model.parameters)
+            } catch { failure = error }
+        }
+        if let failure { throw failure }
+
+        // The convolutions alone, on the shapes the step gave them.
+        let convolutions = model.body.allLayers.compactMap { $0 as? Conv2d }
+        var flops = 0.0, seconds = 0.0
+        for (i, conv) in convolutions.enumerated() {
+            guard let shape = conv.lastInputShape else { continue }
+            let input = Philox(seed: 10 + UInt64(i)).normalTensor(shape: shape)
+            let output = try conv.forward(input, training: true)
+            let gradient = Philox(seed: 100 + UInt64(i)).normalTensor(shape: output.shape)
+            seconds += Benchmark.medianSeconds(repeats: 3) {
+                do {
+                    _ = try conv.forward(input, training: true)
+                    _ = try conv.backward(gradient)
+                } catch { failure = error }
+            }
+            flops += conv.trainingFlops(inputShape: shape)
+        }
+        if let failure { throw failure }
+        let peak = sgemmPeak()
+        let convGFLOPs = flops / seconds / 1e9
+        let samples = Double(batch) / step
+        let reference = BenchModel.pytorchResNet[threads] ?? .nan
+        return ResNetResult(threads: threads, samplesPerSecond: samples, pytorchSamplesPerSecond: reference,
+                            ratioToPyTorch: samples / reference, stepMs: step * 1e3, convGFLOPs: convGFLOPs,
+                            convShareOfStep: seconds / step, sgemmPeakGFLOPs: peak, convRatioToSgemmPeak: convGFLOPs / peak,
+                            stepGFLOPs: flops / step / 1e9, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
+                            loadAverage: BenchModel.loadAverage())
+    }
+
+    func benchLSTM(threads: Int) throws -> LSTMResult {
+        let vocabulary = 33_278, steps = 35, batch = 20
+        let model = try LSTMLanguageModel(vocabularySize: vocabulary, embeddingSize: 200, hiddenSize: 200, layers: 2,
+                                          dropout: 0, seed: 1, threads: threads)
+        let sgd = SGD(options: .init(momentum: 0), schedule: .constant(20))
+        var generator = Xoshiro256(seed: 5)
+        let tokens = (0..<(steps * batch)).map { _ in Int(generator.next() % UInt64(vocabulary)) }
+        let targets = (0..<(steps * batch)).map { _ in Int(generator.next() % UInt64(vocabulary)) }
+        var failure: Error?
+        let step = Benchmark.medianSeconds(repeats: repeats) {
+            do {
+                model.zeroGradients()
+                _ = try model.lossAndGradients(tokens: tokens, targets: targets, steps: steps, batch: batch)
+                sgd.apply(to: model.parameters)
+            } catch { failure = error }
+        }
+        if let failure { throw failure }
+        let tokensPerSecond = Double(steps * batch) / step
+        let reference = BenchModel.pytorchLSTM[threads] ?? .nan
+        // Three products (forward, ∂W, ∂X) for the decoder and for each layer's input and recurrent weights.
+        let rows = Double(steps * batch), h = 200.0
+        let flops = 3 * 2 * rows * h * Double(vocabulary) + 2 * 3 * 2 * rows * 4 * h * (h + h)
+        let peak = sgemmPeak()
+        return LSTMResult(threads: threads, tokensPerSecond: tokensPerSecond, pytorchTokensPerSecond: reference,
+                          ratioToPyTorch: tokensPerSecond / reference, stepMs: step * 1e3,
+                          stepGFLOPs: flops / step / 1e9, sgemmPeakGFLOPs: peak, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
+                          loadAverage: BenchModel.loadAverage())
+    }
+}

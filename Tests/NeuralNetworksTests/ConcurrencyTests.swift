@@ -1,0 +1,34 @@
+import Testing
+import Dispatch
+import LinearAlgebra
+@testable import NeuralNetworks
+
+/// Workers run as threads, each with its own model: training two models at the same time must give
+/// the same bits as training them one after the other (no shared mutable state in the engine).
+@Suite struct ConcurrencyTests {
+    /// One result slot per worker, so the two threads never write the same object.
+    final class Slot: @unchecked Sendable { var bits: [UInt32] = [] }
+
+    static func train(seed: UInt64, intraOpThreads: Int) throws -> [UInt32] {
+        let model = try ResNet.small(depth: 8, classes: 3, inputChannels: 1, imageSize: 10, baseWidth: 4, seed: seed,
+                                     threads: intraOpThreads)
+        let sgd = SGD(options: .init(momentum: 0.9), schedule: .constant(0.05))
+        for step in 0..<3 {
+            model.zeroGradients()
+            _ = try model.lossAndGradients(input: randomTensor([4, 1, 10, 10], seed: 900 + UInt64(step)), labels: [0, 1, 2, 1])
+            sgd.apply(to: model.parameters)
+        }
+        return model.parameters.flatMap { $0.value.scalars.map(\.bitPattern) }
+    }
+
+    @Test func concurrentWorkersMatchSequentialOnes() throws {
+        let sequential = [try Self.train(seed: 1, intraOpThreads: 1), try Self.train(seed: 2, intraOpThreads: 1)]
+        let slots = [Slot(), Slot()]
+        DispatchQueue.concurrentPerform(iterations: 2) { worker in
+            slots[worker].bits = (try? Self.train(seed: UInt64(worker + 1), intraOpThreads: 1)) ?? []
+        }
+        #expect(slots.map(\.bits) == sequential)
+        // Intra-op threads split disjoint work only: same bits as one thread.
+        #expect(try Self.train(seed: 1, intraOpThreads: 2) == sequential[0])
+    }
+}
