@@ -5,30 +5,32 @@ import Training
 /// The end-of-run summary: what the run achieved, what it sent compared with plain SGD, and
 /// what a step would cost on a larger cluster.
 struct Summary {
-    var run: RunRecord
+    var result: TrainingSession.Result
     var network: String
+    var run: RunRecord { result.run }
     var projectedWorkers: Int
 
     var text: String {
-        var lines = ["", "Summary (\(run.reducer), \(run.workers) workers, \(run.steps.count) steps)"]
-        if let final = run.finalMetric {
-            lines.append(String(format: "  test %@: %.4f", final.metric, final.value))
+        var lines = ["", "Summary (\(run.settings.reducer), \(run.settings.workers) workers, \(run.steps.count) steps)"]
+        if let final = run.finalEvaluation {
+            lines.append(String(format: "  test %@: %.4f", final.metric.rawValue, final.value))
         }
-        let sgdBytes = 4.0 * Double(run.parameterCount)
+        guard !run.steps.isEmpty else { return lines.joined(separator: "\n") }
+        let sgdBytes = 4.0 * Double(result.parameterCount)
         let bytes = run.payloadBytesPerStep
         lines.append(String(format: "  bytes per worker per step: %@ (plain SGD: %@), %.1f× fewer; compression ratio %.1f",
-                            human(bytes), human(sgdBytes), sgdBytes / max(bytes, 1), run.compressionRatio))
+                            human(bytes), human(sgdBytes), sgdBytes / max(bytes, 1), run.compressionRatio ?? 1))
         let compute = run.steps.map(\.computeSeconds).sorted()[run.steps.count / 2]
-        lines.append(String(format: "  measured here: %.1f ms per step (wall), compute %.1f ms, compression %.1f ms (medians)",
+        lines.append(String(format: "  measured here: %.1f ms per step, compute %.1f ms, compression %.1f ms (mean; median; median)",
                             1e3 * run.measuredSecondsPerStep, 1e3 * compute,
                             1e3 * run.steps.map(\.compressionSeconds).sorted()[run.steps.count / 2]))
         lines.append("  projected time per step at \(projectedWorkers) workers (compute + compression + communication):")
         for name in ["1gbit", "10gbit"] + (["1gbit", "10gbit"].contains(network) ? [] : [network]) {
             guard let net = try? NetworkModel(parsing: name) else { continue }
-            let ours = run.projectedSecondsPerStep(on: net, workers: projectedWorkers)
+            let ours = run.projectedSecondsPerStep(on: ProjectionTarget(network: name, model: net, workers: projectedWorkers))
             let sgd = compute + net.time(of: .allReduce, payloadBytes: Int(sgdBytes), workers: projectedWorkers)
             lines.append(String(format: "    %-8@ SGD %8.1f ms   %@ %8.1f ms   speedup %.2f×", name as NSString, 1e3 * sgd,
-                                run.reducer as NSString, 1e3 * ours, sgd / ours))
+                                run.settings.reducer as NSString, 1e3 * ours, sgd / ours))
         }
         return lines.joined(separator: "\n")
     }

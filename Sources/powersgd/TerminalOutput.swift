@@ -9,6 +9,7 @@ final class TerminalOutput {
     let isTerminal = isatty(STDOUT_FILENO) == 1
     private var lastPlainStep = -1
     private var recent: [Double] = []
+    private var lastTime = Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
     private var drewProgress = false
 
     func line(_ text: String) {
@@ -17,8 +18,10 @@ final class TerminalOutput {
         fflush(stdout)
     }
 
-    func progress(step: Int, total: Int, epoch: Int, loss: Double, seconds: Double, examples: Int) {
-        recent.append(seconds)
+    func progress(step: Int, total: Int, epoch: Int, loss: Double, examples: Int) {
+        let now = Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+        recent.append(now - lastTime)
+        lastTime = now
         if recent.count > 20 { recent.removeFirst() }
         let perStep = recent.reduce(0, +) / Double(recent.count)
         let eta = perStep * Double(total - step)
@@ -43,21 +46,3 @@ final class TerminalOutput {
     }
 }
 
-/// JSON lines: one record per line (fields documented in docs/training.md).
-final class JSONLinesLog {
-    private let handle: FileHandle
-    private let encoder = JSONEncoder()
-
-    init(path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw RuntimeError("--log-file: cannot create \(path)")
-        }
-        self.handle = handle
-        encoder.outputFormatting = [.sortedKeys]
-    }
-
-    func write<T: Encodable>(_ record: T) {
-        guard let data = try? encoder.encode(record) else { return }
-        handle.write(data + Data("\n".utf8))
-    }
-}

@@ -50,25 +50,21 @@ struct TrainCommand: ParsableCommand {
         session.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
         session.checkpointEvery = checkpointEvery
         session.resume = resume
-        let log = try logFile.map { try JSONLinesLog(path: $0) }
+        session.logFile = logFile.map { URL(fileURLWithPath: $0) }
         let workers = settings.workers
         let output = TerminalOutput()
         output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(workers) workers (threads), reducer \(reducer)")
         let runs = try runWorkers(settings: settings) { group in
             try session.run(group: group, onStep: { record, total in
-                guard group.rank == 0 else { return }
-                log?.write(record)
                 output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
-                                seconds: record.wallSeconds, examples: settings.batchSize * group.size)
+                                examples: settings.batchSize * group.size)
             }, onEvaluation: { record in
-                guard group.rank == 0 else { return }
-                log?.write(record)
                 output.line(String(format: "evaluation after step %d (epoch %d): %@ %.4f", record.step, record.epoch + 1,
-                                   record.metric, record.value))
+                                   record.metric.rawValue, record.value))
             })
         }
-        guard let run = runs.first else { return }
-        output.line(Summary(run: run, network: settings.network, projectedWorkers: settings.projectWorkers).text)
+        guard let result = runs.first else { return }
+        output.line(Summary(result: result, network: settings.network, projectedWorkers: settings.projectWorkers).text)
     }
 }
 

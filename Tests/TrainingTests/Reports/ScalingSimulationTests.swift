@@ -13,7 +13,7 @@ import Testing
     static func profile() throws -> SimulationProfile {
         var sgd = try ReducerTraffic.measure(shapes: largeShapes, workers: 2, steps: 1) { UncompressedReducer() }
         var powerSGD = try ReducerTraffic.measure(shapes: largeShapes, workers: 2, steps: 2) {
-            try PowerSGD(options: PowerSGDOptions(rank: 2))
+            try PowerSGD(PowerSGD.Options(rank: 2))
         }
         #expect(sgd.compressionSeconds >= 0 && powerSGD.compressionSeconds > 0)
         sgd.compressionSeconds = 0
