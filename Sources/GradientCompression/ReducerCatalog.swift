@@ -33,7 +33,9 @@ public enum ReducerCatalog {
                       alpha: Float(try o.double("alpha", default: 10, in: 1e-6...1e9)),
                       seed: UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max)))
         },
-    ]
+    ] + CompressorCatalog.names.map { name in
+        Entry(name: name, summary: "see docs/compressors.md") { o, seed in try CompressorCatalog.make(name, &o, seed: seed) }
+    }
 
     /// The reducer a specification names.
     public static func make(_ specification: ReducerSpecification, seed: UInt64) throws -> any GradientReducer {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Collectives
+import CollectivesMPI
 import Foundation
 import GradientCompression
 import Training
@@ -53,7 +54,7 @@ struct TrainCommand: ParsableCommand {
         session.logFile = logFile.map { URL(fileURLWithPath: $0) }
         let workers = settings.workers
         let output = TerminalOutput()
-        output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(workers) workers (threads), reducer \(reducer)")
+        if settings.backend == "threads" { output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(workers) workers (threads), reducer \(reducer)") }
         let runs = try runWorkers(settings: settings) { group in
             try session.run(group: group, onStep: { record, total in
                 output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
@@ -63,7 +64,7 @@ struct TrainCommand: ParsableCommand {
                                    record.metric.rawValue, record.value))
             })
         }
-        guard let result = runs.first else { return }
+        guard let result = runs.first, !result.run.steps.isEmpty else { return }
         output.line(Summary(result: result, network: settings.network, projectedWorkers: settings.projectWorkers).text)
     }
 }
@@ -76,7 +77,14 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
             throw RuntimeError("worker \(error.rank): \(error.underlying)")
         }
     default:
-        throw ValidationError("--backend \(settings.backend) is not available in this build")
+        // One worker per MPI rank: launched by `mpirun -np N powersgd train --backend mpi ...`.
+        let communicator: MPICommunicator
+        do { communicator = try MPICommunicator() } catch { throw RuntimeError("--backend mpi: \(error)") }
+        defer { try? MPICommunicator.finalize() }
+        do { return [try body(communicator)] } catch {
+            FileHandleStandardError.write("powersgd: rank \(communicator.rank): \(error)\n")
+            MPICommunicator.abort(code: 1)
+        }
     }
 }
 
