@@ -46,8 +46,6 @@ public enum GradientCompressionError: Error, Equatable, CustomStringConvertible 
     case invalidOption(String)
     /// A message from another worker that cannot be decoded.
     case corruptMessage(String)
-    /// The workers disagree about something that must be the same everywhere (gradient shapes).
-    case inconsistentWorkers(String)
 
     public var description: String {
         switch self {
@@ -61,7 +59,6 @@ public enum GradientCompressionError: Error, Equatable, CustomStringConvertible 
                 + "worker \(otherRank) has \(show(otherShape))"
         case let .invalidOption(message): return "invalid reducer option: \(message)"
         case let .corruptMessage(message): return "corrupt message: \(message)"
-        case let .inconsistentWorkers(message): return "inconsistent workers: \(message)"
         }
     }
 }
