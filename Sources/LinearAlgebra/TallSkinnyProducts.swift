@@ -103,9 +103,10 @@ public enum TallSkinny {
         max(256, (16_384 / (4 * max(1, r))) & ~15)
     }
 
-    /// Up to four dot products of `x` with rows of `ys` (row stride `count`), one pass over `x`.
-    @inline(__always)
-    static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, stride: Int, count: Int, rows g: Int) -> SIMD4<Float> {
+    /// Up to four dot products of `x` with rows of `ys` (row stride `stride`), one pass over `x`.
+    /// Public and inlinable so the fused PowerSGD kernels reuse it at full speed.
+    @inlinable @inline(__always)
+    public static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, stride: Int, count: Int, rows g: Int) -> SIMD4<Float> {
         // 8-lane accumulators: four of them fit the 16 SSE/AVX registers with room for the loads
         // (16-lane ones spilled at r = 4 and halved the bandwidth).
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()

@@ -37,7 +37,7 @@ enum LowRankKernels {
             }
             var k = 0
             while k < r {
-                let d = dot4(row, qt + k &* m, stride: m, count: m, rows: min(4, r &- k))
+                let d = TallSkinny.dot4(row, qt + k &* m, stride: m, count: m, rows: min(4, r &- k))
                 for t in 0..<min(4, r &- k) { p[i &* r &+ k &+ t] = d[t] }
                 k &+= 4
             }
@@ -97,32 +97,6 @@ enum LowRankKernels {
             norms.residual += Double(residualSquares.sum() + residualTail)
         }
         return norms
-    }
-
-    /// Up to four dot products of `x` with rows of `ys` (row stride `stride`), one pass over `x`.
-    @inline(__always)
-    static func dot4(_ x: UnsafePointer<Float>, _ ys: UnsafePointer<Float>, stride: Int, count: Int, rows g: Int) -> SIMD4<Float> {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-        let y0 = ys, y1 = ys + (g > 1 ? stride : 0), y2 = ys + (g > 2 ? 2 &* stride : 0), y3 = ys + (g > 3 ? 3 &* stride : 0)
-        var j = 0
-        while j &+ 8 <= count {
-            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
-            a0 += v * UnsafeRawPointer(y0 + j).loadUnaligned(as: SIMD8<Float>.self)
-            if g > 1 { a1 += v * UnsafeRawPointer(y1 + j).loadUnaligned(as: SIMD8<Float>.self) }
-            if g > 2 { a2 += v * UnsafeRawPointer(y2 + j).loadUnaligned(as: SIMD8<Float>.self) }
-            if g > 3 { a3 += v * UnsafeRawPointer(y3 + j).loadUnaligned(as: SIMD8<Float>.self) }
-            j &+= 8
-        }
-        var result = SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
-        while j < count {
-            let v = x[j]
-            result[0] += v * y0[j]
-            if g > 1 { result[1] += v * y1[j] }
-            if g > 2 { result[2] += v * y2[j] }
-            if g > 3 { result[3] += v * y3[j] }
-            j &+= 1
-        }
-        return result
     }
 
     /// `rows×columns` row-major → `columns×rows` row-major.
