@@ -15,6 +15,21 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "The reducer and its options, e.g. powersgd:rank=2, sgd, qsgd:levels=64,bucket=512 (see 'powersgd reducers').")
     var reducer = "powersgd:rank=2"
 
+    @Option(help: "Shorthand for the reducer option rank=N (powersgd, powersgd+, svd, lqsgd): '--reducer powersgd --rank 4'.")
+    var rank: Int?
+
+    @Option(help: "Shorthand for the reducer option levels=N (qsgd).")
+    var levels: Int?
+
+    @Option(help: "Shorthand for the reducer option bucket=N (qsgd).")
+    var bucket: Int?
+
+    @Option(help: "Shorthand for the reducer option ratio=X (topk, randomk).")
+    var ratio: Double?
+
+    @Option(help: "Shorthand for the reducer option bits=N (lqsgd).")
+    var bits: Int?
+
     @Option(help: "Directory for checkpoints (written every --checkpoint-every steps, and when training stops on a non-finite value).")
     var checkpointDir: String?
 
@@ -36,7 +51,16 @@ struct TrainCommand: ParsableCommand {
 
     func parsedReducer() throws -> ReducerSpecification {
         do {
-            let specification = try ReducerSpecification(parsing: reducer)
+            var specification = try ReducerSpecification(parsing: reducer)
+            let shorthands: [(String, String?)] = [("rank", rank.map(String.init)), ("levels", levels.map(String.init)),
+                                                   ("bucket", bucket.map(String.init)), ("ratio", ratio.map { "\($0)" }),
+                                                   ("bits", bits.map(String.init))]
+            for case let (key, value?) in shorthands {
+                guard !specification.options.contains(where: { $0.key == key }) else {
+                    throw GradientCompressionError.invalidOption("--\(key) and the reducer option \(key)= are both given")
+                }
+                specification.options.append((key, value))
+            }
             _ = try ReducerCatalog.make(specification, seed: settings.seed)
             return specification
         } catch {
@@ -73,9 +97,7 @@ struct TrainCommand: ParsableCommand {
 func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
     switch settings.backend {
     case "threads":
-        do { return try InProcessGroup.run(workers: settings.workers, body) } catch let error as WorkerError {
-            throw RuntimeError("worker \(error.rank): \(error.underlying)")
-        }
+        return try runThreads(workers: settings.workers, body)
     default:
         // One worker per MPI rank: launched by `mpirun -np N powersgd train --backend mpi ...`.
         let communicator: MPICommunicator
@@ -85,6 +107,13 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
             FileHandleStandardError.write("powersgd: rank \(communicator.rank): \(error)\n")
             MPICommunicator.abort(code: 1)
         }
+    }
+}
+
+/// Runs `body` on `workers` threads of this process; a worker's error names its rank.
+func runThreads<T>(workers: Int, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
+    do { return try InProcessGroup.run(workers: workers, body) } catch let error as WorkerError {
+        throw RuntimeError("worker \(error.rank): \(error.underlying)")
     }
 }
 

@@ -20,6 +20,8 @@ public struct DataParallelTrainer {
         public var totalSteps: Int
         /// Evaluate every this many steps (and after the last); 0 means only at the end.
         public var evaluateEvery: Int
+        /// Whether to evaluate at all. Off for profiling runs that only need step records.
+        public var evaluates = true
         /// Write a checkpoint every this many steps into `checkpointDirectory`; 0 means never
         /// (a checkpoint is still written when training stops on a non-finite value).
         public var checkpointEvery: Int
@@ -110,7 +112,7 @@ public struct DataParallelTrainer {
                             compressionSeconds: Double(slowest[1]), communicationSeconds: Double(slowest[2]),
                             optimizerSeconds: Double(slowest[3]), reduction: reduction))
             step += 1
-            if options.evaluateEvery > 0 && step % options.evaluateEvery == 0 || step == options.totalSteps {
+            if options.evaluates && (options.evaluateEvery > 0 && step % options.evaluateEvery == 0 || step == options.totalSteps) {
                 try onEvaluation(evaluate(workload: workload, group: group, step: step, epoch: (step - 1) / stepsPerEpoch))
             }
             if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 {

@@ -18,6 +18,10 @@ public struct TrainingSession {
     public var logFile: URL?
     /// Intra-op threads of this worker's model.
     public var threads = 1
+    /// Evaluate every this many steps; nil uses the configuration's `evaluateEvery`.
+    public var evaluateEvery: Int?
+    /// Whether to evaluate at all (off for profiling runs, which need only the step records).
+    public var evaluates = true
 
     public init(experiment: Experiment, reducer: ReducerSpecification, network: String, projectedWorkers: Int) throws {
         self.experiment = experiment
@@ -57,9 +61,11 @@ public struct TrainingSession {
             }
         }
         let stepsPerEpoch = workload.stepsPerEpoch(workers: group.size)
-        let evaluateEvery = c.evaluateEvery > 0 ? c.evaluateEvery : stepsPerEpoch
-        let trainer = DataParallelTrainer(options: .init(totalSteps: total, evaluateEvery: evaluateEvery,
-                                                          checkpointEvery: checkpointEvery, checkpointDirectory: checkpointDirectory))
+        let evaluateEvery = self.evaluateEvery ?? (c.evaluateEvery > 0 ? c.evaluateEvery : stepsPerEpoch)
+        var options = DataParallelTrainer.Options(totalSteps: total, evaluateEvery: evaluateEvery,
+                                                  checkpointEvery: checkpointEvery, checkpointDirectory: checkpointDirectory)
+        options.evaluates = evaluates
+        let trainer = DataParallelTrainer(options: options)
         let parameterCount = workload.gradients.reduce(0) { $0 + $1.count }
         try trainer.run(workload: workload, reducer: &reducer, group: group, startStep: start, onStep: { step in
             if let record = try recorder?.record(step) { onStep(record, total) }

@@ -87,3 +87,19 @@ public struct ComparisonTable: Sendable {
         })
     }
 }
+
+extension ComparisonTable {
+    /// The target `powersgd compare` uses when none is given: 95 % of the best final accuracy
+    /// among the runs, or for perplexity 105 % of the best (lowest) final perplexity. A target
+    /// relative to the best run lets a quick comparison ask "how long until close to the best any
+    /// method got?"; runs that never get that close show "not reached". Nil when no run was
+    /// evaluated, or the runs disagree on the metric.
+    public static func suggestedTarget(for runs: [RunRecord]) -> Double? {
+        let finals = runs.compactMap(\.finalEvaluation)
+        guard let metric = finals.first?.metric, finals.allSatisfy({ $0.metric == metric }) else { return nil }
+        switch metric {
+        case .accuracy: return finals.map(\.value).max().map { 0.95 * $0 }
+        case .perplexity: return finals.map(\.value).min().map { 1.05 * $0 }
+        }
+    }
+}
