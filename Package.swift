@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
-        .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training"]),
+        .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]

@@ -5,9 +5,10 @@
 #   libopenmpi-dev openmpi-bin      MPI, for CollectivesMPI and `mpirun`
 #   zlib1g-dev                      gzip-compressed IDX files, for Datasets
 #   dataset-fashion-mnist           the Fashion-MNIST files at /usr/share/datasets/fashion-mnist/
+#   chromium                        headless browser that checks compare's HTML report renders (scripts/check-report.sh)
 set -euo pipefail
 
-packages=(libopenblas-dev liblapacke-dev libopenmpi-dev openmpi-bin zlib1g-dev pkg-config dataset-fashion-mnist)
+packages=(libopenblas-dev liblapacke-dev libopenmpi-dev openmpi-bin zlib1g-dev pkg-config dataset-fashion-mnist chromium)
 
 missing=()
 for p in "${packages[@]}"; do

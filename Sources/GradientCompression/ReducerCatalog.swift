@@ -48,6 +48,14 @@ public enum ReducerCatalog {
         try reader.finish()
         return reducer
     }
+
+    /// The options reducer `name` accepts (every key its builder reads), or nil for an unknown name.
+    public static func acceptedOptions(of name: String) -> [String]? {
+        guard let entry = entries.first(where: { $0.name == name }) else { return nil }
+        var reader = ReducerOptionReader(ReducerSpecification(name: name))
+        _ = try? entry.make(&reader, 1)
+        return reader.known
+    }
 }
 
 /// PowerSGD's options from a specification (shared by `powersgd` and `powersgd+`).

@@ -77,7 +77,8 @@ public struct ReducerSpecification: Sendable, Equatable, CustomStringConvertible
 /// misspelt or unknown option is an error naming the reducer and the options it accepts.
 public struct ReducerOptionReader {
     public let specification: ReducerSpecification
-    private var known: [String] = []
+    /// The option keys asked for so far, in order: after a reducer is built, every option it accepts.
+    public private(set) var known: [String] = []
 
     public init(_ specification: ReducerSpecification) { self.specification = specification }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GradientCompression
 import Testing
 import Training
 
@@ -39,6 +40,11 @@ import Training
         #expect(html.hasPrefix("<!DOCTYPE html>"))
         #expect(html.components(separatedBy: "<svg").count - 1 == 3, "accuracy vs time, vs bytes, loss vs step")
         #expect(html.contains("powersgd(rank=2)"))
+        // A real browser renders it: headless Chromium's screenshot is not blank.
+        let check = try CommandRunner.runScript("scripts/check-report.sh",
+                                                [directory.appendingPathComponent("report.html").path,
+                                                 directory.appendingPathComponent("report.png").path])
+        #expect(check.status == 0, "\(check.all)")
 
         let chart = directory.appendingPathComponent("speedup.svg"), profile = directory.appendingPathComponent("profile.json")
         let simulated = try CommandRunner.run(["simulate", "--from-log", directory.appendingPathComponent("runs.jsonl").path,
@@ -77,6 +83,20 @@ import Training
             #expect(abs(x.loss - y.loss) <= relativeTolerance * abs(x.loss), "step \(x.step): \(x.loss) vs \(y.loss)")
             #expect(x.payloadBytes == y.payloadBytes)
         }
+    }
+
+    @Test func reducersListsEveryReducerWithTheOptionsItAccepts() throws {
+        let outcome = try CommandRunner.run(["reducers"])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        let lines = outcome.standardOutput.split(separator: "\n").map(String.init)
+        for entry in ReducerCatalog.entries {
+            let index = try #require(lines.firstIndex(of: entry.name), "\(entry.name) missing")
+            let options = ReducerCatalog.acceptedOptions(of: entry.name) ?? []
+            #expect(lines[index + 2] == "    options: " + (options.isEmpty ? "none" : options.joined(separator: ", ")))
+        }
+        #expect(ReducerCatalog.acceptedOptions(of: "powersgd")?.contains("warm-start") == true)
+        #expect(ReducerCatalog.acceptedOptions(of: "qsgd")?.contains("levels") == true)
+        #expect(ReducerCatalog.acceptedOptions(of: "nonsense") == nil)
     }
 
     struct BadInput: CustomTestStringConvertible, Sendable {

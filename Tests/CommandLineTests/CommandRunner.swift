@@ -44,6 +44,14 @@ struct CommandRunner {
         return try launch(try mpirun(), flags + [try powersgd().path] + arguments, timeout: timeout)
     }
 
+    /// `bash <project>/script arguments...`.
+    static func runScript(_ script: String, _ arguments: [String], timeout: Double = 300) throws -> Outcome {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        return try launch(URL(fileURLWithPath: "/bin/bash"), [root.appendingPathComponent(script).path] + arguments,
+                          timeout: timeout)
+    }
+
     private static func launch(_ executable: URL, _ arguments: [String], timeout: Double) throws -> Outcome {
         let process = Process()
         process.executableURL = executable
