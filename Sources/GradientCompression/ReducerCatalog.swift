@@ -23,6 +23,17 @@ public enum ReducerCatalog {
             options.subspaceRefreshPeriod = try o.int("period", default: 100, in: 1...Int.max)
             return try PowerSGD(options)
         },
+        Entry(name: "lgreco", summary: "L-GreCo: PowerSGD with per-tensor ranks re-planned every `period` steps by a knapsack "
+              + "within the base rank's error; PowerSGD's options plus period (default 100), accumulate (10), min-rank, max-rank "
+              + "(default rank/2 ... 2·rank)") { o, seed in
+            let base = try powerSGDOptions(&o, seed: seed)
+            let period = try o.int("period", default: 100, in: 1...Int.max)
+            let accumulate = try o.int("accumulate", default: 10, in: 1...Int.max)
+            let minimum = try o.int("min-rank", default: max(1, base.rank / 2), in: 1...4096)
+            let maximum = try o.int("max-rank", default: 2 * base.rank, in: 1...8192)
+            return try LGreCo(LGreCo.Options(powerSGD: base, period: period, accumulationSteps: accumulate,
+                                              minimumRank: minimum, maximumRank: maximum))
+        },
         Entry(name: "svd", summary: "exact rank-r SVD per worker, factors all-gathered; options rank, min-compression-rate, error-feedback") { o, _ in
             try ExactSVDReducer(rank: try o.int("rank", default: 2, in: 1...4096),
                                 minCompressionRate: try o.double("min-compression-rate", default: 2, in: 1e-9...1e9),

@@ -35,6 +35,12 @@ public struct PowerSGD: GradientReducer {
     var error: [Float] = []
     /// Whether the workers' shape lists were compared since this reducer was built or restored.
     var agreementChecked = false
+    /// Per-tensor requested ranks (L-GreCo's plan); nil: `options.rank` for every tensor.
+    var requestedRanks: [Int]?
+    /// When set, each compressed step adds `accumulationWeight · M` (the error-corrected input
+    /// of every compressed tensor, packed like `error`) into `inputAccumulator` (L-GreCo, §7.1).
+    var accumulationWeight: Float?
+    var inputAccumulator: [Float] = []
 
     // Scratch buffers, reused across steps (not state).
     var p: [Float] = []
@@ -57,7 +63,7 @@ public struct PowerSGD: GradientReducer {
 
     /// The layout for this gradient list (for tests and reports: which tensors are compressed).
     public func layout(for shapes: [[Int]]) -> MatrixLayout {
-        MatrixLayout(shapes: shapes, ranks: [options.rank], minCompressionRate: options.minCompressionRate)
+        MatrixLayout(shapes: shapes, ranks: requestedRanks ?? [options.rank], minCompressionRate: options.minCompressionRate)
     }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
@@ -146,7 +152,14 @@ public struct PowerSGD: GradientReducer {
         // overlapping access to `self`; they are moved back at the end (no copies).
         var q = take(&self.q), p = take(&self.p), error = take(&self.error)
         var localQ = take(&self.localQ), uncompressed = take(&self.uncompressed)
-        defer { self.q = q; self.p = p; self.error = error; self.localQ = localQ; self.uncompressed = uncompressed }
+        var accumulator = take(&self.inputAccumulator)
+        defer {
+            self.q = q; self.p = p; self.error = error; self.localQ = localQ; self.uncompressed = uncompressed
+            self.inputAccumulator = accumulator
+        }
+        if accumulationWeight != nil, accumulator.count != layout.compressedCount {
+            accumulator = [Float](repeating: 0, count: layout.compressedCount)
+        }
         let maxThin = layout.entries.map { $0.rank * $0.columns }.max() ?? 0
         var qtMean = [Float](repeating: 0, count: maxThin), qtLocal = [Float](repeating: 0, count: maxThin)
         var norms = LowRankKernels.Norms()
@@ -165,6 +178,19 @@ public struct PowerSGD: GradientReducer {
                 gradients[index].withUnsafeBufferPointer { g in
                     LowRankKernels.project(gradient: g.baseAddress!, error: feedback == .off ? nil : eb.baseAddress! + entry.errorOffset,
                                            rows: n, columns: m, qt: qtm.baseAddress!, rank: r, into: pb.baseAddress! + entry.pOffset)
+                }
+            }
+            // (L-GreCo) A += weight · M, before M is overwritten by the residual.
+            if let weight = accumulationWeight {
+                accumulator.withUnsafeMutableBufferPointer { ab in
+                    for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                        let target = UnsafeMutableBufferPointer(rebasing: ab[entry.errorOffset ..< entry.errorOffset + entry.count])
+                        if feedback == .off {
+                            gradients[index].withUnsafeBufferPointer { Vector.axpy(weight, $0, target) }
+                        } else {
+                            Vector.axpy(weight, UnsafeBufferPointer(rebasing: eb[entry.errorOffset ..< entry.errorOffset + entry.count]), target)
+                        }
+                    }
                 }
             }
             // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
