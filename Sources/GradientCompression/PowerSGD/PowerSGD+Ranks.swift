@@ -16,6 +16,7 @@ extension PowerSGD {
     mutating func adopt(ranks: [Int]) {
         requestedRanks = ranks
         guard let old = layout else { return }
+        settlePendingResidual()
         let new = layout(for: old.shapes)
         precondition(zip(old.entries, new.entries).allSatisfy { $0.isCompressed == $1.isCompressed },
                      "a rank plan must keep the set of compressed tensors")

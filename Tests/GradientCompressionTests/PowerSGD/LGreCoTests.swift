@@ -188,7 +188,7 @@ enum LGreCoFixtures {
                 _ = try reducer.reduce(&g, over: group)
                 for i in applied.indices { for j in applied[i].scalars.indices { applied[i].scalars[j] += g[i].scalars[j] } }
             }
-            return (applied, reducer.powerSGD.error, reducer.layout!)
+            return (applied, reducer.powerSGD.errorMemory, reducer.layout!)
         }
         let layout = results[0].2
         var lhs = results[0].0

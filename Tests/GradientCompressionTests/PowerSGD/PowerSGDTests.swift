@@ -80,7 +80,7 @@ import Testing
                 _ = try reducer.reduce(&g, over: group)
                 for i in applied.indices { for j in applied[i].scalars.indices { applied[i].scalars[j] += g[i].scalars[j] } }
             }
-            return (applied, reducer.error, reducer.layout!)
+            return (applied, reducer.errorMemory, reducer.layout!)
         }
         let layout = results[0].2
         var lhs = results[0].0
@@ -108,7 +108,7 @@ import Testing
             var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
             let input = g[0]
             _ = try reducer.reduce(&g, over: group)
-            return (input, reducer.error)
+            return (input, reducer.errorMemory)
         }
         // e_w = M_w − P̂P̂ᵀM_w is orthogonal to the shared column space: P̂ᵀ e_w = 0, so
         // e_w·(output)ᵀ summed elementwise with any P̂-spanned matrix vanishes. Check the
@@ -150,7 +150,7 @@ import Testing
             // A rank-1 gradient at rank 4: three of P's columns are dependent.
             var h = [Tensor(shape: [20, 30]) { Float($0 % 30) }, Tensor(shape: [16, 8])]
             _ = try reducer.reduce(&h, over: group)
-            let error = try Tensor(shape: [reducer.error.count], scalars: reducer.error)
+            let error = try Tensor(shape: [reducer.errorMemory.count], scalars: reducer.errorMemory)
             return g + h + [error]
         }
         for tensors in out { for t in tensors { #expect(t.scalars.allSatisfy { $0.isFinite }) } }
