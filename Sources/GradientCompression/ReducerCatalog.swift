@@ -14,7 +14,7 @@ public enum ReducerCatalog {
     public static let entries: [Entry] = [
         Entry(name: "sgd", summary: "uncompressed fp32 all-reduce (the baseline)") { _, _ in UncompressedReducer() },
         Entry(name: "powersgd", summary: "rank-r power iteration with warm start and error feedback; "
-              + "options rank, start-iteration, min-compression-rate, error-feedback, residual (local|global), warm-start, epsilon, seed") { o, seed in
+              + "options rank, start-iteration, min-compression-rate, error-feedback, residual (local|global), warm-start, epsilon, seed, group-same-shapes") { o, seed in
             try PowerSGD(powerSGDOptions(&o, seed: seed))
         },
         Entry(name: "powersgd+", summary: "PowerSGD with an exact-SVD subspace refresh every `period` steps (our §2 design); "
@@ -73,5 +73,6 @@ private func powerSGDOptions(_ o: inout ReducerOptionReader, seed: UInt64) throw
     options.warmStart = try o.bool("warm-start", default: true)
     options.orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
     options.seed = UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))
+    options.groupSameShapes = try o.bool("group-same-shapes", default: false)
     return options
 }

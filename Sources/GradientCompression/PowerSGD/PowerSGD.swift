@@ -63,12 +63,14 @@ public struct PowerSGD: GradientReducer {
         if options.errorFeedback != .local { parts.append("error-feedback=\(options.errorFeedback.rawValue)") }
         if !options.warmStart { parts.append("warm-start=false") }
         if options.startIteration > 0 { parts.append("start-iteration=\(options.startIteration)") }
+        if options.groupSameShapes { parts.append("group-same-shapes=true") }
         return (options.subspaceRefreshPeriod > 0 ? "powersgd+" : "powersgd") + "(" + parts.joined(separator: ",") + ")"
     }
 
     /// The layout for this gradient list (for tests and reports: which tensors are compressed).
     public func layout(for shapes: [[Int]]) -> MatrixLayout {
-        MatrixLayout(shapes: shapes, ranks: requestedRanks ?? [options.rank], minCompressionRate: options.minCompressionRate)
+        MatrixLayout(shapes: shapes, ranks: requestedRanks ?? [options.rank], minCompressionRate: options.minCompressionRate,
+                     groupSameShapes: options.groupSameShapes)
     }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
@@ -113,7 +115,7 @@ public struct PowerSGD: GradientReducer {
     mutating func drawQ(layout: MatrixLayout) {
         let step = UInt64(self.step), seed = options.seed
         q.withUnsafeMutableBufferPointer { buffer in
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let part = UnsafeMutableBufferPointer(rebasing: buffer[entry.qOffset ..< entry.qOffset + entry.columns * entry.rank])
                 Philox(seed: seed, stream: Philox.stream(step, UInt64(index))).fillNormal(part)
             }
@@ -129,7 +131,7 @@ public struct PowerSGD: GradientReducer {
     mutating func reviveZeroColumns(layout: MatrixLayout) {
         let step = UInt64(self.step), seed = options.seed
         q.withUnsafeMutableBufferPointer { qb in
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let (m, r) = (entry.columns, entry.rank)
                 let block = qb.baseAddress! + entry.qOffset
                 for k in 0..<r {
@@ -194,7 +196,7 @@ public struct PowerSGD: GradientReducer {
             // 1. Pack the uncompressed tensors; E ← G + E − P̂'Q_c'ᵀ (last step's pending
             //    residual), so E holds M; P_w = M·Q.
             layout.packUncompressed(gradients, into: &uncompressed)
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
                 LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
                 var correction: LowRankKernels.Correction?
@@ -211,7 +213,7 @@ public struct PowerSGD: GradientReducer {
             // (L-GreCo) A += weight · M.
             if let weight = accumulationWeight {
                 accumulator.withUnsafeMutableBufferPointer { ab in
-                    for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                    for (index, entry) in layout.compressedEntries {
                         let target = UnsafeMutableBufferPointer(rebasing: ab[entry.errorOffset ..< entry.errorOffset + entry.count])
                         if feedback == .off {
                             gradients[index].withUnsafeBufferPointer { Vector.axpy(weight, $0, target) }
@@ -225,7 +227,7 @@ public struct PowerSGD: GradientReducer {
             try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
             try group.allReduce(pb, operation: .sum)
             // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
                 let pHat = pb.baseAddress! + entry.pOffset
                 try method.apply(pHat, rows: n, columns: r, epsilon: epsilon)
@@ -242,7 +244,7 @@ public struct PowerSGD: GradientReducer {
             lqb.baseAddress!.update(from: qb.baseAddress!, count: qb.count)
             try group.allReduce(qb, operation: .mean)
             // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending.
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
                 LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
                 gradients[index].withUnsafeMutableBufferPointer { g in
@@ -259,7 +261,7 @@ public struct PowerSGD: GradientReducer {
         hasPendingResidual = feedback != .off
         // ‖M − P̂Q_cᵀ‖² per tensor from the factors (Q_c = Q_w for variant B, else Q̄).
         var input = 0.0, residual = 0.0
-        for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+        for (index, entry) in layout.compressedEntries {
             var local = 0.0, cross = 0.0, mean = 0.0
             for j in entry.qOffset ..< entry.qOffset + entry.columns * entry.rank {
                 let a = Double(localQ[j]), b = Double(q[j])
