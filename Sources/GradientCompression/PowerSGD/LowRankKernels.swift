@@ -5,14 +5,15 @@ import LinearAlgebra
 /// At rank ≤ 4 a step does ~2r flops per element read, so it is bound by memory traffic,
 /// and the cost is the number of times the `n×m` data crosses the memory bus. A step needs
 /// three dependent passes over the error-corrected matrix M = G + E (P = M·Q; after the P
-/// all-reduce, Q = Mᵀ·P̂; after the Q all-reduce, the output and the new error). These
-/// kernels fuse the element-wise work into the first and the last:
-/// - `project`: E ← G + E (M is stored in place of E) and P = M·Q, row by row: one read of
-///   G and E and one write of E; the dot products re-read the row from cache.
-/// - `reconstruct`: G ← P̂·Q̄ᵀ (the group's approximation) and E ← M − P̂·Q_wᵀ (variant B)
-///   or E ← M − P̂·Q̄ᵀ (variant A), in one pass: one read of M, one write of G and of E.
-/// With `TallSkinny.multiplyTransposed` (one read of M) in between, a step moves 7 floats
-/// per element, the minimum for these three passes (see docs/powersgd.md).
+/// all-reduce, Q = Mᵀ·P̂; after the Q all-reduce, the output). These kernels fuse the
+/// element-wise work into the first and the last:
+/// - `project`: E ← G + E − P̂'·Q_c'ᵀ (last step's deferred residual; M is stored in place of
+///   E) and P = M·Q, row by row: one read of G and E and one write of E; the dot products
+///   re-read the row from cache.
+/// - `expand`: G ← P̂·Q̄ᵀ, a write-only pass.
+/// With `TallSkinny.multiplyTransposed` (one read of M) in between, a step moves 5 floats
+/// per element (see docs/powersgd.md). `reconstruct` (output and error in one pass) serves
+/// the steps that write the error at once (PowerSGD+ refresh, LQ-SGD).
 enum LowRankKernels {
     /// Last step's pending residual P̂'·Q_c'ᵀ (`pHat` n×r row-major, `qt` = Q_c'ᵀ, r×m).
     struct Correction {

@@ -10,7 +10,8 @@ import LinearAlgebra
 /// 3. P̂ = orthonormalize(P)
 /// 4. Q_w = M_wᵀ·P̂
 /// 5. Q̄ = (1/W) Σ_w Q_w                   (one all-reduce for all matrices)
-/// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ (fused, one pass)
+/// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ, deferred into the
+///    next step's first pass (see `powerStep`)
 /// 7. keep Q̄ for the next step (warm start)
 /// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly in
 /// one more packed buffer; their error memory is 0. So a step is 3 collectives.
