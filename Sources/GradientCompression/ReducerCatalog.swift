@@ -14,7 +14,7 @@ public enum ReducerCatalog {
     public static let entries: [Entry] = [
         Entry(name: "sgd", summary: "uncompressed fp32 all-reduce (the baseline)") { _, _ in UncompressedReducer() },
         Entry(name: "powersgd", summary: "rank-r power iteration with warm start and error feedback; "
-              + "options rank, start-iteration, min-compression-rate, error-feedback, residual (local|global), warm-start, epsilon, seed") { o, seed in
+              + "options rank, start-iteration, min-compression-rate, error-feedback, residual (local|global), warm-start, epsilon, seed, group-same-shapes") { o, seed in
             try PowerSGD(powerSGDOptions(&o, seed: seed))
         },
         Entry(name: "powersgd+", summary: "PowerSGD with an exact-SVD subspace refresh every `period` steps (our §2 design); "
@@ -22,6 +22,17 @@ public enum ReducerCatalog {
             var options = try powerSGDOptions(&o, seed: seed)
             options.subspaceRefreshPeriod = try o.int("period", default: 100, in: 1...Int.max)
             return try PowerSGD(options)
+        },
+        Entry(name: "lgreco", summary: "L-GreCo: PowerSGD with per-tensor ranks re-planned every `period` steps by a knapsack "
+              + "within the base rank's error; PowerSGD's options plus period (default 100), accumulate (10), min-rank, max-rank "
+              + "(default rank/2 ... 2·rank)") { o, seed in
+            let base = try powerSGDOptions(&o, seed: seed)
+            let period = try o.int("period", default: 100, in: 1...Int.max)
+            let accumulate = try o.int("accumulate", default: 10, in: 1...Int.max)
+            let minimum = try o.int("min-rank", default: max(1, base.rank / 2), in: 1...4096)
+            let maximum = try o.int("max-rank", default: 2 * base.rank, in: 1...8192)
+            return try LGreCo(LGreCo.Options(powerSGD: base, period: period, accumulationSteps: accumulate,
+                                              minimumRank: minimum, maximumRank: maximum))
         },
         Entry(name: "svd", summary: "exact rank-r SVD per worker, factors all-gathered; options rank, min-compression-rate, error-feedback") { o, _ in
             try ExactSVDReducer(rank: try o.int("rank", default: 2, in: 1...4096),
@@ -70,5 +81,6 @@ private func powerSGDOptions(_ o: inout ReducerOptionReader, seed: UInt64) throw
     options.warmStart = try o.bool("warm-start", default: true)
     options.orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
     options.seed = UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))
+    options.groupSameShapes = try o.bool("group-same-shapes", default: false)
     return options
 }

@@ -23,7 +23,7 @@ struct BenchReducers: ParsableCommand {
     var steps = 10
 
     @Option(help: "Comma-separated reducer specifications (default: the family's benchmark set).")
-    var reducers = "sgd,powersgd:rank=1,powersgd:rank=2,powersgd:rank=4,svd:rank=2,powersgd+:rank=2,period=5,lqsgd:rank=2,bits=8"
+    var reducers = "sgd,powersgd:rank=1,powersgd:rank=2,powersgd:rank=4,svd:rank=2,powersgd+:rank=2,period=5,lqsgd:rank=2,bits=8,lgreco:rank=2,period=5,accumulate=2"
 
     @Flag(help: "Print JSON (the output is always JSON; accepted for symmetry).")
     var json = false
@@ -67,11 +67,7 @@ struct BenchReducers: ParsableCommand {
     }
 
     static func makeReducer(_ specification: ReducerSpecification) throws -> any GradientReducer {
-        switch specification.name {
-        case "sgd": return UncompressedReducer()
-        case "powersgd", "powersgd+": return try PowerSGD(specification: specification)
-        default: return try LowRankReducers.make(specification)
-        }
+        try ReducerCatalog.make(specification, seed: 0)
     }
 
     func run() throws {
@@ -86,10 +82,12 @@ struct BenchReducers: ParsableCommand {
             rows.append(row)
             if specification.name == "powersgd", let layout {
                 // Three dependent passes over each compressed matrix (P = M·Q; Q = Mᵀ·P̂ after
-                // the P all-reduce; output and error after the Q all-reduce): read G and E and
-                // write M, read M, read M and write the output and E = 7 floats per element;
-                // uncompressed tensors are copied into the packed buffer and back (4 floats).
-                let bytes = 4 * (7 * layout.compressedCount + 4 * layout.uncompressedCount)
+                // the P all-reduce; the output after the Q all-reduce): read G and E and write
+                // M = E (the last step's residual subtracted on the way), read M, write the
+                // output = 5 floats per element, the minimum for an error-feedback method that
+                // needs a second read of M after a collective; uncompressed tensors are copied
+                // into the packed buffer and back (4 floats).
+                let bytes = 4 * (5 * layout.compressedCount + 4 * layout.uncompressedCount)
                 let boundMs = Double(bytes) / (copyBandwidth * 1e9) * 1e3
                 bounds.append(Bound(reducer: row.reducer, bytesReadAndWritten: bytes, lowerBoundMs: boundMs,
                                     measuredMs: row.medianMs, ratioToBound: row.medianMs / boundMs))

@@ -40,10 +40,7 @@ public struct ExactSVDReducer: GradientReducer {
         try layout.validate(gradients)
         if errorFeedback, error.count != layout.compressedCount { error = [Float](repeating: 0, count: layout.compressedCount) }
 
-        var uncompressed = [Float](repeating: 0, count: layout.uncompressedCount)
-        pack(gradients, layout: layout, into: &uncompressed)
-        try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
-        unpack(uncompressed, layout: layout, into: &gradients)
+        try layout.allReduceUncompressed(&gradients, over: group)
 
         // Local truncated SVDs; message = per matrix U_r·S_r (n×r), then V_rᵀ (r×m).
         var message: [Float] = []
@@ -99,30 +96,15 @@ public struct ExactSVDReducer: GradientReducer {
     public func saveState(to archive: inout StateWriter) {
         archive.write("svd")
         archive.write(name)
-        archive.write(layout?.shapes.count ?? -1)
-        for shape in layout?.shapes ?? [] {
-            archive.write(shape.count)
-            for extent in shape { archive.write(extent) }
-        }
+        archive.writeShapeList(layout?.shapes)
         archive.write(error)
     }
 
     public mutating func restoreState(from archive: inout StateReader) throws {
         try archive.expect("svd")
         try archive.expect(name)
-        let count = try archive.readInt()
-        var restored: MatrixLayout?
-        if count >= 0 {
-            guard count <= 1_000_000 else { throw StateArchiveError.unexpectedValue(expected: "tensor count", offset: archive.offset) }
-            var shapes: [[Int]] = []
-            for _ in 0..<count {
-                let dimensions = try archive.readInt()
-                guard (0...64).contains(dimensions) else {
-                    throw StateArchiveError.unexpectedValue(expected: "tensor dimension count", offset: archive.offset)
-                }
-                shapes.append(try (0..<dimensions).map { _ in try archive.readInt() })
-            }
-            restored = MatrixLayout(shapes: shapes, ranks: [rank], minCompressionRate: minCompressionRate)
+        let restored = try archive.readShapeList().map {
+            MatrixLayout(shapes: $0, ranks: [rank], minCompressionRate: minCompressionRate)
         }
         let error = try archive.readFloats()
         guard error.isEmpty || error.count == restored?.compressedCount else {

@@ -1,3 +1,5 @@
+import LinearAlgebra
+
 /// The rank planner of L-GreCo (Alimohammadi et al., MLSys 2024; ALGORITHMS.md §7.1): per
 /// layer, choose a rank among candidates so that the total message size is minimal while the
 /// total compression error stays within that of the uniform default rank.
@@ -8,9 +10,7 @@
 /// Σ err ≤ (T/units)·Σ e ≤ T: the continuous budget holds exactly. The uniform plan is kept
 /// as a fallback, so the result is never larger than uniform.
 ///
-/// Only the planner is implemented here; its use inside PowerSGD (accumulating recent
-/// gradients, re-planning every K steps, broadcasting ranks from rank 0, reallocating the
-/// factors with Q's drawn from the shared generator) is not (see docs/powersgd.md).
+/// The reducer that measures the errors and applies the plans is `LGreCo`.
 public enum LGreCoPlanner {
     /// One candidate of one layer: its rank, its size (floats sent, r·(n+m)) and its error.
     public struct Candidate: Sendable, Equatable {
@@ -30,6 +30,27 @@ public enum LGreCoPlanner {
             let tail = singularValues.dropFirst(min(r, singularValues.count)).reduce(0.0) { $0 + Double($1) * Double($1) }
             return Candidate(rank: r, size: r * (n + m), error: tail.squareRoot())
         }
+    }
+
+    /// The singular values (descending) of the `n×m` row-major matrix `a`, as the square roots
+    /// of the eigenvalues of its `k×k` Gram matrix (k = min(n, m); A·Aᵀ or Aᵀ·A, one sgemm),
+    /// which are its singular values since the Gram matrix is symmetric positive semidefinite.
+    /// For ResNet-18's 512×4608 matrices this is a 512×512 SVD instead of a 512×4608 one.
+    /// Precision: each σᵢ² carries an absolute error of about k·ε·σ₁² (ε = 2⁻²⁴), so a tail
+    /// energy Σ_{i>r} σᵢ² is accurate to ~k²·ε·σ₁² — far below the tails that matter to the
+    /// plan (tested against the direct SVD).
+    public static func singularValues(of a: UnsafePointer<Float>, rows n: Int, columns m: Int) throws -> [Float] {
+        let k = min(n, m)
+        guard k > 0 else { return [] }
+        var gram = Tensor(shape: [k, k])
+        gram.withUnsafeMutableBufferPointer { g in
+            if n <= m {
+                sgemm(.none, .transposed, m: n, n: n, k: m, a: a, lda: m, b: a, ldb: m, c: g.baseAddress!, ldc: n)
+            } else {
+                sgemm(.transposed, .none, m: m, n: m, k: n, a: a, lda: m, b: a, ldb: m, c: g.baseAddress!, ldc: m)
+            }
+        }
+        return try SingularValueDecomposition(gram).singularValues.map { max(0, $0).squareRoot() }
     }
 
     /// The chosen candidate index per layer. `uniform[l]` is the index of the base rank in

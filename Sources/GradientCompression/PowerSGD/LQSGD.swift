@@ -68,10 +68,7 @@ public struct LQSGD: GradientReducer {
                 }
             }
         }
-        var uncompressed = [Float](repeating: 0, count: layout.uncompressedCount)
-        pack(gradients, layout: layout, into: &uncompressed)
-        try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
-        unpack(uncompressed, layout: layout, into: &gradients)
+        try layout.allReduceUncompressed(&gradients, over: group)
 
         let codec = LogQuantizer(bits: bits, alpha: alpha)
         var p = [Float](repeating: 0, count: layout.pCount)
@@ -83,7 +80,7 @@ public struct LQSGD: GradientReducer {
             scratch.withUnsafeMutableBufferPointer { t in
                 for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
                     LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: entry.columns, columns: entry.rank, into: t.baseAddress!)
-                    gradients[index].withUnsafeBufferPointer { g in
+                    _ = gradients[index].withUnsafeBufferPointer { g in
                         LowRankKernels.project(gradient: g.baseAddress!, error: eb.baseAddress! + entry.errorOffset,
                                                rows: entry.rows, columns: entry.columns, qt: t.baseAddress!, rank: entry.rank,
                                                into: pb.baseAddress! + entry.pOffset)
@@ -162,8 +159,7 @@ public struct LQSGD: GradientReducer {
         archive.write("lqsgd")
         archive.write(name)
         archive.write(step)
-        archive.write(layout?.shapes.count ?? -1)
-        for shape in layout?.shapes ?? [] { archive.write(shape.count); for extent in shape { archive.write(extent) } }
+        archive.writeShapeList(layout?.shapes)
         archive.write(q)
         archive.write(error)
     }
@@ -172,17 +168,8 @@ public struct LQSGD: GradientReducer {
         try archive.expect("lqsgd")
         try archive.expect(name)
         let step = try archive.readInt()
-        let count = try archive.readInt()
-        var restored: MatrixLayout?
-        if count >= 0 {
-            guard count <= 1_000_000 else { throw StateArchiveError.unexpectedValue(expected: "tensor count", offset: archive.offset) }
-            var shapes: [[Int]] = []
-            for _ in 0..<count {
-                let dimensions = try archive.readInt()
-                guard (0...64).contains(dimensions) else { throw StateArchiveError.unexpectedValue(expected: "dimension count", offset: archive.offset) }
-                shapes.append(try (0..<dimensions).map { _ in try archive.readInt() })
-            }
-            restored = MatrixLayout(shapes: shapes, ranks: [rank], minCompressionRate: minCompressionRate)
+        let restored = try archive.readShapeList().map {
+            MatrixLayout(shapes: $0, ranks: [rank], minCompressionRate: minCompressionRate)
         }
         let q = try archive.readFloats(), error = try archive.readFloats()
         guard q.isEmpty || q.count == restored?.qCount, error.isEmpty || error.count == restored?.compressedCount else {

@@ -5,41 +5,102 @@ import LinearAlgebra
 /// At rank ≤ 4 a step does ~2r flops per element read, so it is bound by memory traffic,
 /// and the cost is the number of times the `n×m` data crosses the memory bus. A step needs
 /// three dependent passes over the error-corrected matrix M = G + E (P = M·Q; after the P
-/// all-reduce, Q = Mᵀ·P̂; after the Q all-reduce, the output and the new error). These
-/// kernels fuse the element-wise work into the first and the last:
-/// - `project`: E ← G + E (M is stored in place of E) and P = M·Q, row by row: one read of
-///   G and E and one write of E; the dot products re-read the row from cache.
-/// - `reconstruct`: G ← P̂·Q̄ᵀ (the group's approximation) and E ← M − P̂·Q_wᵀ (variant B)
-///   or E ← M − P̂·Q̄ᵀ (variant A), in one pass: one read of M, one write of G and of E.
-/// With `TallSkinny.multiplyTransposed` (one read of M) in between, a step moves 7 floats
-/// per element, the minimum for these three passes (see docs/powersgd.md).
+/// all-reduce, Q = Mᵀ·P̂; after the Q all-reduce, the output). These kernels fuse the
+/// element-wise work into the first and the last:
+/// - `project`: E ← G + E − P̂'·Q_c'ᵀ (last step's deferred residual; M is stored in place of
+///   E) and P = M·Q, row by row: one read of G and E and one write of E; the dot products
+///   re-read the row from cache.
+/// - `expand`: G ← P̂·Q̄ᵀ, a write-only pass.
+/// With `TallSkinny.multiplyTransposed` (one read of M) in between, a step moves 5 floats
+/// per element (see docs/powersgd.md). `reconstruct` (output and error in one pass) serves
+/// the steps that write the error at once (PowerSGD+ refresh, LQ-SGD).
 enum LowRankKernels {
-    /// For each row i: if `error` is given, `error[i,:] += gradient[i,:]` and M = error,
-    /// else M = gradient; then `p[i, k] = M[i,:]·qt[k,:]` for k < r. `qt` is Qᵀ (`r×m`).
-    static func project(gradient: UnsafePointer<Float>, error: UnsafeMutablePointer<Float>?,
+    /// Last step's pending residual P̂'·Q_c'ᵀ (`pHat` n×r row-major, `qt` = Q_c'ᵀ, r×m).
+    struct Correction {
+        var pHat: UnsafePointer<Float>
+        var qt: UnsafePointer<Float>
+        init(pHat: UnsafeMutablePointer<Float>, qt: UnsafeMutablePointer<Float>) {
+            self.pHat = UnsafePointer(pHat); self.qt = UnsafePointer(qt)
+        }
+    }
+
+    /// For each row i: if `error` is given, `error[i,:] += gradient[i,:] − P̂'[i,:]·Q_c'ᵀ`
+    /// (the correction, when given) and M = error, else M = gradient; then
+    /// `p[i, k] = M[i,:]·qt[k,:]` for k < r. `qt` is Qᵀ (`r×m`). Returns ‖M‖² (in Double,
+    /// per row), for the relative-error report.
+    @discardableResult
+    static func project(gradient: UnsafePointer<Float>, error: UnsafeMutablePointer<Float>?, correction: Correction? = nil,
                         rows n: Int, columns m: Int, qt: UnsafePointer<Float>, rank r: Int,
-                        into p: UnsafeMutablePointer<Float>) {
+                        into p: UnsafeMutablePointer<Float>) -> Double {
+        var total = 0.0
         for i in 0..<n {
             let g = gradient + i &* m
             let row: UnsafePointer<Float>
+            var squares = SIMD16<Float>(), tail: Float = 0
             if let error {
                 let e = error + i &* m
-                var j = 0
-                while j &+ 16 <= m {
-                    let v = load(g + j) + load(e + j)
-                    store(v, e + j)
-                    j &+= 16
+                if let correction {
+                    let c = correction.pHat + i &* r, cqt = correction.qt
+                    var j = 0
+                    while j &+ 16 <= m {
+                        var v = load(g + j) + load(e + j)
+                        for k in 0..<r { v -= c[k] * load(cqt + (k &* m &+ j)) }
+                        store(v, e + j)
+                        squares += v * v
+                        j &+= 16
+                    }
+                    while j < m {
+                        var v = g[j] + e[j]
+                        for k in 0..<r { v -= c[k] * cqt[k &* m &+ j] }
+                        e[j] = v
+                        tail += v * v
+                        j &+= 1
+                    }
+                } else {
+                    var j = 0
+                    while j &+ 16 <= m {
+                        let v = load(g + j) + load(e + j)
+                        store(v, e + j)
+                        squares += v * v
+                        j &+= 16
+                    }
+                    while j < m { e[j] += g[j]; tail += e[j] * e[j]; j &+= 1 }
                 }
-                while j < m { e[j] += g[j]; j &+= 1 }
                 row = UnsafePointer(e)
             } else {
                 row = g
+                var j = 0
+                while j &+ 16 <= m { let v = load(g + j); squares += v * v; j &+= 16 }
+                while j < m { tail += g[j] * g[j]; j &+= 1 }
             }
+            total += Double(squares.sum() + tail)
             var k = 0
             while k < r {
                 let d = TallSkinny.dot4(row, qt + k &* m, stride: m, count: m, rows: min(4, r &- k))
                 for t in 0..<min(4, r &- k) { p[i &* r &+ k &+ t] = d[t] }
                 k &+= 4
+            }
+        }
+        return total
+    }
+
+    /// `output = P̂·Q̄ᵀ` row by row (`qt` = Q̄ᵀ, r×m): a pure write pass over the output.
+    static func expand(pHat: UnsafePointer<Float>, rank r: Int, qt: UnsafePointer<Float>,
+                       rows n: Int, columns m: Int, into output: UnsafeMutablePointer<Float>) {
+        for i in 0..<n {
+            let c = pHat + i &* r, out = output + i &* m
+            var j = 0
+            while j &+ 16 <= m {
+                var o = SIMD16<Float>()
+                for k in 0..<r { o += c[k] * load(qt + (k &* m &+ j)) }
+                store(o, out + j)
+                j &+= 16
+            }
+            while j < m {
+                var o: Float = 0
+                for k in 0..<r { o += c[k] * qt[k &* m &+ j] }
+                out[j] = o
+                j &+= 1
             }
         }
     }

@@ -33,9 +33,18 @@ public struct MatrixLayout: Sendable, Equatable {
     public private(set) var compressedCount = 0
     public private(set) var uncompressedCount = 0
 
+    /// The compressed tensors' indices in the order the kernels visit them: tensor order, or
+    /// with `groupSameShapes` each group of same-shape (n, m, r) matrices back to back, groups
+    /// in order of first appearance, their P and Q blocks contiguous in the packed buffers
+    /// (the batched layout of the PyTorch hook's `batch_tensors_with_same_shape`).
+    public private(set) var compressedOrder: [Int] = []
+
+    /// The compressed entries with their tensor indices, in `compressedOrder`.
+    public var compressedEntries: [(index: Int, entry: Entry)] { compressedOrder.map { ($0, entries[$0]) } }
+
     /// The layout of `shapes` with rank `ranks[i]` requested for tensor i (one rank for all
     /// when `ranks` has one element).
-    public init(shapes: [[Int]], ranks: [Int], minCompressionRate: Double) {
+    public init(shapes: [[Int]], ranks: [Int], minCompressionRate: Double, groupSameShapes: Bool = false) {
         precondition(ranks.count == 1 || ranks.count == shapes.count)
         for (index, shape) in shapes.enumerated() {
             let rows = shape.first ?? 1
@@ -54,6 +63,20 @@ public struct MatrixLayout: Sendable, Equatable {
                 entry.uncompressedOffset = uncompressedCount; uncompressedCount += total
             }
             entries.append(entry)
+        }
+        compressedOrder = entries.indices.filter { entries[$0].isCompressed }
+        if groupSameShapes {
+            var groups: [[Int]] = [], keys: [[Int]] = []
+            for index in compressedOrder {
+                let key = [entries[index].rows, entries[index].columns, entries[index].rank]
+                if let g = keys.firstIndex(of: key) { groups[g].append(index) } else { keys.append(key); groups.append([index]) }
+            }
+            compressedOrder = groups.flatMap { $0 }
+            var p = 0, q = 0
+            for index in compressedOrder {
+                entries[index].pOffset = p; p += entries[index].rows * entries[index].rank
+                entries[index].qOffset = q; q += entries[index].columns * entries[index].rank
+            }
         }
     }
 

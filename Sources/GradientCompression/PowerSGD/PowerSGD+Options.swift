@@ -58,11 +58,21 @@ extension PowerSGD {
         /// gradient and one thin SVD per matrix; smaller periods track the optimal subspace
         /// more closely at that cost.
         public var subspaceRefreshPeriod = 0
+        /// Process same-shape matrices as batches (default off): their P and Q blocks are
+        /// contiguous in the packed buffers and the kernels visit each group back to back, as
+        /// the PyTorch hook's `batch_tensors_with_same_shape` does to launch one batched product
+        /// per shape. Every matrix still gets its own products with the same arithmetic, so the
+        /// results are bit-identical in-process; with a ring all-reduce whose summation order
+        /// depends on an element's position they agree to float rounding. On the CPU there is
+        /// no kernel launch to amortize: the trade-off is nil either way (measured in
+        /// docs/powersgd.md); kept for parity with the hook and for layouts where grouping
+        /// keeps a shape's factors in cache.
+        public var groupSameShapes = false
 
         public init(rank: Int = 2, startIteration: Int = 0, minCompressionRate: Double = 2,
                     errorFeedback: ErrorFeedback = .local, warmStart: Bool = true,
                     orthogonalizationEpsilon: Float = 0, orthonormalization: Orthonormalization? = nil,
-                    seed: UInt64 = 0, subspaceRefreshPeriod: Int = 0) {
+                    seed: UInt64 = 0, subspaceRefreshPeriod: Int = 0, groupSameShapes: Bool = false) {
             self.rank = rank
             self.startIteration = startIteration
             self.minCompressionRate = minCompressionRate
@@ -72,6 +82,7 @@ extension PowerSGD {
             self.orthonormalization = orthonormalization
             self.seed = seed
             self.subspaceRefreshPeriod = subspaceRefreshPeriod
+            self.groupSameShapes = groupSameShapes
         }
 
         /// Throws `invalidOption` naming the option and its domain.
@@ -117,6 +128,7 @@ extension PowerSGD {
         default: options.orthonormalization = nil
         }
         options.seed = UInt64(try reader.int("seed", default: 0, in: 0...Int.max))
+        options.groupSameShapes = try reader.bool("group-same-shapes", default: false)
         if specification.name == "powersgd+" {
             options.subspaceRefreshPeriod = try reader.int("period", default: 100, in: 1...Int.max)
         }

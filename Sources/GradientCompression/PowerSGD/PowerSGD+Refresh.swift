@@ -18,8 +18,12 @@ extension PowerSGD {
     /// eigenvectors are the right singular vectors of the row-stacked local matrices, not of
     /// the average (§2, DERIVED). Cost: 4·d bytes of payload and one thin SVD per matrix.
     mutating func refreshStep(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws -> Double {
+        settlePendingResidual()
         let feedback = options.errorFeedback
         var buffer = [Float](repeating: 0, count: layout.totalCount)
+        let uncompressedPlacements = layout.uncompressedPlacements.map {
+            TensorPlacement(tensor: $0.tensor, offset: layout.compressedCount + $0.offset)
+        }
         var q = take(&self.q), error = take(&self.error)
         defer { self.q = q; self.error = error }
         var norms = LowRankKernels.Norms()
@@ -27,9 +31,10 @@ extension PowerSGD {
         try q.withUnsafeMutableBufferPointer { qb in
         try error.withUnsafeMutableBufferPointer { eb in
             // 1. M_w into the packed buffer (E ← G + E first when feedback is on).
-            for (index, entry) in layout.entries.enumerated() where entry.count > 0 {
+            TensorPlacement.pack(gradients, uncompressedPlacements, into: b.baseAddress!)
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed && entry.count > 0 {
                 gradients[index].withUnsafeBufferPointer { g in
-                    if entry.isCompressed {
+                    do {
                         let target = b.baseAddress! + entry.errorOffset
                         if feedback == .off {
                             target.update(from: g.baseAddress!, count: entry.count)
@@ -38,21 +43,14 @@ extension PowerSGD {
                             Vector.add(g, to: e)
                             target.update(from: e.baseAddress!, count: entry.count)
                         }
-                    } else {
-                        (b.baseAddress! + layout.compressedCount + entry.uncompressedOffset).update(from: g.baseAddress!, count: entry.count)
                     }
                 }
             }
             // 2. The average, identical on every worker.
             try group.allReduce(b, operation: .mean)
-            for (index, entry) in layout.entries.enumerated() where entry.count > 0 {
+            TensorPlacement.unpack(b.baseAddress!, uncompressedPlacements, into: &gradients)
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed && entry.count > 0 {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
-                guard entry.isCompressed else {
-                    gradients[index].withUnsafeMutableBufferPointer {
-                        $0.baseAddress!.update(from: b.baseAddress! + layout.compressedCount + entry.uncompressedOffset, count: entry.count)
-                    }
-                    continue
-                }
                 // 3. Exact SVD of the average.
                 let mean = try Tensor(shape: [n, m], scalars: Array(b[entry.errorOffset ..< entry.errorOffset + entry.count]))
                 let svd = try SingularValueDecomposition(mean)

@@ -10,7 +10,8 @@ import LinearAlgebra
 /// 3. P̂ = orthonormalize(P)
 /// 4. Q_w = M_wᵀ·P̂
 /// 5. Q̄ = (1/W) Σ_w Q_w                   (one all-reduce for all matrices)
-/// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ (fused, one pass)
+/// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ, deferred into the
+///    next step's first pass (see `powerStep`)
 /// 7. keep Q̄ for the next step (warm start)
 /// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly in
 /// one more packed buffer; their error memory is 0. So a step is 3 collectives.
@@ -35,6 +36,17 @@ public struct PowerSGD: GradientReducer {
     var error: [Float] = []
     /// Whether the workers' shape lists were compared since this reducer was built or restored.
     var agreementChecked = false
+    /// Per-tensor requested ranks (L-GreCo's plan); nil: `options.rank` for every tensor.
+    var requestedRanks: [Int]?
+    /// When set, each compressed step adds `accumulationWeight · M` (the error-corrected input
+    /// of every compressed tensor, packed like `error`) into `inputAccumulator` (L-GreCo, §7.1).
+    var accumulationWeight: Float?
+    var inputAccumulator: [Float] = []
+    /// Whether `error` holds M of the last step with the residual correction P̂·Q_cᵀ
+    /// (`pendingP`, `pendingQ`) still to subtract (see `powerStep`).
+    var hasPendingResidual = false
+    var pendingP: [Float] = []
+    var pendingQ: [Float] = []
 
     // Scratch buffers, reused across steps (not state).
     var p: [Float] = []
@@ -52,12 +64,14 @@ public struct PowerSGD: GradientReducer {
         if options.errorFeedback != .local { parts.append("error-feedback=\(options.errorFeedback.rawValue)") }
         if !options.warmStart { parts.append("warm-start=false") }
         if options.startIteration > 0 { parts.append("start-iteration=\(options.startIteration)") }
+        if options.groupSameShapes { parts.append("group-same-shapes=true") }
         return (options.subspaceRefreshPeriod > 0 ? "powersgd+" : "powersgd") + "(" + parts.joined(separator: ",") + ")"
     }
 
     /// The layout for this gradient list (for tests and reports: which tensors are compressed).
     public func layout(for shapes: [[Int]]) -> MatrixLayout {
-        MatrixLayout(shapes: shapes, ranks: [options.rank], minCompressionRate: options.minCompressionRate)
+        MatrixLayout(shapes: shapes, ranks: requestedRanks ?? [options.rank], minCompressionRate: options.minCompressionRate,
+                     groupSameShapes: options.groupSameShapes)
     }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
@@ -96,14 +110,13 @@ public struct PowerSGD: GradientReducer {
         }
         if p.count != layout.pCount { p = [Float](repeating: 0, count: layout.pCount) }
         if uncompressed.count != layout.uncompressedCount { uncompressed = [Float](repeating: 0, count: layout.uncompressedCount) }
-        if options.errorFeedback == .local, localQ.count != layout.qCount { localQ = [Float](repeating: 0, count: layout.qCount) }
     }
 
     /// Draws Q_i for every compressed tensor from the shared generator, keyed by (seed, step, i).
     mutating func drawQ(layout: MatrixLayout) {
         let step = UInt64(self.step), seed = options.seed
         q.withUnsafeMutableBufferPointer { buffer in
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let part = UnsafeMutableBufferPointer(rebasing: buffer[entry.qOffset ..< entry.qOffset + entry.columns * entry.rank])
                 Philox(seed: seed, stream: Philox.stream(step, UInt64(index))).fillNormal(part)
             }
@@ -119,7 +132,7 @@ public struct PowerSGD: GradientReducer {
     mutating func reviveZeroColumns(layout: MatrixLayout) {
         let step = UInt64(self.step), seed = options.seed
         q.withUnsafeMutableBufferPointer { qb in
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let (m, r) = (entry.columns, entry.rank)
                 let block = qb.baseAddress! + entry.qOffset
                 for k in 0..<r {
@@ -137,41 +150,85 @@ public struct PowerSGD: GradientReducer {
     }
 
     /// Steps 1–7 of the type's documentation. Returns ‖residual‖/‖M‖ over compressed tensors.
+    ///
+    /// The new error E ← M − P̂·Q_cᵀ (Q_c = Q_w for variant B, Q̄ for A) is **not** written in
+    /// step 6: E keeps M, and (P̂, Q_c) are kept as the pending residual correction, subtracted
+    /// in the next step's first pass, which reads and writes E anyway (`LowRankKernels.project`).
+    /// Step 6 then only writes the output, and a step moves 5 floats per element instead of 7
+    /// (see docs/powersgd.md). The residual's norm comes from the factors:
+    /// ‖M − P̂Q_cᵀ‖² = ‖M‖² − 2⟨Q_w, Q_c⟩ + ‖Q_c‖², since P̂ has orthonormal (or zero) columns
+    /// and P̂ᵀM = Q_wᵀ.
     mutating func powerStep(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws -> Double {
         if !options.warmStart || !hasWarmStart { drawQ(layout: layout) }
         let feedback = options.errorFeedback
         let method = options.orthonormalization ?? .preferred(rank: options.rank)
         let epsilon = options.orthogonalizationEpsilon
+        if localQ.count != layout.qCount { localQ = [Float](repeating: 0, count: layout.qCount) }
+        let pending = hasPendingResidual
+        if feedback != .off, pendingP.count != layout.pCount {
+            pendingP = [Float](repeating: 0, count: layout.pCount)
+            pendingQ = [Float](repeating: 0, count: layout.qCount)
+        }
         // Move the buffers out of `self` so closures can hold their pointers without
         // overlapping access to `self`; they are moved back at the end (no copies).
         var q = take(&self.q), p = take(&self.p), error = take(&self.error)
         var localQ = take(&self.localQ), uncompressed = take(&self.uncompressed)
-        defer { self.q = q; self.p = p; self.error = error; self.localQ = localQ; self.uncompressed = uncompressed }
+        var accumulator = take(&self.inputAccumulator)
+        var pendingP = take(&self.pendingP), pendingQ = take(&self.pendingQ)
+        defer {
+            self.q = q; self.p = p; self.error = error; self.localQ = localQ; self.uncompressed = uncompressed
+            self.inputAccumulator = accumulator; self.pendingP = pendingP; self.pendingQ = pendingQ
+        }
+        if accumulationWeight != nil, accumulator.count != layout.compressedCount {
+            accumulator = [Float](repeating: 0, count: layout.compressedCount)
+        }
         let maxThin = layout.entries.map { $0.rank * $0.columns }.max() ?? 0
-        var qtMean = [Float](repeating: 0, count: maxThin), qtLocal = [Float](repeating: 0, count: maxThin)
-        var norms = LowRankKernels.Norms()
+        var qtMean = [Float](repeating: 0, count: maxThin), qtOther = [Float](repeating: 0, count: maxThin)
+        var inputSquares = [Double](repeating: 0, count: layout.entries.count)
 
         try q.withUnsafeMutableBufferPointer { qb in
         try p.withUnsafeMutableBufferPointer { pb in
         try error.withUnsafeMutableBufferPointer { eb in
         try localQ.withUnsafeMutableBufferPointer { lqb in
+        try pendingP.withUnsafeMutableBufferPointer { ppb in
+        try pendingQ.withUnsafeMutableBufferPointer { pqb in
         try qtMean.withUnsafeMutableBufferPointer { qtm in
-        try qtLocal.withUnsafeMutableBufferPointer { qtl in
-            // 1. Pack the uncompressed tensors; P_w = (G + E)·Q, storing M = G + E in E.
-            pack(gradients, layout: layout, into: &uncompressed)
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+        try qtOther.withUnsafeMutableBufferPointer { qto in
+            // 1. Pack the uncompressed tensors; E ← G + E − P̂'Q_c'ᵀ (last step's pending
+            //    residual), so E holds M; P_w = M·Q.
+            layout.packUncompressed(gradients, into: &uncompressed)
+            for (index, entry) in layout.compressedEntries {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
                 LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
-                gradients[index].withUnsafeBufferPointer { g in
+                var correction: LowRankKernels.Correction?
+                if feedback != .off, pending {
+                    LowRankKernels.transpose(pqb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qto.baseAddress!)
+                    correction = .init(pHat: ppb.baseAddress! + entry.pOffset, qt: qto.baseAddress!)
+                }
+                inputSquares[index] = gradients[index].withUnsafeBufferPointer { g in
                     LowRankKernels.project(gradient: g.baseAddress!, error: feedback == .off ? nil : eb.baseAddress! + entry.errorOffset,
-                                           rows: n, columns: m, qt: qtm.baseAddress!, rank: r, into: pb.baseAddress! + entry.pOffset)
+                                           correction: correction, rows: n, columns: m, qt: qtm.baseAddress!, rank: r,
+                                           into: pb.baseAddress! + entry.pOffset)
+                }
+            }
+            // (L-GreCo) A += weight · M.
+            if let weight = accumulationWeight {
+                accumulator.withUnsafeMutableBufferPointer { ab in
+                    for (index, entry) in layout.compressedEntries {
+                        let target = UnsafeMutableBufferPointer(rebasing: ab[entry.errorOffset ..< entry.errorOffset + entry.count])
+                        if feedback == .off {
+                            gradients[index].withUnsafeBufferPointer { Vector.axpy(weight, $0, target) }
+                        } else {
+                            Vector.axpy(weight, UnsafeBufferPointer(rebasing: eb[entry.errorOffset ..< entry.errorOffset + entry.count]), target)
+                        }
+                    }
                 }
             }
             // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
             try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
             try group.allReduce(pb, operation: .sum)
             // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            for (index, entry) in layout.compressedEntries {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
                 let pHat = pb.baseAddress! + entry.pOffset
                 try method.apply(pHat, rows: n, columns: r, epsilon: epsilon)
@@ -184,56 +241,73 @@ public struct PowerSGD: GradientReducer {
                     TallSkinny.multiplyTransposed(eb.baseAddress! + entry.errorOffset, rows: n, columns: m, by: pHat, rank: r, into: qOut)
                 }
             }
-            // 5. Keep the local Q_w (variant B needs it), then Q̄ = mean over workers.
-            if feedback == .local { lqb.baseAddress!.update(from: qb.baseAddress!, count: qb.count) }
+            // 5. Keep the local Q_w, then Q̄ = mean over workers.
+            lqb.baseAddress!.update(from: qb.baseAddress!, count: qb.count)
             try group.allReduce(qb, operation: .mean)
-            // 6. G ← P̂Q̄ᵀ and E ← M − P̂Q_wᵀ (or M − P̂Q̄ᵀ), one pass per matrix.
-            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+            // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending.
+            for (index, entry) in layout.compressedEntries {
                 let (n, m, r) = (entry.rows, entry.columns, entry.rank)
                 LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
-                if feedback == .local {
-                    LowRankKernels.transpose(lqb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtl.baseAddress!)
-                }
-                let pHat = UnsafePointer(pb.baseAddress! + entry.pOffset)
                 gradients[index].withUnsafeMutableBufferPointer { g in
-                    let e = feedback == .off ? nil : eb.baseAddress! + entry.errorOffset
-                    let result = LowRankKernels.reconstruct(
-                        input: UnsafePointer(e ?? g.baseAddress!), rows: n, columns: m, pHat: pHat, rank: r,
-                        meanQt: qtm.baseAddress!, localQt: feedback == .local ? UnsafePointer(qtl.baseAddress!) : nil,
-                        output: g.baseAddress!, error: e)
-                    norms.input += result.input
-                    norms.residual += result.residual
+                    LowRankKernels.expand(pHat: pb.baseAddress! + entry.pOffset, rank: r, qt: qtm.baseAddress!,
+                                          rows: n, columns: m, into: g.baseAddress!)
                 }
             }
-            unpack(uncompressed, layout: layout, into: &gradients)
-        } } } } } }
+            if feedback != .off {
+                ppb.baseAddress!.update(from: pb.baseAddress!, count: pb.count)
+                pqb.baseAddress!.update(from: feedback == .local ? lqb.baseAddress! : qb.baseAddress!, count: qb.count)
+            }
+            layout.unpackUncompressed(uncompressed, into: &gradients)
+        } } } } } } } }
+        hasPendingResidual = feedback != .off
+        // ‖M − P̂Q_cᵀ‖² per tensor from the factors (Q_c = Q_w for variant B, else Q̄).
+        var input = 0.0, residual = 0.0
+        for (index, entry) in layout.compressedEntries {
+            var local = 0.0, cross = 0.0, mean = 0.0
+            for j in entry.qOffset ..< entry.qOffset + entry.columns * entry.rank {
+                let a = Double(localQ[j]), b = Double(q[j])
+                local += a * a; cross += a * b; mean += b * b
+            }
+            input += inputSquares[index]
+            residual += feedback == .local ? max(0, inputSquares[index] - local) : max(0, inputSquares[index] - 2 * cross + mean)
+        }
         // 7. Q̄ stays in `q` as the next step's warm start (`reduce` revives its zero columns).
-        return norms.input > 0 ? (norms.residual / norms.input).squareRoot() : 0
+        return input > 0 ? (residual / input).squareRoot() : 0
+    }
+
+    /// Applies the pending residual correction (E ← E − P̂Q_cᵀ) so that `error` holds the true
+    /// error memory: before a re-plan changes the layout and before a PowerSGD+ refresh.
+    mutating func settlePendingResidual() {
+        guard hasPendingResidual else { return }
+        error = errorMemory
+        hasPendingResidual = false
+    }
+
+    /// The error memory E − P̂Q_cᵀ (packed like `error`), with the pending correction applied.
+    var errorMemory: [Float] {
+        guard hasPendingResidual, let layout else { return error }
+        var result = error
+        for entry in layout.entries where entry.isCompressed {
+            let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+            for i in 0..<n {
+                for j in 0..<m {
+                    var correction: Float = 0
+                    for k in 0..<r { correction += pendingP[entry.pOffset + i * r + k] * pendingQ[entry.qOffset + j * r + k] }
+                    result[entry.errorOffset + i * m + j] -= correction
+                }
+            }
+        }
+        return result
     }
 
     /// Plain fp32 all-reduce (mean) of every tensor, in one packed buffer (before `startIteration`).
     func allReduceEverything(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws {
-        var buffer = [Float](repeating: 0, count: layout.totalCount)
-        buffer.withUnsafeMutableBufferPointer { b in
-            var offset = 0
-            for tensor in gradients {
-                tensor.withUnsafeBufferPointer { t in
-                    if let base = t.baseAddress { (b.baseAddress! + offset).update(from: base, count: t.count) }
-                }
-                offset += tensor.count
-            }
+        var offset = 0
+        let placements = gradients.indices.map { index -> TensorPlacement in
+            defer { offset += gradients[index].count }
+            return TensorPlacement(tensor: index, offset: offset)
         }
-        try buffer.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
-        buffer.withUnsafeBufferPointer { b in
-            var offset = 0
-            for index in gradients.indices {
-                let count = gradients[index].count
-                gradients[index].withUnsafeMutableBufferPointer { t in
-                    if let base = t.baseAddress { base.update(from: b.baseAddress! + offset, count: count) }
-                }
-                offset += count
-            }
-        }
+        try TensorPlacement.allReduceMean(&gradients, placements, count: offset, over: group)
     }
 
     public func saveState(to archive: inout StateWriter) {
@@ -241,16 +315,12 @@ public struct PowerSGD: GradientReducer {
         archive.write(name)
         archive.write(step)
         archive.write(hasWarmStart)
-        archive.write(layout != nil)
-        if let layout {
-            archive.write(layout.entries.count)
-            for shape in layout.shapes {
-                archive.write(shape.count)
-                for extent in shape { archive.write(extent) }
-            }
-        }
+        archive.writeShapeList(layout?.shapes)
         archive.write(q)
         archive.write(error)
+        archive.write(hasPendingResidual)
+        archive.write(hasPendingResidual ? pendingP : [])
+        archive.write(hasPendingResidual ? pendingQ : [])
     }
 
     public mutating func restoreState(from archive: inout StateReader) throws {
@@ -258,27 +328,20 @@ public struct PowerSGD: GradientReducer {
         try archive.expect(name)
         let step = try archive.readInt()
         let hasWarmStart = try archive.readBool()
-        var layout: MatrixLayout?
-        if try archive.readBool() {
-            let count = try archive.readInt()
-            guard (0...1_000_000).contains(count) else {
-                throw StateArchiveError.unexpectedValue(expected: "tensor count", offset: archive.offset)
-            }
-            var shapes: [[Int]] = []
-            for _ in 0..<count {
-                let dimensions = try archive.readInt()
-                guard (0...64).contains(dimensions) else {
-                    throw StateArchiveError.unexpectedValue(expected: "tensor dimension count", offset: archive.offset)
-                }
-                shapes.append(try (0..<dimensions).map { _ in try archive.readInt() })
-            }
-            layout = self.layout(for: shapes)
-        }
+        let layout = try archive.readShapeList().map { self.layout(for: $0) }
         let q = try archive.readFloats(), error = try archive.readFloats()
         guard q.count == (layout?.qCount ?? 0) || (q.isEmpty && !hasWarmStart),
               error.isEmpty || error.count == layout?.compressedCount else {
             throw StateArchiveError.unexpectedValue(expected: "PowerSGD factors matching the saved shapes", offset: archive.offset)
         }
+        let pending = try archive.readBool()
+        let pendingP = try archive.readFloats(), pendingQ = try archive.readFloats()
+        guard !pending || (pendingP.count == layout?.pCount && pendingQ.count == layout?.qCount) else {
+            throw StateArchiveError.unexpectedValue(expected: "a pending PowerSGD residual matching the saved shapes", offset: archive.offset)
+        }
+        self.hasPendingResidual = pending
+        self.pendingP = pendingP
+        self.pendingQ = pendingQ
         self.step = step
         self.hasWarmStart = hasWarmStart
         self.layout = layout
@@ -294,26 +357,4 @@ func take(_ array: inout [Float]) -> [Float] {
     var moved: [Float] = []
     swap(&moved, &array)
     return moved
-}
-
-/// Copies the uncompressed tensors of `gradients` into their packed buffer.
-func pack(_ gradients: [Tensor], layout: MatrixLayout, into buffer: inout [Float]) {
-    buffer.withUnsafeMutableBufferPointer { b in
-        for (index, entry) in layout.entries.enumerated() where !entry.isCompressed && entry.count > 0 {
-            gradients[index].withUnsafeBufferPointer {
-                (b.baseAddress! + entry.uncompressedOffset).update(from: $0.baseAddress!, count: entry.count)
-            }
-        }
-    }
-}
-
-/// Copies the packed uncompressed buffer back into its tensors.
-func unpack(_ buffer: [Float], layout: MatrixLayout, into gradients: inout [Tensor]) {
-    buffer.withUnsafeBufferPointer { b in
-        for (index, entry) in layout.entries.enumerated() where !entry.isCompressed && entry.count > 0 {
-            gradients[index].withUnsafeMutableBufferPointer {
-                $0.baseAddress!.update(from: b.baseAddress! + entry.uncompressedOffset, count: entry.count)
-            }
-        }
-    }
 }

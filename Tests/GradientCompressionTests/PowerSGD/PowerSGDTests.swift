@@ -80,7 +80,7 @@ import Testing
                 _ = try reducer.reduce(&g, over: group)
                 for i in applied.indices { for j in applied[i].scalars.indices { applied[i].scalars[j] += g[i].scalars[j] } }
             }
-            return (applied, reducer.error, reducer.layout!)
+            return (applied, reducer.errorMemory, reducer.layout!)
         }
         let layout = results[0].2
         var lhs = results[0].0
@@ -108,7 +108,7 @@ import Testing
             var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
             let input = g[0]
             _ = try reducer.reduce(&g, over: group)
-            return (input, reducer.error)
+            return (input, reducer.errorMemory)
         }
         // e_w = M_w − P̂P̂ᵀM_w is orthogonal to the shared column space: P̂ᵀ e_w = 0, so
         // e_w·(output)ᵀ summed elementwise with any P̂-spanned matrix vanishes. Check the
@@ -150,7 +150,7 @@ import Testing
             // A rank-1 gradient at rank 4: three of P's columns are dependent.
             var h = [Tensor(shape: [20, 30]) { Float($0 % 30) }, Tensor(shape: [16, 8])]
             _ = try reducer.reduce(&h, over: group)
-            let error = try Tensor(shape: [reducer.error.count], scalars: reducer.error)
+            let error = try Tensor(shape: [reducer.errorMemory.count], scalars: reducer.errorMemory)
             return g + h + [error]
         }
         for tensors in out { for t in tensors { #expect(t.scalars.allSatisfy { $0.isFinite }) } }
@@ -249,5 +249,51 @@ import Testing
         let total = shapes.reduce(0) { $0 + Tensor.elementCount($1) }
         // The first call also all-gathers the shape list (once per reducer).
         #expect(results[0].1 > 4 * total && results[0].1 < 4 * total + 200)
+    }
+
+    /// Grouping same-shape matrices changes only where their factors sit in the packed buffers
+    /// and the order they are visited: in-process the outputs and the error memories are
+    /// bit-identical to the ungrouped path, and each group's P and Q blocks are contiguous.
+    @Test func groupingSameShapesGivesIdenticalResults() throws {
+        let shapes: [[Int]] = [[20, 30], [16, 24], [20, 30], [10], [16, 24], [20, 30]]
+        func run(_ grouped: Bool) throws -> [([[Tensor]], [Float])] {
+            try InProcessGroup.run(workers: 2) { group -> ([[Tensor]], [Float]) in
+                var reducer = try PowerSGD(PowerSGD.Options(rank: 2, seed: 3, groupSameShapes: grouped))
+                let outputs = try (0..<4).map { step -> [Tensor] in
+                    var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
+                    _ = try reducer.reduce(&g, over: group)
+                    return g
+                }
+                return (outputs, reducer.errorMemory)
+            }
+        }
+        let plain = try run(false), grouped = try run(true)
+        for worker in 0..<2 {
+            #expect(plain[worker].0 == grouped[worker].0)
+            #expect(plain[worker].1 == grouped[worker].1)
+        }
+        let layout = try PowerSGD(PowerSGD.Options(rank: 2, groupSameShapes: true)).layout(for: shapes)
+        #expect(layout.compressedOrder == [0, 2, 5, 1, 4])
+        #expect(layout.entries[2].pOffset == layout.entries[0].pOffset + 40 && layout.entries[5].qOffset == layout.entries[2].qOffset + 60)
+        #expect(layout.entries[1].pOffset == 120 && layout.entries[4].pOffset == 152)
+    }
+
+    /// The relative error reported from the factors (‖M‖² − ‖Q_w‖², §powerStep) equals the one
+    /// computed from the materialized residual.
+    @Test func reportedRelativeErrorMatchesTheResidual() throws {
+        let shapes: [[Int]] = [[20, 30], [24, 40]]
+        let results = try InProcessGroup.run(workers: 2) { group -> (Double, [Tensor], [Float]) in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 2))
+            var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
+            let input = g
+            let stats = try reducer.reduce(&g, over: group)
+            return (stats.relativeError ?? .nan, input, reducer.errorMemory)
+        }
+        for (reported, input, error) in results {
+            let inputNorm = input.reduce(0.0) { $0 + $1.scalars.reduce(0.0) { $0 + Double($1 * $1) } }
+            let residualNorm = error.reduce(0.0) { $0 + Double($1 * $1) }
+            let direct = (residualNorm / inputNorm).squareRoot()
+            #expect(abs(reported - direct) < 1e-5, "reported \(reported) vs direct \(direct)")
+        }
     }
 }
