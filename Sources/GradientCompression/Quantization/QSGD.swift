@@ -165,7 +165,8 @@ public struct QSGD: Compressor {
             level = level < s ? level : s
             let small = (level + 0x1p23).bitPattern & 0x7F_FFFF
             let large = level == 0x1p24 ? 1 << 24 : (level.bitPattern & 0x7F_FFFF) | 0x80_0000
-            words[j] = (level >= 0x1p23 ? large : small) | (x.bitPattern & 0x8000_0000)
+            // `x < 0`, not the sign bit: −0 is sent as +0 (the fixed-width format writes the sign of zeros).
+            words[j] = (level >= 0x1p23 ? large : small) | (x < 0 ? 0x8000_0000 : 0)
         }
     }
 
