@@ -65,7 +65,8 @@ public struct QSGD: Compressor {
         let header = fixedWidth ? 4 * buckets : 4 + 4 * buckets
         // Bucket scales go to the byte-aligned header, the level stream after it; the sink's
         // capacity is the format's exact size (fixed) or its proven bound (Elias), + 8 for its last store.
-        let capacity = (fixedWidth ? fixedMessageBytes(shape: shape)! : (eliasBitBound(n) + 7) / 8) + 8
+        // Sized from `values.count`, not from `shape`, so a caller's inconsistent shape cannot shrink it.
+        let capacity = (fixedWidth ? (32 * buckets + n * (1 + levelBits) + 7) / 8 : (eliasBitBound(n) + 7) / 8) + 8
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
         defer { buffer.deallocate() }
         var sink = BitSink(buffer, startingAtByte: header)
