@@ -39,9 +39,15 @@ struct BenchCompressors: ParsableCommand {
         var threads: Int
         var copyBandwidthGBs: Double
         var oneReadBoundMs: Double
+        /// The 1-minute load average of the machine when the run started and when it ended.
+        var loadAverageAtStart: Double
+        var loadAverageAtEnd: Double
         var methods: [Row]
         var notes: String
     }
+
+    @Option(help: "Only the methods whose name starts with one of these comma-separated prefixes (e.g. qsgd,topk).")
+    var only: String?
 
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
@@ -50,6 +56,7 @@ struct BenchCompressors: ParsableCommand {
 
     func run() throws {
         BLASThreads.count = 1
+        let loadAtStart = BenchModel.loadAverage()
         let copy = Benchmark.copyBandwidth()
         let gradient = Philox(seed: 1, stream: 5).normalTensor(shape: [elements], standardDeviation: 1e-3)
         var rows: [Row] = []
@@ -57,7 +64,11 @@ struct BenchCompressors: ParsableCommand {
 
         func bound(_ count: Int) -> Double { Double(4 * count) / (copy * 1e9) }
 
+        let prefixes = only.map { $0.split(separator: ",").map(String.init) }
+        func selected(_ name: String) -> Bool { prefixes.map { $0.contains { name.hasPrefix($0) } } ?? true }
+
         func measure(_ c: some Compressor, on t: Tensor, peer: (Double, Double?)? = nil, goal: Double? = nil) throws {
+            guard selected(c.name) else { return }
             var message: [UInt8] = []
             let encode = try t.withUnsafeBufferPointer { v in
                 try Benchmark.medianSeconds(repeats: repeats) { message = try c.encode(v, shape: t.shape, key: key) }
@@ -93,6 +104,7 @@ struct BenchCompressors: ParsableCommand {
 
         // Random-K is linear: its "message" is k fp32 coefficients for the all-reduce.
         let randomK = try RandomK(ratio: 0.01)
+        if selected(randomK.name) {
         var coefficients = [Float](repeating: 0, count: randomK.coefficientCount(shape: gradient.shape))
         var out = [Float](repeating: 0, count: elements)
         let rkEncode = try gradient.withUnsafeBufferPointer { v in try coefficients.withUnsafeMutableBufferPointer { c in
@@ -102,13 +114,14 @@ struct BenchCompressors: ParsableCommand {
         rows.append(Row(method: randomK.name, shape: gradient.shape, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
                         messageBytes: 4 * coefficients.count, bitsPerElement: Double(32 * coefficients.count) / Double(elements),
                         encodeRatioToBound: rkEncode / bound(elements), decodeRatioToBound: rkDecode / bound(elements)))
+        }
 
         // ATOMO needs a full SVD per matrix; it is measured on one ResNet-18 layer (conv 256→256 3×3).
         let layer = Philox(seed: 2).normalTensor(shape: [256, 256, 3, 3], standardDeviation: 1e-3)
         try measure(ATOMO(budget: 4), on: layer)
 
         let report = Report(elements: elements, threads: 1, copyBandwidthGBs: copy, oneReadBoundMs: bound(elements) * 1e3,
-                            methods: rows,
+                            loadAverageAtStart: loadAtStart, loadAverageAtEnd: BenchModel.loadAverage(), methods: rows,
                             notes: "times are medians of \(repeats) runs on one thread; the bound is 4·n bytes at the copy "
                                  + "bandwidth (read + write bytes per second of a 64 MB copy, measured in this run); decode "
                                  + "adds into a float buffer; peer = PyTorch GRACE-style, 1 thread, from the issue; "

@@ -70,3 +70,22 @@ import Testing
         #expect(throws: StateArchiveError.mismatch(expected: "optimizer", found: "model")) { try wrong.expect("optimizer") }
     }
 }
+
+@Suite struct NormInfinityTests {
+    @Test func largestMagnitudeInfinityNaNAndSignedZero() {
+        func linf(_ x: [Float]) -> Float { x.withUnsafeBufferPointer { Vector.normInfinity($0) } }
+        var x = (0..<1000).map { Float($0 % 37) - 18 }
+        #expect(linf(x) == 18)
+        x[517] = -300  // in the vector part, negative
+        #expect(linf(x) == 300)
+        x[999] = 301   // in the scalar tail
+        #expect(linf(x) == 301)
+        x[40] = -.infinity
+        #expect(linf(x) == .infinity)
+        x[41] = .nan
+        #expect(linf(x).isNaN)
+        #expect(linf([-0.0, -0.0]) == 0)
+        #expect(linf([]) == 0)
+        #expect(linf((0..<33).map { _ in Float.greatestFiniteMagnitude } + [.nan]).isNaN)
+    }
+}

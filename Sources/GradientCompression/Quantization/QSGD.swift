@@ -53,59 +53,140 @@ public struct QSGD: Compressor {
         return (32 * bucketCount(n) + n * (1 + levelBits) + 7) / 8
     }
 
+    /// An upper bound on the Elias stream's bits: 32 + 32 per bucket, and per element at most
+    /// 1.5 bits of gap code (γ(g) ≤ 1.5·g for every g ≥ 1 and the gaps sum to at most n), one sign
+    /// bit and 2⌊log₂ s⌋ + 1 = 2·levelBits − 1 level bits: 2·levelBits + 2 per element suffices.
+    func eliasBitBound(_ n: Int) -> Int { 32 + 32 * bucketCount(n) + n * (2 * levelBits + 2) }
+
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
         let n = values.count
         let buckets = bucketCount(n)
-        // 1. Bucket scales (a non-finite scale means a NaN/Inf input, or an L2 norm beyond fp32).
-        var scales = [Float](repeating: 0, count: buckets)
+        let fixedWidth = format == .fixedWidth
+        let header = fixedWidth ? 4 * buckets : 4 + 4 * buckets
+        // Bucket scales go to the byte-aligned header, the level stream after it; the sink's
+        // capacity is the format's exact size (fixed) or its proven bound (Elias), + 8 for its last store.
+        // Sized from `values.count`, not from `shape`, so a caller's inconsistent shape cannot shrink it.
+        let capacity = (fixedWidth ? (32 * buckets + n * (1 + levelBits) + 7) / 8 : (eliasBitBound(n) + 7) / 8) + 8
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+        defer { buffer.deallocate() }
+        var sink = BitSink(buffer, startingAtByte: header)
+        var generator = key.workerStream(seed: seed)
+        // Per-bucket scratch: the uniforms, then each element's level with its sign in bit 31.
+        let scratch = Swift.max(1, Swift.min(n, bucketSize))
+        let u = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
+        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: scratch)
+        defer { u.deallocate(); words.deallocate() }
+        // Elias codes of (sign, level) for levels up to 255, indexed by 2·level + sign: the level
+        // code shifted above the sign bit, and the length in the low 8 bits (0 for level 0).
+        let tableArray = EliasGamma.signedLevelTable(maximum: Swift.min(levels, 255))
+        let tableLimit = UInt32(tableArray.count / 2 - 1)
+        let table = UnsafeMutablePointer<UInt64>.allocate(capacity: tableArray.count)
+        table.initialize(from: tableArray, count: tableArray.count)
+        defer { table.deallocate() }
+        var nonzeros = 0
+        var lastPosition = -1
+        let s = Float(levels), levelShift = UInt32(levelBits), fieldBits = 1 + levelBits
+        guard let v = values.baseAddress else {
+            return fixedWidth ? [] : [0, 0, 0, 0]
+        }
         for b in 0..<buckets {
-            let slice = UnsafeBufferPointer(rebasing: values[b * bucketSize ..< min(n, (b + 1) * bucketSize)])
-            let scale = scaling == .l2 ? Vector.norm2(slice) : maximumMagnitude(slice)
+            let start = b &* bucketSize, count = Swift.min(n, start &+ bucketSize) &- start
+            let bucket = UnsafeBufferPointer(start: v + start, count: count)
+            // 1. The scale (a non-finite scale means a NaN/Inf input, or an L2 norm beyond fp32).
+            let scale = scaling == .l2 ? Vector.norm2(bucket) : maximumMagnitude(bucket)
             guard scale.isFinite else {
                 throw CompressorError.nonFiniteInput(method: "qsgd", tensor: key.tensor,
                                                      detail: "bucket \(b) has a NaN/Inf element or an fp32-overflowing norm")
             }
-            scales[b] = scale
-        }
-        // 2. Levels, bucket by bucket, written as they are drawn.
-        var writer = BitWriter(expectedBits: format == .fixedWidth ? 32 * buckets + n * (1 + levelBits) : 32 + 32 * buckets + 4 * n)
-        if format == .elias { writer.write(0, bits: 32) }  // the nonzero count, patched at the end
-        for s in scales { writer.write(UInt64(s.bitPattern), bits: 32) }
-        var generator = key.workerStream(seed: seed)
-        // Plain locals and a raw scratch buffer: a closure capturing `writer` or `generator` would box
-        // them and make every access in this loop a dynamic exclusivity check.
-        let u = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(1, Swift.min(n, bucketSize)))
-        defer { u.deallocate() }
-        var nonzeros = 0
-        var lastPosition = -1
-        let s = Float(levels), fieldBits = 1 + levelBits, levelBitsShift = UInt64(levelBits)
-        let fixedWidth = format == .fixedWidth
-        for b in 0..<buckets {
-            let start = b &* bucketSize, end = Swift.min(n, start &+ bucketSize)
-            let scale = scales[b]
+            (buffer + header - 4 * (buckets - b)).storeBytes(of: scale.bitPattern.littleEndian, as: UInt32.self)
             if scale == 0 {
-                if fixedWidth { for _ in start..<end { writer.write(0, bits: fieldBits) } }
+                if fixedWidth { sink.appendZeros(count &* fieldBits) }
                 continue
             }
-            generator.fillUniform(UnsafeMutableBufferPointer(rebasing: u[0 ..< end &- start]))
-            let factor = s / scale
-            for i in start..<end {
-                let x = values[i]
-                let level = UInt64(Swift.min(roundStochastically(Swift.abs(x) * factor, u[i &- start]), s))
-                let negative: UInt64 = x < 0 ? 1 : 0
-                if fixedWidth {
-                    writer.write(level | negative << levelBitsShift, bits: fieldBits)
-                } else if level != 0 {
-                    EliasGamma.write(UInt64(i &- lastPosition), to: &writer)
-                    writer.write(negative, bits: 1)
-                    EliasGamma.write(level, to: &writer)
-                    lastPosition = i
-                    nonzeros &+= 1
+            // 2. Levels (a branch-free loop the compiler vectorizes), then the bit stream.
+            generator.fillUniform(UnsafeMutableBufferPointer(start: u, count: count))
+            quantizeLevels(bucket, uniforms: u, factor: s / scale, into: words)
+            if fixedWidth {
+                for j in 0..<count {
+                    let w = words[j]
+                    sink.append(UInt64((w & 0x7FFF_FFFF) | (w &>> 31) &<< levelShift), bits: fieldBits)
                 }
+                continue
             }
+            let coded = QSGD.appendEliasBucket(words, count: count, start: start, lastPosition: lastPosition,
+                                               sink: sink, table: table, tableLimit: tableLimit)
+            sink = coded.sink
+            lastPosition = coded.lastPosition
+            nonzeros &+= coded.nonzeros
         }
-        if format == .elias { writer.patchLeading32Bits(UInt32(nonzeros)) }
-        return writer.finish()
+        precondition(sink.byteCount + 8 <= capacity, "QSGD: stream of \(sink.byteCount) bytes exceeds its bound")
+        if !fixedWidth { buffer.storeBytes(of: UInt32(nonzeros).littleEndian, as: UInt32.self) }
+        return [UInt8](UnsafeRawBufferPointer(start: buffer, count: sink.byteCount))
+    }
+
+    /// Appends the Elias stream of one bucket's level words (element `start` first) and returns the
+    /// sink, the position of the last nonzero and the count of nonzeros. Its own function, taking and
+    /// returning its state by value, so that the loop's dozen live values stay in registers (inlined
+    /// in `encode`, a spilled counter's store-to-load chain cost ~10% of the time).
+    ///
+    /// Branch-free for the common case (a data-dependent `if level == 0` mispredicts often): a
+    /// zero element appends 0 bits and keeps `lastPosition`.
+    @inline(never)
+    static func appendEliasBucket(_ words: UnsafePointer<UInt32>, count: Int, start: Int, lastPosition: Int, sink: BitSink,
+                                  table: UnsafePointer<UInt64>, tableLimit: UInt32)
+        -> (sink: BitSink, lastPosition: Int, nonzeros: Int) {
+        var sink = sink, lastPosition = lastPosition, nonzeros = 0
+        for j in 0..<count {
+            let w = words[j], level = w & 0x7FFF_FFFF
+            let i = start &+ j
+            let gap = EliasGamma.field(UInt64(i &- lastPosition))
+            let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
+            if level <= tableLimit {
+                entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
+            } else {
+                let l = EliasGamma.field(UInt64(level))
+                entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
+            }
+            let signedBits = Int(truncatingIfNeeded: entry & 255), total = gap.bits &+ signedBits
+            let nonzero = level != 0
+            if total <= 56 {
+                let code = gap.code | (entry &>> 8) &<< UInt64(truncatingIfNeeded: gap.bits)
+                sink.append(nonzero ? code : 0, bits: nonzero ? total : 0)
+            } else if nonzero {
+                sink.appendGamma(UInt64(i &- lastPosition))
+                sink.append(entry &>> 8, bits: signedBits)
+            }
+            lastPosition = nonzero ? i : lastPosition
+            nonzeros &+= nonzero ? 1 : 0
+        }
+        return (sink, lastPosition, nonzeros)
+    }
+
+    /// ζᵢ = ⌊aᵢ⌋ + [Uᵢ < aᵢ − ⌊aᵢ⌋], aᵢ = min(|vᵢ|·factor, s), clamped to s, written as ζᵢ | sign << 31.
+    ///
+    /// Float → integer conversions in Swift are checked and keep this loop scalar (measured 4×
+    /// slower), so ⌊a⌋ and ζ's integer bits use the 2²³ trick instead: for 0 ≤ a < 2²³,
+    /// (a + 2²³) − 2²³ is a rounded to an integer (minus one if that rounded up gives ⌊a⌋), and the
+    /// low 23 bits of the float ζ + 2²³ are ζ. Floats from 2²³ to 2²⁴ (levels s ≥ 2²³) are integers
+    /// already: ⌊a⌋ = a, and ζ is the mantissa with its implicit bit (2²⁴ has exponent 24).
+    @inlinable
+    func quantizeLevels(_ bucket: UnsafeBufferPointer<Float>, uniforms u: UnsafeMutablePointer<Float>, factor: Float,
+                        into words: UnsafeMutablePointer<UInt32>) {
+        let s = Float(levels)
+        guard let v = bucket.baseAddress else { return }
+        for j in 0..<bucket.count {
+            let x = v[j]
+            var a = Swift.abs(x) * factor
+            a = a < s ? a : s
+            let rounded = (a + 0x1p23) - 0x1p23
+            let lower = a >= 0x1p23 ? a : (rounded > a ? rounded - 1 : rounded)
+            var level = u[j] < a - lower ? lower + 1 : lower
+            level = level < s ? level : s
+            let small = (level + 0x1p23).bitPattern & 0x7F_FFFF
+            let large = level == 0x1p24 ? 1 << 24 : (level.bitPattern & 0x7F_FFFF) | 0x80_0000
+            // `x < 0`, not the sign bit: −0 is sent as +0 (the fixed-width format writes the sign of zeros).
+            words[j] = (level >= 0x1p23 ? large : small) | (x < 0 ? 0x8000_0000 : 0)
+        }
     }
 
     public func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,
@@ -113,10 +194,10 @@ public struct QSGD: Compressor {
         let n = output.count
         let buckets = bucketCount(n)
         if let expected = fixedMessageBytes(shape: shape) { try expectMessageBytes(message, expected, "QSGD", shape: shape) }
-        var reader = BitReader(message, context: "QSGD")
+        var reader = ByteReader(message, context: "QSGD")
         var nonzeros = 0
         if format == .elias {
-            nonzeros = Int(try reader.read(bits: 32, "the nonzero count"))
+            nonzeros = Int(try reader.readUInt32("the nonzero count"))
             guard nonzeros <= n else {
                 throw GradientCompressionError.corruptMessage("QSGD message claims \(nonzeros) nonzeros in a tensor of \(n) elements")
             }
@@ -130,38 +211,48 @@ public struct QSGD: Compressor {
             }
             units[b] = weight * scale / Float(levels)
         }
+        let bits = BitSource(message, context: "QSGD")
+        var p = 8 * reader.offset  // the bit position, a local so that it stays in a register
         let maxLevel = UInt64(levels)
-        if format == .fixedWidth {
-            let fieldBits = 1 + levelBits, mask = (UInt64(1) << UInt64(levelBits)) - 1
-            for b in 0..<buckets {
-                let unit = units[b]
-                for i in b * bucketSize ..< min(n, (b + 1) * bucketSize) {
-                    let field = try reader.read(bits: fieldBits, "element \(i)")
-                    let level = field & mask
-                    guard level <= maxLevel else {
-                        throw GradientCompressionError.corruptMessage("QSGD element \(i) has level \(level) > s = \(levels)")
+        guard let out = output.baseAddress else { try bits.expectEnd(at: p); return }
+        // No closure here: a captured `bits` would be boxed and every read dynamically exclusivity-checked.
+            if format == .fixedWidth {
+                let fieldBits = 1 + levelBits, mask = (UInt64(1) << UInt64(levelBits)) - 1, shift = UInt64(levelBits)
+                for b in 0..<buckets {
+                    let unit = units[b]
+                    for i in b &* bucketSize ..< Swift.min(n, (b &+ 1) &* bucketSize) {
+                        let field = try bits.field(fieldBits, at: p, "element \(i)")
+                        p &+= fieldBits
+                        let level = field & mask
+                        guard level <= maxLevel else {
+                            throw GradientCompressionError.corruptMessage("QSGD element \(i) has level \(level) > s = \(levels)")
+                        }
+                        let magnitude = unit * Float(UInt32(truncatingIfNeeded: level))
+                        out[i] += field &>> shift != 0 ? -magnitude : magnitude
                     }
-                    let magnitude = unit * Float(level)
-                    output[i] += field >> UInt64(levelBits) != 0 ? -magnitude : magnitude
+                }
+            } else {
+                var position = -1
+                // The bucket of `position`, advanced as positions grow (no division per element).
+                var bucket = 0, bucketEnd = bucketSize
+                for j in 0..<nonzeros {
+                    let (gap, gapBits) = try bits.gamma(at: p, "the gap before nonzero \(j)")
+                    p &+= gapBits
+                    guard gap < UInt64(n &- position) else {
+                        throw GradientCompressionError.corruptMessage("QSGD nonzero \(j) lies beyond the \(n) elements")
+                    }
+                    position &+= Int(truncatingIfNeeded: gap)
+                    let negative = try bits.field(1, at: p, "the sign of nonzero \(j)") != 0
+                    let (level, levelBits) = try bits.gamma(at: p &+ 1, "the level of nonzero \(j)")
+                    p &+= 1 &+ levelBits
+                    guard level <= maxLevel else {
+                        throw GradientCompressionError.corruptMessage("QSGD nonzero \(j) has level \(level) > s = \(levels)")
+                    }
+                    while position >= bucketEnd { bucket &+= 1; bucketEnd &+= bucketSize }
+                    let magnitude = units[bucket] * Float(UInt32(truncatingIfNeeded: level))
+                    out[position] += negative ? -magnitude : magnitude
                 }
             }
-        } else {
-            var position = -1
-            for j in 0..<nonzeros {
-                let gap = try EliasGamma.read(from: &reader, "the gap before nonzero \(j)")
-                guard gap < UInt64(n - position) else {
-                    throw GradientCompressionError.corruptMessage("QSGD nonzero \(j) lies beyond the \(n) elements")
-                }
-                position += Int(gap)
-                let negative = try reader.readBit("the sign of nonzero \(j)")
-                let level = try EliasGamma.read(from: &reader, "the level of nonzero \(j)")
-                guard level <= maxLevel else {
-                    throw GradientCompressionError.corruptMessage("QSGD nonzero \(j) has level \(level) > s = \(levels)")
-                }
-                let magnitude = units[position / bucketSize] * Float(level)
-                output[position] += negative ? -magnitude : magnitude
-            }
-        }
-        try reader.expectEnd()
+        try bits.expectEnd(at: p)
     }
 }

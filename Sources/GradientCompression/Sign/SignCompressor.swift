@@ -22,21 +22,30 @@ public struct SignCompressor: Compressor {
 
     public func fixedMessageBytes(shape: [Int]) -> Int? { headerBytes + (Tensor.elementCount(shape) + 7) / 8 }
 
+    /// 2ʲ in lane j.
+    @usableFromInline
+    static let laneBits = SIMD16<Int32>(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
     /// Packs sign bits of `values` into `words` (⌈n/64⌉ of them) and returns Σ|xᵢ|.
     @inlinable
     static func packSigns(_ values: UnsafeBufferPointer<Float>, into words: UnsafeMutablePointer<UInt64>) -> Float {
         let n = values.count
         guard let p = values.baseAddress else { return 0 }
         var magnitude = SIMD16<Float>(repeating: 0)
+        let laneBits = SignCompressor.laneBits
         var w = 0
         var i = 0
         while i &+ 64 <= n {
             var word: UInt64 = 0
-            for j in 0..<64 { word |= (p[i &+ j] < 0 ? 1 : 0) << UInt64(j) }
             for part in 0..<4 {
+                // 16 sign bits at once: lane j contributes 2ʲ where xⱼ < 0 (a compare and an and), and the
+                // lanes' sum is their OR (a bit-by-bit loop measured 2× slower). `x < 0`, not the sign
+                // bit, so that −0 sends +1 like +0.
+                let v = UnsafeRawPointer(p + (i &+ 16 &* part)).loadUnaligned(as: SIMD16<Float>.self)
+                let bits = SIMD16<Int32>(repeating: 0).replacing(with: laneBits, where: v .< 0)
+                word |= UInt64(UInt32(bitPattern: bits.wrappedSum())) &<< UInt64(16 &* part)
                 // |x| by clearing the sign bit (pointwiseMax(v, −v) is a generic call here).
-                let v = UnsafeRawPointer(p + (i &+ 16 &* part)).loadUnaligned(as: SIMD16<UInt32>.self)
-                magnitude += unsafeBitCast(v & 0x7FFF_FFFF, to: SIMD16<Float>.self)
+                magnitude += unsafeBitCast(unsafeBitCast(v, to: SIMD16<UInt32>.self) & 0x7FFF_FFFF, to: SIMD16<Float>.self)
             }
             words[w] = word
             w &+= 1

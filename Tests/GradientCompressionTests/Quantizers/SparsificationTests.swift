@@ -72,3 +72,36 @@ import LinearAlgebra
         #expect(unbiasednessViolations(t, mean: m.mean, variance: m.variance, trials: trials).isEmpty)
     }
 }
+
+/// Top-K on buffers large enough (≥ 2¹⁶) for the sampled-threshold pass, including inputs built so
+/// that the strided sample misleads and the radix fallback must take over.
+@Suite struct LargeTopKTests {
+    /// Exactly the k largest magnitudes, ties broken by lowest index, ascending: by sorting.
+    static func reference(_ x: [Float], k: Int) -> [Int32] {
+        let order = x.indices.sorted { (i: Int, j: Int) -> Bool in
+            let a: Float = abs(x[i]), b: Float = abs(x[j])
+            return a != b ? a > b : i < j
+        }
+        return order.prefix(k).sorted().map { Int32($0) }
+    }
+
+    @Test(arguments: [TopK.Selection.exact, .sampled])
+    func selectsTheReferenceIndices(selection: TopK.Selection) throws {
+        let n = 200_000
+        var inputs: [(String, [Float])] = [("gaussian", gaussian([n], seed: 21).scalars)]
+        // Heavy ties: 16 distinct magnitudes.
+        inputs.append(("ties", gaussian([n], seed: 22).scalars.map { (v: Float) -> Float in (v * 4).rounded() / 4 }))
+        // The large values sit exactly where the stride-100 sample looks: the sampled threshold is too high.
+        inputs.append(("sampled-large", (0..<n).map { (i: Int) -> Float in i % 100 == 0 ? 10 + Float(i % 7) : Float(i % 13) * 1e-3 }))
+        // The sample sees only small values: the threshold is too low (too many candidates).
+        inputs.append(("sampled-small", (0..<n).map { (i: Int) -> Float in i % 100 == 0 ? 1e-6 : 1 + Float(i % 1000) * 1e-3 }))
+        for (name, x) in inputs {
+            for ratio in [0.01, 0.001, 0.3] {
+                let c = try TopK(ratio: ratio, selection: selection, seed: 4)
+                let k = max(1, Int(ratio * Double(n)))
+                let chosen = x.withUnsafeBufferPointer { c.select($0, key: .init(rank: 0, step: 1, tensor: 0)) }
+                #expect(chosen == Self.reference(x, k: k), "\(name), ratio \(ratio)")
+            }
+        }
+    }
+}
