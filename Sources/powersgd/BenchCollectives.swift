@@ -52,6 +52,12 @@ struct BenchCollectives: ParsableCommand {
         var ratioToRawMPI: Double?
         var goal: String?
         var meetsGoal: Bool?
+        /// In-process all-reduce only: the memory traffic of one worker (its chunk read from and
+        /// written to all W buffers: 2 · W · P/W = 2P bytes), the time that traffic takes at the
+        /// copy bandwidth of this run (workers run in parallel), and the measured time over it.
+        var memoryTrafficBytesPerWorker: Int?
+        var memoryBoundMs: Double?
+        var ratioToMemoryBound: Double?
     }
 
     struct Report: Codable {
@@ -110,6 +116,7 @@ struct BenchCollectives: ParsableCommand {
                             allGatherBytesPerRank: Self.gatherBytes, repeats: repeats, measurements: measurements,
                             notes: "median ms per op timed on rank 0 after a barrier; algorithmGBs = payload bytes "
                                 + "per rank / time; memoryCopyGBs = one thread's bytes read + written per second; "
+                                + "memoryBoundMs = one worker's memory traffic (its chunk read from and written to every rank's buffer, 2 x payload) / memoryCopyGBs; "
                                 + "MPI runs under mpirun --oversubscribe --bind-to none with validation on; "
                                 + "rawMPIAllreduceMs = MPI_Wtime around the shim's plain MPI_Allreduce of the same buffer")
         let encoder = JSONEncoder()
@@ -123,6 +130,12 @@ struct BenchCollectives: ParsableCommand {
         let gbs = Double(payload) / seconds / 1e9
         var m = Measurement(backend: backend, collective: collective, workers: workers, payloadBytesPerRank: payload,
                             msPerOp: seconds * 1e3, algorithmGBs: gbs, ratioToMemoryCopy: gbs / copy)
+        if backend == "in-process" && collective == "allReduce" {
+            let traffic = workers > 1 ? 2 * payload : 0
+            m.memoryTrafficBytesPerWorker = traffic
+            m.memoryBoundMs = Double(traffic) / (copy * 1e9) * 1e3
+            m.ratioToMemoryBound = traffic > 0 ? seconds / (Double(traffic) / (copy * 1e9)) : nil
+        }
         if backend == "in-process" && collective == "allReduce" && workers == 2 {
             m.goal = "<= 10 ms"
             m.meetsGoal = seconds <= 0.010
