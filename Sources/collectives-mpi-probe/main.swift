@@ -81,7 +81,51 @@ func runChecks(_ comm: MPICommunicator) throws -> Checks {
     checks.expect(empty == Array(repeating: [], count: w), "all-empty allGather")
     try comm.barrier()
     checks.expect(comm.traffic.step.collectives == 3, "ledger counts \(comm.traffic.step.collectives) collectives, not 3")
+    try runHalfChecks(comm, checks)
     return checks
+}
+
+/// Rank r's half-width input i: at W = 2, values whose sums need rounding (the documented
+/// result is then checked bit for bit); above, small integers whose every partial sum is exact in
+/// both formats (|Σ| ≤ 8 · 15 < 256), so any grouping MPI picks must give the exact sum.
+func halfInput(rank: Int, count: Int, workers: Int, format: HalfWidthFormat) -> [UInt16] {
+    (0 ..< count).map { i in
+        let value = workers == 2 ? Float(((i &* 37 &+ rank &* 101) % 2001) - 1000) * 0.01337
+                                 : Float(((i &* 7 &+ rank &* 13) % 31) - 15)
+        return format.bits(value)
+    }
+}
+
+func runHalfChecks(_ comm: MPICommunicator, _ checks: Checks) throws {
+    let w = comm.size, rank = comm.rank
+    for format in HalfWidthFormat.allCases {
+        for n in [0, 1, 7, 100_003] {
+            let inputs = (0 ..< w).map { halfInput(rank: $0, count: n, workers: w, format: format) }
+            for operation in [ReduceOperation.sum, .mean, .max] {
+                var bits = halfInput(rank: rank, count: n, workers: w, format: format)
+                comm.traffic.beginStep()
+                try comm.allReduce(&bits, format: format, operation: operation)
+                // Documented MPI result: fp32 combines in rank order, rounded per combine (exact
+                // partial sums here above W = 2); mean = that sum × (1/W), rounded again.
+                let expected: [UInt16] = (0 ..< n).map { i in
+                    var acc = format.float(inputs[0][i])
+                    for r in 1 ..< w {
+                        let x = format.float(inputs[r][i])
+                        acc = format.float(format.bits(operation == .max ? (x > acc ? x : acc) : acc + x))
+                    }
+                    return operation == .mean ? format.bits(acc * (1 / Float(w))) : format.bits(acc)
+                }
+                checks.expect(bits == expected, "allReduce.\(format).\(operation) n=\(n) differs from the reference")
+                let mine = bits.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] }
+                let everyone = try comm.allGather(mine)
+                checks.expect(everyone.allSatisfy { $0 == mine }, "allReduce.\(format).\(operation) n=\(n) differs across ranks")
+                let payload = 2 * n, ring = w == 1 ? 0 : 2 * (payload - payload / w)
+                let record = comm.traffic.stepRecords[0]
+                checks.expect(record.kind == .allReduce && record.payloadBytes == payload && record.bytesSent == ring
+                              && record.bytesReceived == ring, "half allReduce record \(record) != 2-byte ring formula")
+            }
+        }
+    }
 }
 
 func runMismatch(_ comm: MPICommunicator) throws -> Checks {
@@ -96,6 +140,14 @@ func runMismatch(_ comm: MPICommunicator) throws -> Checks {
                                                 otherRank: 0, otherCall: "allReduce.sum(100 elements)")
         checks.expect(error == expected, "got \(error), expected \(expected)")
         print("rank \(rank): \(error)")
+    }
+    do {
+        var bits = [UInt16](repeating: 0, count: 10)
+        try comm.allReduce(&bits, format: rank == 0 ? .float16 : .bfloat16, operation: .sum)
+        checks.expect(false, "fp16 vs bf16 allReduce did not throw")
+    } catch let error as CollectiveError {
+        checks.expect(error == .mismatch(rank: 1, call: "allReduce.bfloat16.sum(10 elements)",
+                                         otherRank: 0, otherCall: "allReduce.float16.sum(10 elements)"), "got \(error)")
     }
     do {
         if rank == 0 { try comm.barrier() } else { _ = try comm.allGather([1, 2]) }

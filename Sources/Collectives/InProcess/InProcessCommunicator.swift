@@ -32,6 +32,25 @@ final class InProcessCommunicator: Communicator {
         traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start)))
     }
 
+    func allReduce(_ bits: UnsafeMutableBufferPointer<UInt16>, format: HalfWidthFormat, operation: ReduceOperation) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let n = bits.count
+        let all = try state.rendezvous(rank: rank, CallDescriptor(
+            operation: "allReduce.\(format.rawValue).\(operation.rawValue)", count: n, root: -1,
+            address: UnsafeMutableRawPointer(bits.baseAddress)))
+        let w = size
+        if w > 1 && n > 0 {
+            // As for floats: rank r reduces chunk r (in fp32, rank order, one rounding) into every buffer.
+            let buffers = all.map { $0.address!.assumingMemoryBound(to: UInt16.self) }
+            let lo = n * rank / w, hi = n * (rank + 1) / w
+            buffers.withUnsafeBufferPointer {
+                ReductionKernel.reduceHalfIntoAll($0, range: lo ..< hi, format: format, operation: operation)
+            }
+        }
+        try state.barrier(rank: rank)
+        traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start), elementBytes: 2))
+    }
+
     func allGather(_ message: [UInt8]) throws -> [[UInt8]] {
         let start = DispatchTime.now().uptimeNanoseconds
         return try message.withUnsafeBytes { own -> [[UInt8]] in

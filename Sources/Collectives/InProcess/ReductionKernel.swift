@@ -89,3 +89,47 @@ enum MaxRule: CombineRule {
         a.replacing(with: b, where: b .> a)
     }
 }
+
+extension ReductionKernel {
+    /// Elements per staging block of the half-width reduction (4 KB of fp32: stays in L1).
+    static let halfBlockElements = 1024
+
+    /// The half-width all-reduce of one owner's chunk: every element is widened to fp32 (exact),
+    /// combined over ranks in order 0, 1, …, W−1 in fp32, scaled by 1/W for `.mean`, and rounded
+    /// **once** to `format` (RNE); the 16-bit result is stored into `buffers[k][range]` for every k.
+    /// Same ownership argument as `reduceIntoAll`: no other rank touches this chunk.
+    static func reduceHalfIntoAll(_ buffers: UnsafeBufferPointer<UnsafeMutablePointer<UInt16>>, range: Range<Int>,
+                                  format: HalfWidthFormat, operation: ReduceOperation) {
+        guard !range.isEmpty, !buffers.isEmpty else { return }
+        switch operation {
+        case .sum: reduceHalfIntoAll(buffers, range: range, format: format, rule: SumRule.self, scale: nil)
+        case .mean: reduceHalfIntoAll(buffers, range: range, format: format, rule: SumRule.self, scale: 1 / Float(buffers.count))
+        case .max: reduceHalfIntoAll(buffers, range: range, format: format, rule: MaxRule.self, scale: nil)
+        }
+    }
+
+    @inline(__always)
+    static func reduceHalfIntoAll<Rule: CombineRule>(_ buffers: UnsafeBufferPointer<UnsafeMutablePointer<UInt16>>,
+                                                     range: Range<Int>, format: HalfWidthFormat,
+                                                     rule: Rule.Type, scale: Float?) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: halfBlockElements) { block in
+            let staged = block.baseAddress!
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let n = Swift.min(halfBlockElements, range.upperBound &- start)
+                let first = buffers[0] + start
+                for j in 0 ..< n { staged[j] = format.float(first[j]) }
+                for k in 1 ..< buffers.count {
+                    let other = buffers[k] + start
+                    for j in 0 ..< n { staged[j] = Rule.combine(staged[j], format.float(other[j])) }
+                }
+                if let scale { for j in 0 ..< n { staged[j] *= scale } }
+                for k in 0 ..< buffers.count {
+                    let target = buffers[k] + start
+                    for j in 0 ..< n { target[j] = format.bits(staged[j]) }
+                }
+                start &+= n
+            }
+        }
+    }
+}
