@@ -5,8 +5,11 @@
 //   collectives-mpi-probe check      every collective vs. a naive reference, byte counters vs. formulas
 //   collectives-mpi-probe mismatch   different counts / operations across ranks -> the same error everywhere
 //   collectives-mpi-probe fail       the last rank exits with status 3 after one collective
+//   collectives-mpi-probe half-reducer  the fp16 / bf16 reducers (AllReduceReducer) over MPI
 import Collectives
 import CollectivesMPI
+import GradientCompression
+import LinearAlgebra
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -174,6 +177,39 @@ func runFailure(_ comm: MPICommunicator) throws -> Checks {
     return Checks()
 }
 
+/// `AllReduceReducer(HalfPrecisionCompressor(...))` over MPI: the average equals the documented MPI
+/// result (each rank's values rounded to the format; their sum rounded by the op at each combine;
+/// × 1/W rounded again), identical on every rank, with 2-byte ring all-reduce counts.
+func runHalfReducer(_ comm: MPICommunicator) throws -> Checks {
+    let checks = Checks()
+    let w = comm.size
+    func gradients(rank: Int) throws -> [Tensor] {
+        let value = { (i: Int) in Float(sin(Double(i &* (rank &+ 2)) * 0.37)) * Float(1 << (i % 7)) }
+        return [try Tensor(shape: [300, 7], scalars: (0 ..< 2100).map(value)), try Tensor(shape: [11], scalars: (0 ..< 11).map(value))]
+    }
+    for format in [HalfPrecisionCompressor.Format.fp16, .bf16] {
+        var reducer = AllReduceReducer(HalfPrecisionCompressor(format))
+        var g = try gradients(rank: comm.rank)
+        let stats = try reducer.reduce(&g, over: comm)
+        let wire: HalfWidthFormat = format == .fp16 ? .float16 : .bfloat16
+        let inputs = try (0 ..< w).map(gradients)
+        for t in g.indices {
+            let expected: [Float] = (0 ..< g[t].count).map { j in
+                var acc = wire.float(wire.bits(inputs[0][t].scalars[j]))
+                for r in 1 ..< max(w, 1) { acc = wire.float(wire.bits(acc + wire.float(wire.bits(inputs[r][t].scalars[j])))) }
+                return wire.float(wire.bits(acc * (1 / Float(w))))
+            }
+            checks.expect(g[t].scalars == expected, "\(format) reducer: tensor \(t) differs from the documented MPI result")
+        }
+        let mine = g.flatMap(\.scalars).flatMap { v in withUnsafeBytes(of: v.bitPattern) { Array($0) } }
+        checks.expect(try comm.allGather(mine).allSatisfy { $0 == mine }, "\(format) reducer: ranks disagree")
+        let payload = 2 * 2111, ring = w == 1 ? 0 : 2 * (payload - payload / w)
+        checks.expect(stats.payloadBytes == payload && stats.bytesSent == ring && stats.bytesReceived == ring,
+                      "\(format) reducer: stats \(stats.payloadBytes)/\(stats.bytesSent)/\(stats.bytesReceived) != 2-byte ring")
+    }
+    return checks
+}
+
 let mode = CommandLine.arguments.dropFirst().first ?? "check"
 do {
     let comm = try MPICommunicator()
@@ -182,8 +218,9 @@ do {
     case "check": checks = try runChecks(comm)
     case "mismatch": checks = try runMismatch(comm)
     case "fail": checks = try runFailure(comm)
+    case "half-reducer": checks = try runHalfReducer(comm)
     default:
-        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch or fail)")
+        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch, fail or half-reducer)")
         exit(2)
     }
     if checks.failures.isEmpty {

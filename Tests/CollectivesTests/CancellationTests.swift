@@ -16,7 +16,9 @@ import Testing
     func blockedPeersOfACancelledWorkerFailFastNamingIt(workers: Int) throws {
         let cancellation = GroupCancellation()
         let start = DispatchTime.now().uptimeNanoseconds
+        let cancelledAt = Outcomes()
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) {
+            cancelledAt.add(rank: 1, error: CollectiveError.cancelled(rank: 1, reason: ""), at: Self.seconds(since: start))
             cancellation.cancel(rank: 1, reason: "stopped by the watchdog")
         }
         let outcomes = Outcomes()
@@ -47,8 +49,9 @@ import Testing
                 #expect(error as? CollectiveError == .peerFailed(rank: 1, reason: "worker 1 was cancelled: stopped by the watchdog"))
                 #expect("\(error)" == "worker 1 failed: worker 1 was cancelled: stopped by the watchdog")
             }
-            // Cancelled at 0.2 s; the wake-up is a condition broadcast, so well under 1 s later.
-            #expect(time >= 0.2 && time < 0.7, "rank \(rank) woke at \(time) s")
+            // The wake-up is a condition broadcast: well under 1 s after the cancellation.
+            let cancelTime = cancelledAt.all.first?.time ?? .infinity
+            #expect(time >= cancelTime && time < cancelTime + 0.5, "rank \(rank) woke at \(time) s, cancelled at \(cancelTime) s")
         }
     }
 
@@ -57,11 +60,21 @@ import Testing
     @Test func aCancelledWorkerBlockedInACollectiveWakesAndLaterCallersFail() throws {
         let cancellation = GroupCancellation()
         let start = DispatchTime.now().uptimeNanoseconds
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.1) { cancellation.cancel(rank: 0) }
+        let cancelledAt = Outcomes()
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.1) {
+            cancelledAt.add(rank: 0, error: CollectiveError.cancelled(rank: 0, reason: ""), at: Self.seconds(since: start))
+            cancellation.cancel(rank: 0)
+        }
         let outcomes = Outcomes()
         let error = #expect(throws: WorkerError.self) {
             _ = try InProcessGroup.run(workers: 2, cancellation: cancellation) { group -> Int in
-                if group.rank == 1 { Thread.sleep(forTimeInterval: 0.3) }
+                // The slow peer enters only after rank 0 (blocked in the barrier) was cancelled.
+                if group.rank == 1 {
+                    while !cancellation.isCancelled(rank: 0) && Self.seconds(since: start) < 5 {
+                        Thread.sleep(forTimeInterval: 0.001)
+                    }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
                 do { try group.barrier() } catch {
                     outcomes.add(rank: group.rank, error: error, at: Self.seconds(since: start))
                     throw error
@@ -71,8 +84,9 @@ import Testing
         }
         #expect(error?.rank == 0)
         let seen = Dictionary(uniqueKeysWithValues: outcomes.all.map { ($0.rank, ($0.error, $0.time)) })
+        let cancelTime = cancelledAt.all.first?.time ?? .infinity
         #expect(seen[0]?.0 as? CollectiveError == .cancelled(rank: 0, reason: "cancelled"))
-        #expect(seen[0].map { $0.1 >= 0.1 && $0.1 < 0.3 } == true)
+        #expect(seen[0].map { $0.1 >= cancelTime && $0.1 < cancelTime + 0.5 } == true)
         #expect(seen[1]?.0 as? CollectiveError == .peerFailed(rank: 0, reason: "worker 0 was cancelled: cancelled"))
     }
 
