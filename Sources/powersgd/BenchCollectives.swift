@@ -58,6 +58,11 @@ struct BenchCollectives: ParsableCommand {
         var memoryTrafficBytesPerWorker: Int?
         var memoryBoundMs: Double?
         var ratioToMemoryBound: Double?
+        /// The same traffic of all W workers at once over the copy bandwidth of two threads copying
+        /// at once (the machine's cores share the memory bus): the bound when bandwidth, not the
+        /// thread count, is the limit.
+        var sharedBusBoundMs: Double?
+        var ratioToSharedBusBound: Double?
     }
 
     struct Report: Codable {
@@ -65,6 +70,9 @@ struct BenchCollectives: ParsableCommand {
         /// 2-core machine, worker threads and ranks wait for a core and times grow accordingly.
         var loadAverage1m: Double?
         var memoryCopyGBs: Double
+        /// Bytes read + written per second by two threads each copying its own 32 MB buffer at once.
+        var memoryCopyGBsTwoThreads: Double
+        var cores: Int
         var gradientFloats: Int
         var allGatherBytesPerRank: Int
         var repeats: Int
@@ -88,11 +96,23 @@ struct BenchCollectives: ParsableCommand {
     func run() throws {
         if mpiWorker { return try runMPIWorker() }
         let copy = Benchmark.copyBandwidth()
+        let copyTwo = Self.twoThreadCopyBandwidth()
         var measurements: [Measurement] = []
         for w in try workerCounts() {
             let times = try Self.measureInProcess(workers: w, repeats: repeats)
-            measurements.append(Self.measurement(backend: "in-process", collective: "allReduce", workers: w,
-                                                 seconds: times.allReduce, copy: copy))
+            var reduce = Self.measurement(backend: "in-process", collective: "allReduce", workers: w,
+                                          seconds: times.allReduce, copy: copy)
+            if let traffic = reduce.memoryTrafficBytesPerWorker, traffic > 0 {
+                // Workers beyond the core count wait for a core: the per-worker bound scales by W/cores.
+                let cores = ProcessInfo.processInfo.activeProcessorCount
+                let bound = Double(traffic) / (copy * 1e9) * Double(max(w, cores)) / Double(cores)
+                reduce.memoryBoundMs = bound * 1e3
+                reduce.ratioToMemoryBound = times.allReduce / bound
+                let shared = Double(w * traffic) / (copyTwo * 1e9)
+                reduce.sharedBusBoundMs = shared * 1e3
+                reduce.ratioToSharedBusBound = times.allReduce / shared
+            }
+            measurements.append(reduce)
             measurements.append(Self.measurement(backend: "in-process", collective: "allGather", workers: w,
                                                  seconds: times.allGather, copy: copy))
         }
@@ -112,11 +132,13 @@ struct BenchCollectives: ParsableCommand {
         }
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
             .flatMap { $0.split(separator: " ").first.flatMap { Double($0) } }
-        let report = Report(loadAverage1m: load, memoryCopyGBs: copy, gradientFloats: Self.gradientFloats,
+        let report = Report(loadAverage1m: load, memoryCopyGBs: copy, memoryCopyGBsTwoThreads: copyTwo,
+                            cores: ProcessInfo.processInfo.activeProcessorCount, gradientFloats: Self.gradientFloats,
                             allGatherBytesPerRank: Self.gatherBytes, repeats: repeats, measurements: measurements,
                             notes: "median ms per op timed on rank 0 after a barrier; algorithmGBs = payload bytes "
                                 + "per rank / time; memoryCopyGBs = one thread's bytes read + written per second; "
-                                + "memoryBoundMs = one worker's memory traffic (its chunk read from and written to every rank's buffer, 2 x payload) / memoryCopyGBs; "
+                                + "memoryBoundMs = one worker's memory traffic (its chunk read from and written to every rank's buffer, 2 x payload) / memoryCopyGBs "
+                                + "(x W/cores when W > cores); sharedBusBoundMs = all workers' traffic / memoryCopyGBsTwoThreads; "
                                 + "MPI runs under mpirun --oversubscribe --bind-to none with validation on; "
                                 + "rawMPIAllreduceMs = MPI_Wtime around the shim's plain MPI_Allreduce of the same buffer")
         let encoder = JSONEncoder()
@@ -141,6 +163,29 @@ struct BenchCollectives: ParsableCommand {
             m.meetsGoal = seconds <= 0.010
         }
         return m
+    }
+
+    /// Copy bandwidth (bytes read + written per second, summed) of two threads each copying its
+    /// own 32 MB buffer at the same time; median of 9 after 2 warm-ups.
+    static func twoThreadCopyBandwidth(bytesPerThread: Int = 32 << 20) -> Double {
+        let n = bytesPerThread / 4
+        let buffers = (0 ..< 2).map { _ in
+            (UnsafeMutablePointer<Float>.allocate(capacity: n), UnsafeMutablePointer<Float>.allocate(capacity: n))
+        }
+        defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
+        for (a, b) in buffers { a.initialize(repeating: 1, count: n); b.initialize(repeating: 0, count: n) }
+        let pointers = SendablePointers(buffers)
+        let seconds = Benchmark.medianSeconds(repeats: 9, warmup: 2) {
+            DispatchQueue.concurrentPerform(iterations: 2) { t in
+                pointers.value[t].1.update(from: pointers.value[t].0, count: n)
+            }
+        }
+        return 2 * 2 * Double(bytesPerThread) / seconds / 1e9
+    }
+
+    struct SendablePointers: @unchecked Sendable {
+        var value: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)]
+        init(_ value: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)]) { self.value = value }
     }
 
     struct Times: Codable { var allReduce: Double; var allGather: Double; var rawAllReduce: Double }
