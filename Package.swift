@@ -40,7 +40,7 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "mpi", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
         .target(name: "CollectivesMPI", dependencies: ["Collectives", "CMPIShim"], exclude: ["README.md"]),
-        .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI"]),
+        .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI", "GradientCompression", "LinearAlgebra"]),
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
                 exclude: ["README.md"], linkerSettings: libm),
 

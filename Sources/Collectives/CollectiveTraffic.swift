@@ -2,10 +2,11 @@
 /// every backend so that counters do not depend on the transport (see `TrafficRecord` and
 /// docs/collectives.md).
 extension TrafficRecord {
-    /// Ring all-reduce of `count` floats over `workers`: sent = received = 2(W−1)/W · P,
-    /// summed exactly over the chunks (`TrafficLedger.ringAllReduceBytes`).
-    public static func ringAllReduce(count: Int, workers: Int, seconds: Double) -> TrafficRecord {
-        let payload = count * MemoryLayout<Float>.size
+    /// Ring all-reduce of `count` elements of `elementBytes` bytes (4 for fp32, 2 for fp16/bf16)
+    /// over `workers`: sent = received = 2(W−1)/W · P, summed exactly over the chunks
+    /// (`TrafficLedger.ringAllReduceBytes`).
+    public static func ringAllReduce(count: Int, workers: Int, seconds: Double, elementBytes: Int = 4) -> TrafficRecord {
+        let payload = count * elementBytes
         let moved = TrafficLedger.ringAllReduceBytes(payloadBytes: payload, workers: workers)
         return TrafficRecord(kind: .allReduce, payloadBytes: payload, bytesSent: moved,
                              bytesReceived: moved, seconds: seconds, workers: workers)

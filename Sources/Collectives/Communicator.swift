@@ -21,6 +21,13 @@ public protocol Communicator: AnyObject {
     /// Sums are taken in a fixed rank order, so results are bit-identical run to run.
     func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, operation: ReduceOperation) throws
 
+    /// Replaces `bits` (fp16 or bf16 patterns, `format`) on every rank by the element-wise
+    /// reduction of all ranks' values; 2 bytes per element on the wire (ring formula as for floats).
+    /// In-process: each element is accumulated in fp32 in rank order ((x₀ + x₁) + x₂) + …, times
+    /// 1/W for `.mean`, and rounded once to `format` (RNE). MPI: a user-defined, non-commutative
+    /// MPI_Op that rounds after each pairwise combine (see docs/collectives.md); identical on all ranks.
+    func allReduce(_ bits: UnsafeMutableBufferPointer<UInt16>, format: HalfWidthFormat, operation: ReduceOperation) throws
+
     /// Every rank contributes one byte message (lengths may differ, 0 included);
     /// every rank receives all messages, indexed by rank.
     func allGather(_ message: [UInt8]) throws -> [[UInt8]]
@@ -49,6 +56,11 @@ extension Communicator {
     /// All-reduce of a Swift array in place.
     public func allReduce(_ values: inout [Float], operation: ReduceOperation) throws {
         try values.withUnsafeMutableBufferPointer { try allReduce($0, operation: operation) }
+    }
+
+    /// Half-width all-reduce of a Swift array of fp16/bf16 patterns in place.
+    public func allReduce(_ bits: inout [UInt16], format: HalfWidthFormat, operation: ReduceOperation) throws {
+        try bits.withUnsafeMutableBufferPointer { try allReduce($0, format: format, operation: operation) }
     }
 
     /// Broadcast of a Swift array in place.

@@ -5,6 +5,9 @@ import Collectives
 struct CallSignature: Equatable {
     enum Operation: Equatable {
         case allReduce(ReduceOperation), allGather, broadcastFloats, broadcastBytes, barrier
+        case allReduceHalf(HalfWidthFormat, ReduceOperation)
+
+        static let reduceOperations: [ReduceOperation] = [.sum, .mean, .max]
 
         var code: Int64 {
             switch self {
@@ -15,6 +18,10 @@ struct CallSignature: Equatable {
             case .broadcastFloats: return 5
             case .broadcastBytes: return 6
             case .barrier: return 7
+            case let .allReduceHalf(format, op):
+                // 8…10 fp16 sum/mean/max, 11…13 bf16 sum/mean/max.
+                return 8 + 3 * Int64(HalfWidthFormat.allCases.firstIndex(of: format)!)
+                    + Int64(Self.reduceOperations.firstIndex(of: op)!)
             }
         }
 
@@ -27,6 +34,9 @@ struct CallSignature: Equatable {
             case 5: self = .broadcastFloats
             case 6: self = .broadcastBytes
             case 7: self = .barrier
+            case 8 ... 13:
+                let index = Int(code - 8)
+                self = .allReduceHalf(HalfWidthFormat.allCases[index / 3], Self.reduceOperations[index % 3])
             default: return nil
             }
         }
@@ -68,6 +78,7 @@ struct CallSignature: Equatable {
     var summary: String {
         switch operation {
         case let .allReduce(op): return "allReduce.\(op.rawValue)(\(count) elements)"
+        case let .allReduceHalf(format, op): return "allReduce.\(format.rawValue).\(op.rawValue)(\(count) elements)"
         case .allGather: return "allGather"
         case .broadcastFloats: return "broadcast(\(count) elements, root \(root))"
         case .broadcastBytes: return "broadcast(bytes, root \(root))"

@@ -76,6 +76,27 @@ public final class MPICommunicator: Communicator {
         traffic.record(.ringAllReduce(count: buffer.count, workers: size, seconds: psgd_mpi_wtime() - start))
     }
 
+    /// Half-width all-reduce: `MPI_Allreduce` on `MPI_UINT16_T` with the shim's user-defined,
+    /// non-commutative op (each pairwise combine in fp32, rounded to `format`, RNE), 2 bytes per
+    /// element on the wire. `.mean` is that sum widened, × 1/size in fp32 and rounded again. At
+    /// W = 2 the sum is rounded once, as in-process; above, each combine rounds (docs/collectives.md).
+    public func allReduce(_ bits: UnsafeMutableBufferPointer<UInt16>, format: HalfWidthFormat,
+                          operation: ReduceOperation) throws {
+        let start = psgd_mpi_wtime()
+        let call = CallSignature(operation: .allReduceHalf(format, operation), count: bits.count, root: -1)
+        try validate(call)
+        if size > 1, let base = bits.baseAddress, bits.count > 0 {
+            let op = operation == .max ? Int32(PSGD_MPI_MAX.rawValue) : Int32(PSGD_MPI_SUM.rawValue)
+            let code = format == .float16 ? Int32(PSGD_MPI_FLOAT16.rawValue) : Int32(PSGD_MPI_BFLOAT16.rawValue)
+            try check(psgd_mpi_allreduce_half(base, Int64(bits.count), code, op), call: call)
+            if operation == .mean {
+                let scale = 1 / Float(size)
+                for i in 0 ..< bits.count { base[i] = format.bits(format.float(base[i]) * scale) }
+            }
+        }
+        traffic.record(.ringAllReduce(count: bits.count, workers: size, seconds: psgd_mpi_wtime() - start, elementBytes: 2))
+    }
+
     public func allGather(_ message: [UInt8]) throws -> [[UInt8]] {
         let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .allGather, count: message.count, root: -1)

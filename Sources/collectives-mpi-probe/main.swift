@@ -5,8 +5,11 @@
 //   collectives-mpi-probe check      every collective vs. a naive reference, byte counters vs. formulas
 //   collectives-mpi-probe mismatch   different counts / operations across ranks -> the same error everywhere
 //   collectives-mpi-probe fail       the last rank exits with status 3 after one collective
+//   collectives-mpi-probe half-reducer  the fp16 / bf16 reducers (AllReduceReducer) over MPI
 import Collectives
 import CollectivesMPI
+import GradientCompression
+import LinearAlgebra
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,7 +84,51 @@ func runChecks(_ comm: MPICommunicator) throws -> Checks {
     checks.expect(empty == Array(repeating: [], count: w), "all-empty allGather")
     try comm.barrier()
     checks.expect(comm.traffic.step.collectives == 3, "ledger counts \(comm.traffic.step.collectives) collectives, not 3")
+    try runHalfChecks(comm, checks)
     return checks
+}
+
+/// Rank r's half-width input i: at W = 2, values whose sums need rounding (the documented
+/// result is then checked bit for bit); above, small integers whose every partial sum is exact in
+/// both formats (|Σ| ≤ 8 · 15 < 256), so any grouping MPI picks must give the exact sum.
+func halfInput(rank: Int, count: Int, workers: Int, format: HalfWidthFormat) -> [UInt16] {
+    (0 ..< count).map { i in
+        let value = workers == 2 ? Float(((i &* 37 &+ rank &* 101) % 2001) - 1000) * 0.01337
+                                 : Float(((i &* 7 &+ rank &* 13) % 31) - 15)
+        return format.bits(value)
+    }
+}
+
+func runHalfChecks(_ comm: MPICommunicator, _ checks: Checks) throws {
+    let w = comm.size, rank = comm.rank
+    for format in HalfWidthFormat.allCases {
+        for n in [0, 1, 7, 100_003] {
+            let inputs = (0 ..< w).map { halfInput(rank: $0, count: n, workers: w, format: format) }
+            for operation in [ReduceOperation.sum, .mean, .max] {
+                var bits = halfInput(rank: rank, count: n, workers: w, format: format)
+                comm.traffic.beginStep()
+                try comm.allReduce(&bits, format: format, operation: operation)
+                // Documented MPI result: fp32 combines in rank order, rounded per combine (exact
+                // partial sums here above W = 2); mean = that sum × (1/W), rounded again.
+                let expected: [UInt16] = (0 ..< n).map { i in
+                    var acc = format.float(inputs[0][i])
+                    for r in 1 ..< w {
+                        let x = format.float(inputs[r][i])
+                        acc = format.float(format.bits(operation == .max ? (x > acc ? x : acc) : acc + x))
+                    }
+                    return operation == .mean ? format.bits(acc * (1 / Float(w))) : format.bits(acc)
+                }
+                checks.expect(bits == expected, "allReduce.\(format).\(operation) n=\(n) differs from the reference")
+                let mine = bits.flatMap { [UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)] }
+                let everyone = try comm.allGather(mine)
+                checks.expect(everyone.allSatisfy { $0 == mine }, "allReduce.\(format).\(operation) n=\(n) differs across ranks")
+                let payload = 2 * n, ring = w == 1 ? 0 : 2 * (payload - payload / w)
+                let record = comm.traffic.stepRecords[0]
+                checks.expect(record.kind == .allReduce && record.payloadBytes == payload && record.bytesSent == ring
+                              && record.bytesReceived == ring, "half allReduce record \(record) != 2-byte ring formula")
+            }
+        }
+    }
 }
 
 func runMismatch(_ comm: MPICommunicator) throws -> Checks {
@@ -96,6 +143,14 @@ func runMismatch(_ comm: MPICommunicator) throws -> Checks {
                                                 otherRank: 0, otherCall: "allReduce.sum(100 elements)")
         checks.expect(error == expected, "got \(error), expected \(expected)")
         print("rank \(rank): \(error)")
+    }
+    do {
+        var bits = [UInt16](repeating: 0, count: 10)
+        try comm.allReduce(&bits, format: rank == 0 ? .float16 : .bfloat16, operation: .sum)
+        checks.expect(false, "fp16 vs bf16 allReduce did not throw")
+    } catch let error as CollectiveError {
+        checks.expect(error == .mismatch(rank: 1, call: "allReduce.bfloat16.sum(10 elements)",
+                                         otherRank: 0, otherCall: "allReduce.float16.sum(10 elements)"), "got \(error)")
     }
     do {
         if rank == 0 { try comm.barrier() } else { _ = try comm.allGather([1, 2]) }
@@ -122,6 +177,39 @@ func runFailure(_ comm: MPICommunicator) throws -> Checks {
     return Checks()
 }
 
+/// `AllReduceReducer(HalfPrecisionCompressor(...))` over MPI: the average equals the documented MPI
+/// result (each rank's values rounded to the format; their sum rounded by the op at each combine;
+/// × 1/W rounded again), identical on every rank, with 2-byte ring all-reduce counts.
+func runHalfReducer(_ comm: MPICommunicator) throws -> Checks {
+    let checks = Checks()
+    let w = comm.size
+    func gradients(rank: Int) throws -> [Tensor] {
+        let value = { (i: Int) in Float(sin(Double(i &* (rank &+ 2)) * 0.37)) * Float(1 << (i % 7)) }
+        return [try Tensor(shape: [300, 7], scalars: (0 ..< 2100).map(value)), try Tensor(shape: [11], scalars: (0 ..< 11).map(value))]
+    }
+    for format in [HalfPrecisionCompressor.Format.fp16, .bf16] {
+        var reducer = AllReduceReducer(HalfPrecisionCompressor(format))
+        var g = try gradients(rank: comm.rank)
+        let stats = try reducer.reduce(&g, over: comm)
+        let wire: HalfWidthFormat = format == .fp16 ? .float16 : .bfloat16
+        let inputs = try (0 ..< w).map(gradients)
+        for t in g.indices {
+            let expected: [Float] = (0 ..< g[t].count).map { j in
+                var acc = wire.float(wire.bits(inputs[0][t].scalars[j]))
+                for r in 1 ..< max(w, 1) { acc = wire.float(wire.bits(acc + wire.float(wire.bits(inputs[r][t].scalars[j])))) }
+                return wire.float(wire.bits(acc * (1 / Float(w))))
+            }
+            checks.expect(g[t].scalars == expected, "\(format) reducer: tensor \(t) differs from the documented MPI result")
+        }
+        let mine = g.flatMap(\.scalars).flatMap { v in withUnsafeBytes(of: v.bitPattern) { Array($0) } }
+        checks.expect(try comm.allGather(mine).allSatisfy { $0 == mine }, "\(format) reducer: ranks disagree")
+        let payload = 2 * 2111, ring = w == 1 ? 0 : 2 * (payload - payload / w)
+        checks.expect(stats.payloadBytes == payload && stats.bytesSent == ring && stats.bytesReceived == ring,
+                      "\(format) reducer: stats \(stats.payloadBytes)/\(stats.bytesSent)/\(stats.bytesReceived) != 2-byte ring")
+    }
+    return checks
+}
+
 let mode = CommandLine.arguments.dropFirst().first ?? "check"
 do {
     let comm = try MPICommunicator()
@@ -130,8 +218,9 @@ do {
     case "check": checks = try runChecks(comm)
     case "mismatch": checks = try runMismatch(comm)
     case "fail": checks = try runFailure(comm)
+    case "half-reducer": checks = try runHalfReducer(comm)
     default:
-        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch or fail)")
+        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch, fail or half-reducer)")
         exit(2)
     }
     if checks.failures.isEmpty {

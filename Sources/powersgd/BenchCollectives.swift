@@ -52,6 +52,17 @@ struct BenchCollectives: ParsableCommand {
         var ratioToRawMPI: Double?
         var goal: String?
         var meetsGoal: Bool?
+        /// In-process all-reduce only: the memory traffic of one worker (its chunk read from and
+        /// written to all W buffers: 2 · W · P/W = 2P bytes), the time that traffic takes at the
+        /// copy bandwidth of this run (workers run in parallel), and the measured time over it.
+        var memoryTrafficBytesPerWorker: Int?
+        var memoryBoundMs: Double?
+        var ratioToMemoryBound: Double?
+        /// The same traffic of all W workers at once over the copy bandwidth of two threads copying
+        /// at once (the machine's cores share the memory bus): the bound when bandwidth, not the
+        /// thread count, is the limit.
+        var sharedBusBoundMs: Double?
+        var ratioToSharedBusBound: Double?
     }
 
     struct Report: Codable {
@@ -59,6 +70,9 @@ struct BenchCollectives: ParsableCommand {
         /// 2-core machine, worker threads and ranks wait for a core and times grow accordingly.
         var loadAverage1m: Double?
         var memoryCopyGBs: Double
+        /// Bytes read + written per second by two threads each copying its own 32 MB buffer at once.
+        var memoryCopyGBsTwoThreads: Double
+        var cores: Int
         var gradientFloats: Int
         var allGatherBytesPerRank: Int
         var repeats: Int
@@ -82,11 +96,27 @@ struct BenchCollectives: ParsableCommand {
     func run() throws {
         if mpiWorker { return try runMPIWorker() }
         let copy = Benchmark.copyBandwidth()
+        let copyTwo = Self.twoThreadCopyBandwidth()
         var measurements: [Measurement] = []
         for w in try workerCounts() {
             let times = try Self.measureInProcess(workers: w, repeats: repeats)
-            measurements.append(Self.measurement(backend: "in-process", collective: "allReduce", workers: w,
-                                                 seconds: times.allReduce, copy: copy))
+            var reduce = Self.measurement(backend: "in-process", collective: "allReduce", workers: w,
+                                          seconds: times.allReduce, copy: copy)
+            if let traffic = reduce.memoryTrafficBytesPerWorker, traffic > 0 {
+                // Workers beyond the core count wait for a core: the per-worker bound scales by W/cores.
+                let cores = ProcessInfo.processInfo.activeProcessorCount
+                let bound = Double(traffic) / (copy * 1e9) * Double(max(w, cores)) / Double(cores)
+                reduce.memoryBoundMs = bound * 1e3
+                reduce.ratioToMemoryBound = times.allReduce / bound
+                let shared = Double(w * traffic) / (copyTwo * 1e9)
+                reduce.sharedBusBoundMs = shared * 1e3
+                reduce.ratioToSharedBusBound = times.allReduce / shared
+            }
+            measurements.append(reduce)
+            if let half = times.allReduceFloat16 {
+                measurements.append(Self.measurement(backend: "in-process", collective: "allReduce.float16", workers: w,
+                                                     seconds: half, copy: copy))
+            }
             measurements.append(Self.measurement(backend: "in-process", collective: "allGather", workers: w,
                                                  seconds: times.allGather, copy: copy))
         }
@@ -106,10 +136,13 @@ struct BenchCollectives: ParsableCommand {
         }
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
             .flatMap { $0.split(separator: " ").first.flatMap { Double($0) } }
-        let report = Report(loadAverage1m: load, memoryCopyGBs: copy, gradientFloats: Self.gradientFloats,
+        let report = Report(loadAverage1m: load, memoryCopyGBs: copy, memoryCopyGBsTwoThreads: copyTwo,
+                            cores: ProcessInfo.processInfo.activeProcessorCount, gradientFloats: Self.gradientFloats,
                             allGatherBytesPerRank: Self.gatherBytes, repeats: repeats, measurements: measurements,
                             notes: "median ms per op timed on rank 0 after a barrier; algorithmGBs = payload bytes "
                                 + "per rank / time; memoryCopyGBs = one thread's bytes read + written per second; "
+                                + "memoryBoundMs = one worker's memory traffic (its chunk read from and written to every rank's buffer, 2 x payload) / memoryCopyGBs "
+                                + "(x W/cores when W > cores); sharedBusBoundMs = all workers' traffic / memoryCopyGBsTwoThreads; "
                                 + "MPI runs under mpirun --oversubscribe --bind-to none with validation on; "
                                 + "rawMPIAllreduceMs = MPI_Wtime around the shim's plain MPI_Allreduce of the same buffer")
         let encoder = JSONEncoder()
@@ -119,10 +152,17 @@ struct BenchCollectives: ParsableCommand {
 
     static func measurement(backend: String, collective: String, workers: Int, seconds: Double,
                             copy: Double) -> Measurement {
-        let payload = collective == "allReduce" ? 4 * gradientFloats : gatherBytes
+        let payload = collective == "allReduce" ? 4 * gradientFloats
+            : collective == "allReduce.float16" ? 2 * gradientFloats : gatherBytes
         let gbs = Double(payload) / seconds / 1e9
         var m = Measurement(backend: backend, collective: collective, workers: workers, payloadBytesPerRank: payload,
                             msPerOp: seconds * 1e3, algorithmGBs: gbs, ratioToMemoryCopy: gbs / copy)
+        if backend == "in-process" && collective == "allReduce" {
+            let traffic = workers > 1 ? 2 * payload : 0
+            m.memoryTrafficBytesPerWorker = traffic
+            m.memoryBoundMs = Double(traffic) / (copy * 1e9) * 1e3
+            m.ratioToMemoryBound = traffic > 0 ? seconds / (Double(traffic) / (copy * 1e9)) : nil
+        }
         if backend == "in-process" && collective == "allReduce" && workers == 2 {
             m.goal = "<= 10 ms"
             m.meetsGoal = seconds <= 0.010
@@ -130,7 +170,34 @@ struct BenchCollectives: ParsableCommand {
         return m
     }
 
-    struct Times: Codable { var allReduce: Double; var allGather: Double; var rawAllReduce: Double }
+    /// Copy bandwidth (bytes read + written per second, summed) of two threads each copying its
+    /// own 32 MB buffer at the same time; median of 9 after 2 warm-ups.
+    static func twoThreadCopyBandwidth(bytesPerThread: Int = 32 << 20) -> Double {
+        let n = bytesPerThread / 4
+        let buffers = (0 ..< 2).map { _ in
+            (UnsafeMutablePointer<Float>.allocate(capacity: n), UnsafeMutablePointer<Float>.allocate(capacity: n))
+        }
+        defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
+        for (a, b) in buffers { a.initialize(repeating: 1, count: n); b.initialize(repeating: 0, count: n) }
+        let pointers = SendablePointers(buffers)
+        let seconds = Benchmark.medianSeconds(repeats: 9, warmup: 2) {
+            DispatchQueue.concurrentPerform(iterations: 2) { t in
+                pointers.value[t].1.update(from: pointers.value[t].0, count: n)
+            }
+        }
+        return 2 * 2 * Double(bytesPerThread) / seconds / 1e9
+    }
+
+    struct SendablePointers: @unchecked Sendable {
+        var value: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)]
+        init(_ value: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)]) { self.value = value }
+    }
+
+    struct Times: Codable {
+        var allReduce: Double; var allGather: Double; var rawAllReduce: Double
+        /// In-process only: the fp16 all-reduce (sum) of the same element count, 2 bytes each.
+        var allReduceFloat16: Double?
+    }
 
     /// Median seconds of `body` over `repeats` runs after one warm-up, each run started right
     /// after a barrier, as seen by rank 0 (`now` is the backend's clock).
@@ -164,7 +231,14 @@ struct BenchCollectives: ParsableCommand {
             let gather = try medianAfterBarrier(comm, repeats: repeats, now: monotonicSeconds) {
                 _ = try comm.allGather(message)
             }
-            return Times(allReduce: reduce, allGather: gather, rawAllReduce: .nan)
+            // fp16 1e-3 (0x1419): 10 sums of 4 ranks stay far below fp16's 65504.
+            var half = [UInt16](repeating: 0x1419, count: gradientFloats)
+            let reduceHalf = try half.withUnsafeMutableBufferPointer { h in
+                try medianAfterBarrier(comm, repeats: repeats, now: monotonicSeconds) {
+                    try comm.allReduce(h, format: .float16, operation: .sum)
+                }
+            }
+            return Times(allReduce: reduce, allGather: gather, rawAllReduce: .nan, allReduceFloat16: reduceHalf)
         }
         return results[0]
     }

@@ -106,6 +106,17 @@ import Testing
         }
     }
 
+    /// The fp16 / bf16 reducers (AllReduceReducer over the half-width all-reduce) on 2 ranks: the
+    /// average equals the documented MPI result bit for bit on both ranks, with 2-byte ring counts.
+    @Test func halfPrecisionReducersAllReduceOverMPI() throws {
+        let outcome = try Self.launch(ranks: 2, mode: "half-reducer")
+        #expect(!outcome.timedOut)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        for rank in 0 ..< 2 {
+            #expect(outcome.output.contains("rank \(rank) of 2: half-reducer ok"), "\(outcome.output)")
+        }
+    }
+
     /// The last rank exits with status 3 while the others wait in an all-reduce: mpirun must end
     /// the job with a non-zero status and say which process failed, well before the timeout.
     @Test func aRankThatExitsNonZeroEndsTheJobWithAMessage() throws {

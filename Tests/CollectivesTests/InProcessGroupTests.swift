@@ -51,6 +51,14 @@ func testVector(rank: Int, count: Int) -> [Float] {
         let a = try once(), b = try once()
         #expect(a[0] == a[1] && a[1] == a[2])
         #expect(a == b)
+        // And the bits are those of the documented order ((v₀ + v₁) + v₂), element by element.
+        let inputs = (0..<3).map { r in (0..<n).map { Float(sin(Double($0 * (r + 1)))) * 1e-3 } }
+        var reference = [Float](repeating: 0, count: n)
+        for i in 0..<n {
+            let firstTwo: Float = inputs[0][i] + inputs[1][i]
+            reference[i] = firstTwo + inputs[2][i]
+        }
+        #expect(a[0] == reference)
     }
 
     @Test(arguments: workerCounts)

@@ -32,6 +32,13 @@ int psgd_mpi_size(int *size);
 int psgd_mpi_barrier(void);
 /// In-place all-reduce of `count` floats (split into calls of at most 2^30 elements).
 int psgd_mpi_allreduce_float(float *buffer, int64_t count, int op);
+/// 16-bit floating-point formats of psgd_mpi_allreduce_half.
+enum psgd_mpi_half_format { PSGD_MPI_FLOAT16 = 0, PSGD_MPI_BFLOAT16 = 1 };
+/// In-place all-reduce of `count` fp16 / bf16 patterns (MPI_UINT16_T, 2 bytes per element on the
+/// wire) with `op` = PSGD_MPI_SUM or PSGD_MPI_MAX, through a user-defined MPI_Op created with
+/// commute = 0: each application widens both operands to fp32 (exact), combines them
+/// (lower rank's operand first) and rounds the result to the format (nearest, ties to even).
+int psgd_mpi_allreduce_half(uint16_t *buffer, int64_t count, int format, int op);
 /// In-place all-reduce of `count` int64 values (for the validation signatures).
 int psgd_mpi_allreduce_int64(int64_t *buffer, int count, int op);
 /// Each rank contributes `count` int64 values; `all` receives size × count values in rank order.

@@ -30,7 +30,7 @@ final class GroupState: @unchecked Sendable {
     private let condition = NSCondition()
     private var arrived = 0
     private var generation = 0
-    private var failure: (rank: Int, reason: String)?
+    private var failure: (rank: Int, reason: String, cancelled: Bool)?
     /// Ranks whose body returned; a barrier they will never enter fails instead of hanging.
     private var departed: Int?
     private var descriptors: [CallDescriptor?]
@@ -46,13 +46,22 @@ final class GroupState: @unchecked Sendable {
         return failure?.rank
     }
 
+    /// The cancellation recorded as the group's failure, if that is what ended it.
+    var cancellation: (rank: Int, reason: String)? {
+        condition.lock(); defer { condition.unlock() }
+        guard let failure, failure.cancelled else { return nil }
+        return (failure.rank, failure.reason)
+    }
+
     func fail(rank: Int, error: Error) {
         condition.lock()
         if failure == nil {
             if case let CollectiveError.peerFailed(original, reason) = error {
-                failure = (original, reason)
+                failure = (original, reason, false)
+            } else if case let CollectiveError.cancelled(cancelledRank, reason) = error {
+                failure = (cancelledRank, reason, true)
             } else {
-                failure = (rank, "\(error)")
+                failure = (rank, "\(error)", false)
             }
         }
         condition.broadcast()
@@ -66,11 +75,23 @@ final class GroupState: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// The error a waiting `rank` throws once the group has failed: the cancelled rank itself gets
+    /// `cancelled`, every other rank `peerFailed` naming the failed rank and its error.
+    private func failureError(for rank: Int) -> CollectiveError? {
+        guard let failure else { return nil }
+        if failure.cancelled {
+            return rank == failure.rank
+                ? .cancelled(rank: rank, reason: failure.reason)
+                : .peerFailed(rank: failure.rank, reason: CollectiveError.cancelled(rank: failure.rank, reason: failure.reason).description)
+        }
+        return .peerFailed(rank: failure.rank, reason: failure.reason)
+    }
+
     /// Waits until every rank has arrived; throws at once if the group has failed.
-    func barrier() throws {
+    func barrier(rank: Int) throws {
         condition.lock()
         defer { condition.unlock() }
-        if let failure { throw CollectiveError.peerFailed(rank: failure.rank, reason: failure.reason) }
+        if let error = failureError(for: rank) { throw error }
         let myGeneration = generation
         arrived += 1
         if arrived == size {
@@ -80,7 +101,7 @@ final class GroupState: @unchecked Sendable {
             return
         }
         while generation == myGeneration {
-            if let failure { throw CollectiveError.peerFailed(rank: failure.rank, reason: failure.reason) }
+            if let error = failureError(for: rank) { throw error }
             if let departed {
                 arrived -= 1
                 throw CollectiveError.peerFailed(rank: departed, reason: "it finished without entering this collective")
@@ -94,7 +115,7 @@ final class GroupState: @unchecked Sendable {
         condition.lock()
         descriptors[rank] = call
         condition.unlock()
-        try barrier()
+        try barrier(rank: rank)
         condition.lock()
         let all = descriptors.map { $0! }
         condition.unlock()
@@ -103,7 +124,7 @@ final class GroupState: @unchecked Sendable {
                                                  otherRank: 0, otherCall: all[0].summary)
             // Every rank read the same descriptors and takes this branch; meeting once more keeps
             // a fast rank from publishing its next call before a slow one has read this round's.
-            try barrier()
+            try barrier(rank: rank)
             throw error
         }
         return all

@@ -19,23 +19,36 @@ final class InProcessCommunicator: Communicator {
             operation: "allReduce.\(operation.rawValue)", count: n, root: -1, address: UnsafeMutableRawPointer(buffer.baseAddress)))
         let w = size
         if w > 1 && n > 0 {
-            let sources = all.map { $0.address!.assumingMemoryBound(to: Float.self) }
-            // Reduce-scatter: this rank owns chunk `rank` and sums it over ranks in order 0..<w.
+            // Rank r owns chunk r: it sums that chunk over the W buffers in rank order and writes
+            // the result into all W buffers (ReductionKernel). Chunks are disjoint, so the owners
+            // work in parallel with no barrier between reading and writing.
+            let buffers = all.map { $0.address!.assumingMemoryBound(to: Float.self) }
             let lo = n * rank / w, hi = n * (rank + 1) / w
-            if lo < hi {
-                sources.withUnsafeBufferPointer {
-                    ReductionKernel.reduce(sources: $0, range: lo ..< hi, into: buffer.baseAddress!, operation: operation)
-                }
-            }
-            try state.barrier()
-            // All-gather: copy every other chunk from its owner.
-            for owner in 0..<w where owner != rank {
-                let a = n * owner / w, b = n * (owner + 1) / w
-                if a < b { (buffer.baseAddress! + a).update(from: sources[owner] + a, count: b - a) }
+            buffers.withUnsafeBufferPointer {
+                ReductionKernel.reduceIntoAll($0, range: lo ..< hi, operation: operation)
             }
         }
-        try state.barrier()  // sources stay valid until every rank has copied
+        try state.barrier(rank: rank)  // no rank returns (or reuses its buffer) before every owner has written into it
         traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start)))
+    }
+
+    func allReduce(_ bits: UnsafeMutableBufferPointer<UInt16>, format: HalfWidthFormat, operation: ReduceOperation) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let n = bits.count
+        let all = try state.rendezvous(rank: rank, CallDescriptor(
+            operation: "allReduce.\(format.rawValue).\(operation.rawValue)", count: n, root: -1,
+            address: UnsafeMutableRawPointer(bits.baseAddress)))
+        let w = size
+        if w > 1 && n > 0 {
+            // As for floats: rank r reduces chunk r (in fp32, rank order, one rounding) into every buffer.
+            let buffers = all.map { $0.address!.assumingMemoryBound(to: UInt16.self) }
+            let lo = n * rank / w, hi = n * (rank + 1) / w
+            buffers.withUnsafeBufferPointer {
+                ReductionKernel.reduceHalfIntoAll($0, range: lo ..< hi, format: format, operation: operation)
+            }
+        }
+        try state.barrier(rank: rank)
+        traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start), elementBytes: 2))
     }
 
     func allGather(_ message: [UInt8]) throws -> [[UInt8]] {
@@ -51,7 +64,7 @@ final class InProcessCommunicator: Communicator {
                 let count = all[r].count
                 result.append(count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[r].address, count: count)))
             }
-            try state.barrier()
+            try state.barrier(rank: rank)
             traffic.record(.ringAllGather(messageBytes: all.map(\.count), rank: rank, seconds: seconds(since: start)))
             return result
         }
@@ -65,7 +78,7 @@ final class InProcessCommunicator: Communicator {
         if rank != root && buffer.count > 0 {
             buffer.baseAddress!.update(from: all[root].address!.assumingMemoryBound(to: Float.self), count: buffer.count)
         }
-        try state.barrier()
+        try state.barrier(rank: rank)
         traffic.record(.binomialBroadcast(bytes: 4 * buffer.count, rank: rank, root: root, workers: size,
                                           seconds: seconds(since: start)))
     }
@@ -83,7 +96,7 @@ final class InProcessCommunicator: Communicator {
                 let count = all[root].count
                 result = count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[root].address, count: count))
             }
-            try state.barrier()
+            try state.barrier(rank: rank)
             traffic.record(.binomialBroadcast(bytes: result.count, rank: rank, root: root, workers: size,
                                               seconds: seconds(since: start)))
             return result
@@ -93,7 +106,7 @@ final class InProcessCommunicator: Communicator {
     func barrier() throws {
         let start = DispatchTime.now().uptimeNanoseconds
         _ = try state.rendezvous(rank: rank, CallDescriptor(operation: "barrier", count: 0, root: -1, address: nil))
-        try state.barrier()  // a second barrier: nobody republishes before everyone has read the descriptors
+        try state.barrier(rank: rank)  // a second barrier: nobody republishes before everyone has read the descriptors
         traffic.record(.barrier(workers: size, seconds: seconds(since: start)))
     }
 

@@ -9,17 +9,21 @@ import Foundation
 /// **Algorithms.** Every collective is a rendezvous: each rank publishes a descriptor of its
 /// call (operation, element count, root, buffer address) and waits at a barrier; then ranks read
 /// one another's buffers directly.
-/// - all-reduce is a reduce-scatter then an all-gather over shared memory: the buffer is cut into
-///   `size` chunks; rank r sums chunk r over ranks 0, 1, …, size−1 in that order, writing it into
-///   its own buffer (no other rank touches that chunk of rank r's buffer in this phase); after a
-///   barrier every rank copies the other chunks from their owners. Both cores work, each element
-///   is summed once, in a fixed order: results are bit-identical run to run and on every rank.
+/// - all-reduce is a reduce-scatter fused with the all-gather over shared memory: the buffer is
+///   cut into `size` chunks; rank r sums chunk r over ranks 0, 1, …, size−1 in that order and
+///   writes the result into chunk r of *every* rank's buffer (`ReductionKernel`). No other rank
+///   touches chunk r, so there is no scratch buffer and no barrier between the phases: one
+///   rendezvous, one pass over memory (W reads + W writes of a chunk per rank), one closing
+///   barrier. Every core works, each element is reduced once, in a fixed order: results are
+///   bit-identical run to run and on every rank.
 /// - all-gather and broadcast copy from the publishing ranks' memory after the first barrier; a
 ///   second barrier keeps every source alive until all copies are done.
 ///
 /// **Failures.** If a worker's body throws, the group is marked failed and every worker blocked in
 /// (or later entering) a collective throws `CollectiveError.peerFailed` naming that rank and its
 /// error — immediately, not after a timeout. `run` rethrows the first original error.
+/// Cancelling a worker (`GroupCancellation.cancel(rank:)`) fails the group the same way, naming
+/// the cancelled rank.
 ///
 /// **Mismatch.** After the first barrier each rank compares every descriptor with rank 0's; all
 /// ranks see the same descriptors, so all throw the same `CollectiveError.mismatch` together.
@@ -30,12 +34,17 @@ public enum InProcessGroup {
     /// Runs `body` on `workers` threads, each with its own rank's communicator; returns the
     /// results in rank order, or throws the first worker error (the original, not a peer's
     /// `peerFailed` echo).
-    public static func run<T>(workers: Int, stackSize: Int = 64 << 20,
+    ///
+    /// `cancellation`, if given, lets any thread cancel one worker while the group runs (see
+    /// `GroupCancellation`); `run` then throws `WorkerError` naming the cancelled rank.
+    public static func run<T>(workers: Int, stackSize: Int = 64 << 20, cancellation: GroupCancellation? = nil,
                               _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
         guard workers >= 1 else {
             throw CollectiveError.invalidArgument("InProcessGroup.run needs at least one worker, got \(workers)")
         }
         let state = GroupState(size: workers)
+        try cancellation?.attach(state)
+        defer { cancellation?.detach() }
         let results = ResultSlots<T>(count: workers)
         let done = DispatchGroup()
         for rank in 0..<workers {
@@ -56,6 +65,10 @@ public enum InProcessGroup {
             thread.start()
         }
         done.wait()
+        // A cancelled rank is the group's failure even if its own body returned normally.
+        if let cancelled = state.cancellation {
+            throw WorkerError(rank: cancelled.rank, underlying: CollectiveError.cancelled(rank: cancelled.rank, reason: cancelled.reason))
+        }
         // The failure recorded first is the cause; rethrow it with its rank when that rank's own
         // error is at hand (it may instead have thrown a peer's echo).
         if let failed = state.failedRank, case let .failure(error)? = results.get(failed) {

@@ -3,11 +3,16 @@ import LinearAlgebra
 
 /// A compressor whose message is linear in the input and expressed on a representation every
 /// worker shares, so messages can be summed by all-reduce instead of all-gathered
-/// (ALGORITHMS.md §0): Random-K with indices drawn from a shared seed.
+/// (ALGORITHMS.md §0): Random-K with indices drawn from a shared seed, and fp16 / bf16
+/// (`HalfPrecisionCompressor`, coefficients = the values rounded to 16 bits).
 public protocol LinearCompressor: Sendable {
     var name: String { get }
-    /// The number of fp32 coefficients sent for a tensor of `shape`.
+    /// The number of coefficients sent for a tensor of `shape`.
     func coefficientCount(shape: [Int]) -> Int
+    /// How coefficients travel: `nil` = fp32 (4 bytes each); `.float16` / `.bfloat16` = 2 bytes
+    /// each, through the communicator's half-width all-reduce. For a 16-bit format, `encode` must
+    /// write values exactly representable in it (so packing them into 16 bits loses nothing).
+    var coefficientFormat: HalfWidthFormat? { get }
     /// Writes the coefficients of `values`. `key.rank` is ignored: the representation is shared.
     func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
                 into coefficients: UnsafeMutableBufferPointer<Float>) throws
@@ -16,8 +21,17 @@ public protocol LinearCompressor: Sendable {
                 into output: UnsafeMutableBufferPointer<Float>)
 }
 
+extension LinearCompressor {
+    public var coefficientFormat: HalfWidthFormat? { nil }
+}
+
 /// The reducer of linear compressors: encode, one all-reduce (mean) of every tensor's
-/// coefficients in a single buffer, decode. Traffic does not grow with the group.
+/// coefficients in a single buffer, decode. Traffic does not grow with the group: each worker
+/// sends and receives 2(W−1)/W of the packed coefficients (4 or 2 bytes each).
+///
+/// With a 16-bit `coefficientFormat` the packed fp16/bf16 patterns are all-reduced with
+/// `.mean`: in-process, each average is accumulated in fp32 in rank order, × 1/W, and rounded
+/// once to the format (RNE); over MPI each pairwise combine rounds (docs/collectives.md).
 public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
     public let compressor: L
     public private(set) var step = 0
@@ -53,7 +67,11 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
                 }
             }
         }
-        try group.allReduce(&coefficients, operation: .mean)
+        if let format = compressor.coefficientFormat {
+            try Self.allReduceMean(&coefficients, format: format, over: group)
+        } else {
+            try group.allReduce(&coefficients, operation: .mean)
+        }
         var average = values.map { Tensor(shape: $0.shape) }
         coefficients.withUnsafeBufferPointer { all in
             for i in values.indices {
@@ -64,6 +82,14 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
             }
         }
         return CompressedExchange(average: average, local: local)
+    }
+
+    /// Packs the coefficients (exactly representable in `format`) into 16-bit patterns,
+    /// all-reduces them (mean) and widens the result back to fp32 (exact).
+    static func allReduceMean(_ coefficients: inout [Float], format: HalfWidthFormat, over group: any Communicator) throws {
+        var bits = coefficients.map { format.bits($0) }
+        try group.allReduce(&bits, format: format, operation: .mean)
+        for i in bits.indices { coefficients[i] = format.float(bits[i]) }
     }
 
     public func saveState(to archive: inout StateWriter) {

@@ -70,7 +70,7 @@ public enum CompressorCatalog {
                 denseBelow: try o.int("dense-below", default: 0, in: 0...Int.max),
                 seed: UInt64(try o.int("seed", default: seedDefault, in: 0...Int.max)))
         case "fp16", "bf16":
-            result = AllGatherReducer(HalfPrecisionCompressor(name == "fp16" ? .fp16 : .bf16))
+            result = AllReduceReducer(HalfPrecisionCompressor(name == "fp16" ? .fp16 : .bf16))
         default:
             throw GradientCompressionError.invalidOption("unknown reducer '\(name)'; this catalog builds \(names.joined(separator: ", "))")
         }

@@ -1,14 +1,17 @@
+import Collectives
 import LinearAlgebra
 
 /// fp16 or bf16 messages (2 bytes per element, round to nearest even; `HalfPrecision`).
 ///
-/// Our `Communicator` all-reduces fp32 only, so a 16-bit all-reduce cannot be expressed on it
-/// without sending 4 bytes per element; this compressor therefore goes through
-/// `AllGatherReducer`: each worker all-gathers its 2n-byte message and everyone sums in fp32.
-/// The bytes are honest; the fan-out grows with W (see docs/compressors.md).
+/// The reducer of the `fp16` / `bf16` methods is `AllReduceReducer(HalfPrecisionCompressor(...))`
+/// (a `LinearCompressor`): each worker rounds its values to the format, and the communicator's
+/// half-width all-reduce averages the 16-bit patterns (fp32 accumulation in rank order, rounded
+/// once in-process), 2 bytes per element and 2(W−1)/W of them per worker: the traffic does not
+/// grow with W. As a `Compressor` it still works through `AllGatherReducer` (2n bytes to every
+/// worker, fan-out growing with W), e.g. to compare the two.
 /// Input policy: NaN/Inf input, and (fp16) a finite value that overflows to Inf (|x| ≥ 65520),
-/// make `encode` throw.
-public struct HalfPrecisionCompressor: Compressor {
+/// make `encode` throw (both forms).
+public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
     public enum Format: String, Sendable { case fp16, bf16 }
     public let format: Format
 
@@ -18,6 +21,37 @@ public struct HalfPrecisionCompressor: Compressor {
 
     public func fixedMessageBytes(shape: [Int]) -> Int? { 2 * Tensor.elementCount(shape) }
 
+    /// The communicator's 16-bit format of `format`.
+    public var coefficientFormat: HalfWidthFormat? { format == .fp16 ? .float16 : .bfloat16 }
+
+    public func coefficientCount(shape: [Int]) -> Int { Tensor.elementCount(shape) }
+
+    /// The linear form: the coefficients are the values rounded to the format (RNE), held in fp32
+    /// (exactly representable, so the reducer packs them into 16 bits without a second rounding).
+    public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
+                       into coefficients: UnsafeMutableBufferPointer<Float>) throws {
+        let wire = coefficientFormat!
+        var finite = true
+        for i in 0 ..< values.count {
+            let bits = wire.bits(values[i])
+            finite = finite && !wire.isNonFinite(bits)
+            coefficients[i] = wire.float(bits)
+        }
+        guard finite else { throw nonFiniteError(key) }
+    }
+
+    /// The linear form's decode: the (averaged) coefficients are the tensor.
+    public func decode(_ coefficients: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
+                       into output: UnsafeMutableBufferPointer<Float>) {
+        guard coefficients.count > 0 else { return }
+        output.baseAddress!.update(from: coefficients.baseAddress!, count: coefficients.count)
+    }
+
+    private func nonFiniteError(_ key: CompressionKey) -> CompressorError {
+        let detail = format == .fp16 ? "it holds NaN/Inf or a value beyond fp16's range (|x| ≥ 65520)" : "it holds NaN/Inf"
+        return CompressorError.nonFiniteInput(method: format.rawValue, tensor: key.tensor, detail: detail)
+    }
+
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
         var finite = true
         let bytes = [UInt8](unsafeUninitializedCapacity: 2 * values.count) { buffer, count in
@@ -25,10 +59,7 @@ public struct HalfPrecisionCompressor: Compressor {
             finite = format == .fp16 ? HalfPrecision.toFloat16(values, target) : HalfPrecision.toBFloat16(values, target)
             count = 2 * values.count
         }
-        guard finite else {
-            let detail = format == .fp16 ? "it holds NaN/Inf or a value beyond fp16's range (|x| ≥ 65520)" : "it holds NaN/Inf"
-            throw CompressorError.nonFiniteInput(method: format.rawValue, tensor: key.tensor, detail: detail)
-        }
+        guard finite else { throw nonFiniteError(key) }
         return bytes
     }
 
