@@ -1,4 +1,8 @@
-/// fp32 → fp16 / bf16 conversions with round-to-nearest-even, and back, over buffers.
+import Collectives
+
+/// fp32 → fp16 / bf16 conversions with round-to-nearest-even, and back, over buffers. The
+/// per-value conversions are `Collectives.HalfWidthFormat`'s (the half-width all-reduce rounds
+/// with the same code, so a value rounded there and here gives the same bits).
 ///
 /// The default x86-64 target has no F16C instructions, so Swift's `Float16(x)` is a library
 /// call per element (measured ~10 ns). These kernels use integer and fp32 arithmetic only, in
@@ -14,29 +18,12 @@
 /// Tests compare every one against Swift's `Float16` conversions (all 65,536 fp16 patterns back).
 public enum HalfPrecision {
     /// The fp16 pattern of one float, RNE (finite values of magnitude ≥ 65520 become ±Inf).
-    @inlinable
-    public static func float16(_ f: Float) -> UInt16 {
-        let w = f.bitPattern
-        let shiftedLeft = w &+ w
-        let sign = w & 0x8000_0000
-        var bias = shiftedLeft & 0xFF00_0000
-        bias = bias < 0x7100_0000 ? 0x7100_0000 : bias
-        let base = Float(bitPattern: (bias >> 1) &+ 0x0780_0000) + (Swift.abs(f) * 0x1p112) * 0x1p-110
-        let bits = base.bitPattern
-        let nonSign = ((bits >> 13) & 0x7C00) &+ (bits & 0x0FFF)
-        return UInt16(truncatingIfNeeded: (sign >> 16) | (shiftedLeft > 0xFF00_0000 ? 0x7E00 : nonSign))
-    }
+    @inlinable @inline(__always)
+    public static func float16(_ f: Float) -> UInt16 { HalfWidthFormat.float16.bits(f) }
 
     /// The float of one fp16 pattern (exact).
-    @inlinable
-    public static func float(fromFloat16 h: UInt16) -> Float {
-        let w = UInt32(h) << 16
-        let sign = w & 0x8000_0000
-        let twice = w &+ w
-        let normalized = Float(bitPattern: (twice >> 4) &+ (0xE0 << 23)) * 0x1p-112
-        let subnormal = Float(bitPattern: (twice >> 17) | (126 << 23)) - 0.5
-        return Float(bitPattern: sign | (twice < (1 << 27) ? subnormal.bitPattern : normalized.bitPattern))
-    }
+    @inlinable @inline(__always)
+    public static func float(fromFloat16 h: UInt16) -> Float { HalfWidthFormat.float16.float(h) }
 
     /// The fp16 patterns of `source`, RNE. Returns true if every result is finite (no NaN/Inf
     /// in the input and no overflow).
@@ -58,12 +45,8 @@ public enum HalfPrecision {
     }
 
     /// The bf16 pattern of one float, RNE.
-    @inlinable
-    public static func bfloat16(_ x: Float) -> UInt16 {
-        let bits = x.bitPattern
-        let rounded = (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16
-        return UInt16(truncatingIfNeeded: (bits & 0x7FFF_FFFF) > 0x7F80_0000 ? (bits >> 16) | 0x40 : rounded)
-    }
+    @inlinable @inline(__always)
+    public static func bfloat16(_ x: Float) -> UInt16 { HalfWidthFormat.bfloat16.bits(x) }
 
     /// The bf16 patterns of `source`, RNE. Returns true if every result is finite (values within
     /// half a bf16 ulp of fp32's largest round up to Inf).
