@@ -1,9 +1,10 @@
 /// A 16-bit floating-point format that `Communicator.allReduce(_:format:operation:)` reduces.
 ///
 /// Conversions are exact one way (16 → 32 bits) and round to nearest, ties to even, the other
-/// (32 → 16 bits), with the same branch-free constructions as GradientCompression's
-/// `HalfPrecision` codec (Dukhan's FP16 library for fp16; add 0x7FFF plus the lowest kept bit for
-/// bf16), so a value rounded here and there gives the same bits (tested against Swift's `Float16`).
+/// (32 → 16 bits), with branch-free constructions (Dukhan's FP16 library for fp16; add 0x7FFF
+/// plus the lowest kept bit for bf16), tested against Swift's `Float16`. GradientCompression's
+/// `HalfPrecision` codec converts with these functions, so the fp16/bf16 reducers and this
+/// all-reduce round identically.
 /// NaN stays NaN (quiet, same sign); fp16 overflow (|x| ≥ 65520) becomes ±Inf.
 public enum HalfWidthFormat: String, Sendable, Codable, CaseIterable {
     /// IEEE binary16: 1 sign, 5 exponent, 10 mantissa bits.
