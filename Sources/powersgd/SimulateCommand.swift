@@ -57,6 +57,9 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Worker counts to project onto, comma-separated.")
     var workerCounts = "1,2,4,8,16,32,64"
 
+    @Option(help: "Replace the profile's compute seconds per step (what if each worker were a GPU computing a step in this time?); compression times stay as measured.")
+    var computeSeconds: Double?
+
     @Option(help: "Also write the table as CSV to this file.")
     var csv: String?
 
@@ -88,6 +91,9 @@ struct SimulateCommand: ParsableCommand {
         guard profileSteps >= 1 else { throw ValidationError("--profile-steps must be at least 1 (got \(profileSteps))") }
         guard profileWorkers >= 1 else { throw ValidationError("--profile-workers must be at least 1 (got \(profileWorkers))") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 (got \(batchSize))") }
+        if let computeSeconds, !(computeSeconds.isFinite && computeSeconds >= 0) {
+            throw ValidationError("--compute-seconds must be a finite number of seconds, 0 or more (got \(computeSeconds))")
+        }
         if profile == nil && fromLog == nil {
             let specifications: [ReducerSpecification]
             do {
@@ -101,7 +107,8 @@ struct SimulateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let measured = try loadOrMeasureProfile()
+        var measured = try loadOrMeasureProfile()
+        if let computeSeconds { measured.computeSeconds = computeSeconds }
         if let saveProfile { try write(try Self.encoder.encode(measured), to: saveProfile) }
         let simulation: ScalingSimulation
         do {
