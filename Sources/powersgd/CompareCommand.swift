@@ -30,8 +30,7 @@ struct CompareCommand: ParsableCommand {
     var title: String?
 
     func validate() throws {
-        let list = try parsedReducers()
-        let names = try list.map { try ReducerCatalog.make($0, seed: settings.seed).name }
+        let names = try parsedReducers().map(\.name)
         if let repeated = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
             throw ValidationError("--reducers names \(repeated) twice; each reducer may appear once")
         }
@@ -40,19 +39,13 @@ struct CompareCommand: ParsableCommand {
         }
     }
 
-    func parsedReducers() throws -> [ReducerSpecification] {
-        do {
-            let list = try ReducerSpecification.parseList(reducers)
-            for specification in list { _ = try ReducerCatalog.make(specification, seed: settings.seed) }
-            return list
-        } catch {
-            throw ValidationError("--reducers: \(error)")
-        }
+    func parsedReducers() throws -> [(specification: ReducerSpecification, name: String)] {
+        try parseReducerList(reducers, flag: "--reducers", seed: settings.seed)
     }
 
     func run() throws {
         let experiment = try Experiment(settings.experimentConfiguration)
-        let specifications = try parsedReducers()
+        let specifications = try parsedReducers().map(\.specification)
         let output = TerminalOutput()
         let directory = URL(fileURLWithPath: outputDir)
         do {
@@ -98,16 +91,12 @@ struct CompareCommand: ParsableCommand {
         let title = self.title ?? "\(settings.model) on \(settings.dataset), \(runs[0].settings.workers) workers"
         let report = HTMLReport(title: title, runs: runs, projection: projection, target: target)
         let log = try runs.flatMap(RunLog.lines(of:)).map(RunLog.encode).joined(separator: "\n") + "\n"
-        let files = [("comparison.md", table.markdown()), ("comparison.csv", table.csv()),
+        let markdown = table.markdown()
+        let files = [("comparison.md", markdown), ("comparison.csv", table.csv()),
                      ("report.html", report.html()), ("runs.jsonl", log)]
-        for (name, text) in files {
-            let url = directory.appendingPathComponent(name)
-            do { try text.write(to: url, atomically: true, encoding: .utf8) } catch {
-                throw RuntimeError("cannot write \(url.path): \(error.localizedDescription)")
-            }
-        }
+        for (name, text) in files { try writeOutputFile(Data(text.utf8), to: directory.appendingPathComponent(name)) }
         output.line("")
-        output.line(table.markdown())
+        output.line(markdown)
         if let target, self.target == nil, let metric = runs[0].metric {
             output.line("Time to target: the target \(TextFormatting.metric(target, metric)) is the default (95% of the best final accuracy, "
                         + "or 105% of the best perplexity); set --target to choose.")

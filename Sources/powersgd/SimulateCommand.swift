@@ -95,12 +95,7 @@ struct SimulateCommand: ParsableCommand {
             throw ValidationError("--compute-seconds must be a finite number of seconds, 0 or more (got \(computeSeconds))")
         }
         if profile == nil && fromLog == nil {
-            let specifications: [ReducerSpecification]
-            do {
-                specifications = try ReducerSpecification.parseList(reducers)
-                for specification in specifications { _ = try ReducerCatalog.make(specification, seed: seed) }
-            } catch { throw ValidationError("--reducers: \(error)") }
-            guard specifications.contains(where: { (try? ReducerCatalog.make($0, seed: seed).name) == baseline }) else {
+            guard try parseReducerList(reducers, flag: "--reducers", seed: seed).contains(where: { $0.name == baseline }) else {
                 throw ValidationError("--reducers must include the baseline '\(baseline)' (got '\(reducers)')")
             }
         }
@@ -109,7 +104,7 @@ struct SimulateCommand: ParsableCommand {
     func run() throws {
         var measured = try loadOrMeasureProfile()
         if let computeSeconds { measured.computeSeconds = computeSeconds }
-        if let saveProfile { try write(try Self.encoder.encode(measured), to: saveProfile) }
+        if let saveProfile { try writeOutputFile(try Self.encoder.encode(measured), to: URL(fileURLWithPath: saveProfile)) }
         let simulation: ScalingSimulation
         do {
             simulation = try ScalingSimulation(profile: measured, networks: networkNames, workerCounts: parsedWorkerCounts!)
@@ -119,8 +114,8 @@ struct SimulateCommand: ParsableCommand {
         print("")
         print(simulation.markdown())
         print(Self.verdicts(simulation).joined(separator: "\n"))
-        if let csv { try write(Data(simulation.csv().utf8), to: csv) }
-        if let chart { try write(Data(simulation.chart().svg().utf8), to: chart) }
+        if let csv { try writeOutputFile(Data(simulation.csv().utf8), to: URL(fileURLWithPath: csv)) }
+        if let chart { try writeOutputFile(Data(simulation.chart().svg().utf8), to: URL(fileURLWithPath: chart)) }
     }
 
     /// One line per (reducer, network): at which worker counts the reducer beats the baseline.
@@ -173,7 +168,7 @@ struct SimulateCommand: ParsableCommand {
         configuration.seed = seed
         let experiment: Experiment
         do { experiment = try Experiment(configuration) } catch { throw RuntimeError("\(error)") }
-        let specifications = try ReducerSpecification.parseList(reducers)
+        let specifications = try parseReducerList(reducers, flag: "--reducers", seed: seed).map(\.specification)
         print("Measuring \(model) on \(experiment.dataDescription): \(profileSteps) steps of each of "
               + "\(specifications.count) reducers, \(profileWorkers) in-process workers")
         let runs = try runThreads(workers: profileWorkers) { group in
@@ -196,12 +191,6 @@ struct SimulateCommand: ParsableCommand {
     private func read(_ path: String) throws -> Data {
         do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw RuntimeError("cannot read \(path): \(error.localizedDescription)")
-        }
-    }
-
-    private func write(_ data: Data, to path: String) throws {
-        do { try data.write(to: URL(fileURLWithPath: path)) } catch {
-            throw RuntimeError("cannot write \(path): \(error.localizedDescription)")
         }
     }
 }
