@@ -41,7 +41,8 @@ let package = Package(
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
         .target(name: "CollectivesMPI", dependencies: ["Collectives", "CMPIShim"], exclude: ["README.md"]),
         .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI", "GradientCompression", "LinearAlgebra"]),
-        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
+        .target(name: "CHalfConversion"),
+        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives", "CHalfConversion"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],

@@ -30,13 +30,8 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
     /// (exactly representable, so the reducer packs them into 16 bits without a second rounding).
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
                        into coefficients: UnsafeMutableBufferPointer<Float>) throws {
-        let wire = coefficientFormat!
-        var finite = true
-        for i in 0 ..< values.count {
-            let bits = wire.bits(values[i])
-            finite = finite && !wire.isNonFinite(bits)
-            coefficients[i] = wire.float(bits)
-        }
+        guard let target = coefficients.baseAddress else { return }
+        let finite = HalfPrecision.roundThrough(coefficientFormat!, values, target)
         guard finite else { throw nonFiniteError(key) }
     }
 
@@ -68,13 +63,9 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
         try expectMessageBytes(message, 2 * output.count, format.rawValue, shape: shape)
         guard output.count > 0 else { return }
         // A corrupt message may carry NaN/Inf patterns; the encoder never sends them.
-        let exponent: UInt16 = format == .fp16 ? 0x7C00 : 0x7F80
-        var sawNonFinite = false
-        for j in 0..<output.count {
-            let h = UInt16(littleEndian: message.loadUnaligned(fromByteOffset: 2 * j, as: UInt16.self))
-            sawNonFinite = sawNonFinite || (h & exponent == exponent)
+        guard !HalfPrecision.holdsNonFinite(message, coefficientFormat!) else {
+            throw GradientCompressionError.corruptMessage("\(format.rawValue) message holds NaN/Inf")
         }
-        guard !sawNonFinite else { throw GradientCompressionError.corruptMessage("\(format.rawValue) message holds NaN/Inf") }
         let source = message.baseAddress!.assumingMemoryBound(to: UInt16.self)
         if format == .fp16 { HalfPrecision.addFloat16(source, weight: weight, into: output) }
         else { HalfPrecision.addBFloat16(source, weight: weight, into: output) }
