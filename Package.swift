@@ -34,15 +34,15 @@ let package = Package(
         .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"],
                 exclude: ["README.md"], linkerSettings: libm),
 
-        .target(name: "Collectives", exclude: ["README.md"]),
+        .target(name: "CHalfConversion"),
+        .target(name: "Collectives", dependencies: ["CHalfConversion"], exclude: ["README.md"]),
         // MPI: a system library for mpi.h (OpenMPI's pkg-config name is "mpi") and a C shim whose
         // public header does not include mpi.h (Swift cannot import OpenMPI's handle macros).
         .systemLibrary(name: "CMPI", pkgConfig: "mpi", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
         .target(name: "CollectivesMPI", dependencies: ["Collectives", "CMPIShim"], exclude: ["README.md"]),
         .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI", "GradientCompression", "LinearAlgebra"]),
-        .target(name: "CHalfConversion"),
-        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives", "CHalfConversion"],
+        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],

@@ -75,6 +75,20 @@ F16C int half_conversion_round_through_float16(const float *source, float *targe
     return _mm_movemask_epi8(non_finite) == 0;
 }
 
+F16C void half_conversion_from_float16(const uint16_t *source, float *target, size_t count) {
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        _mm256_storeu_ps(target + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(source + i))));
+    }
+    if (i < count) {
+        uint16_t halves[8] = {0};
+        float block[8];
+        memcpy(halves, source + i, (count - i) * sizeof(uint16_t));
+        _mm256_storeu_ps(block, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)halves)));
+        memcpy(target + i, block, (count - i) * sizeof(float));
+    }
+}
+
 F16C void half_conversion_add_float16(const uint16_t *source, float weight, float *target, size_t count) {
     const __m256 w = _mm256_set1_ps(weight);
     size_t i = 0;

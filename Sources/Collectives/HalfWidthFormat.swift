@@ -3,8 +3,8 @@
 /// Conversions are exact one way (16 → 32 bits) and round to nearest, ties to even, the other
 /// (32 → 16 bits), with branch-free constructions (Dukhan's FP16 library for fp16; add 0x7FFF
 /// plus the lowest kept bit for bf16), tested against Swift's `Float16`. GradientCompression's
-/// `HalfPrecision` codec converts with these functions, so the fp16/bf16 reducers and this
-/// all-reduce round identically.
+/// fp16/bf16 compressor converts with these functions (and the buffer conversions of
+/// `HalfWidthFormat+Buffers.swift`), so the fp16/bf16 reducers and this all-reduce round identically.
 /// NaN stays NaN (quiet, same sign); fp16 overflow (|x| ≥ 65520) becomes ±Inf.
 public enum HalfWidthFormat: String, Sendable, Codable, CaseIterable {
     /// IEEE binary16: 1 sign, 5 exponent, 10 mantissa bits.

@@ -24,6 +24,9 @@ int half_conversion_to_float16(const float *source, uint16_t *target, size_t cou
 /// result is finite.
 int half_conversion_round_through_float16(const float *source, float *target, size_t count);
 
+/// target[i] = fp32(source[i]) (exact).
+void half_conversion_from_float16(const uint16_t *source, float *target, size_t count);
+
 /// target[i] += weight * fp32(source[i]).
 void half_conversion_add_float16(const uint16_t *source, float weight, float *target, size_t count);
 

@@ -101,61 +101,31 @@ extension ReductionKernel {
     static func reduceHalfIntoAll(_ buffers: UnsafeBufferPointer<UnsafeMutablePointer<UInt16>>, range: Range<Int>,
                                   format: HalfWidthFormat, operation: ReduceOperation) {
         guard !range.isEmpty, !buffers.isEmpty else { return }
-        switch format {
-        case .float16: reduceHalfIntoAll(buffers, range: range, codec: Float16Codec.self, operation: operation)
-        case .bfloat16: reduceHalfIntoAll(buffers, range: range, codec: BFloat16Codec.self, operation: operation)
-        }
-    }
-
-    @inline(__always)
-    static func reduceHalfIntoAll<Codec: HalfCodec>(_ buffers: UnsafeBufferPointer<UnsafeMutablePointer<UInt16>>,
-                                                    range: Range<Int>, codec: Codec.Type, operation: ReduceOperation) {
-        switch operation {
-        case .sum: reduceHalfIntoAll(buffers, range: range, codec: codec, rule: SumRule.self, scale: nil)
-        case .mean: reduceHalfIntoAll(buffers, range: range, codec: codec, rule: SumRule.self, scale: 1 / Float(buffers.count))
-        case .max: reduceHalfIntoAll(buffers, range: range, codec: codec, rule: MaxRule.self, scale: nil)
-        }
-    }
-
-    /// One specialization per format and rule, so the conversion loops are branch-free and vectorize.
-    @inline(__always)
-    static func reduceHalfIntoAll<Codec: HalfCodec, Rule: CombineRule>(_ buffers: UnsafeBufferPointer<UnsafeMutablePointer<UInt16>>,
-                                                                       range: Range<Int>, codec: Codec.Type,
-                                                                       rule: Rule.Type, scale: Float?) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: halfBlockElements) { block in
-            let staged = block.baseAddress!
+        let scale: Float? = operation == .mean ? 1 / Float(buffers.count) : nil
+        // Blocks of `halfBlockElements` stay in L1: widen rank 0's patterns, combine each other
+        // rank's (a sum adds them with the format's `add`, weight 1, exact; a max widens them into
+        // a second block first), scale, round once back into rank 0's buffer, copy to the others.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * halfBlockElements) { blocks in
             var start = range.lowerBound
             while start < range.upperBound {
                 let n = Swift.min(halfBlockElements, range.upperBound &- start)
-                let first = buffers[0] + start
-                for j in 0 ..< n { staged[j] = Codec.float(first[j]) }
+                let staged = UnsafeMutableBufferPointer(rebasing: blocks[0 ..< n])
+                format.widen(buffers[0] + start, into: staged)
                 for k in 1 ..< buffers.count {
-                    let other = buffers[k] + start
-                    for j in 0 ..< n { staged[j] = Rule.combine(staged[j], Codec.float(other[j])) }
+                    if operation == .max {
+                        let other = UnsafeMutableBufferPointer(rebasing: blocks[halfBlockElements ..< halfBlockElements &+ n])
+                        format.widen(buffers[k] + start, into: other)
+                        for j in 0 ..< n { staged[j] = MaxRule.combine(staged[j], other[j]) }
+                    } else {
+                        format.add(buffers[k] + start, weight: 1, into: staged)
+                    }
                 }
                 if let scale { for j in 0 ..< n { staged[j] *= scale } }
-                // Round once into the first buffer, then copy the 16-bit results to the others.
                 let target = buffers[0] + start
-                for j in 0 ..< n { target[j] = Codec.bits(staged[j]) }
+                _ = format.narrow(UnsafeBufferPointer(staged), into: target)
                 for k in 1 ..< buffers.count { (buffers[k] + start).update(from: target, count: n) }
                 start &+= n
             }
         }
     }
-}
-
-/// A 16-bit format's conversions as static functions, so kernels specialize per format.
-protocol HalfCodec {
-    static func float(_ bits: UInt16) -> Float
-    static func bits(_ value: Float) -> UInt16
-}
-
-enum Float16Codec: HalfCodec {
-    @inline(__always) static func float(_ bits: UInt16) -> Float { HalfWidthFormat.float16.float(bits) }
-    @inline(__always) static func bits(_ value: Float) -> UInt16 { HalfWidthFormat.float16.bits(value) }
-}
-
-enum BFloat16Codec: HalfCodec {
-    @inline(__always) static func float(_ bits: UInt16) -> Float { HalfWidthFormat.bfloat16.float(bits) }
-    @inline(__always) static func bits(_ value: Float) -> UInt16 { HalfWidthFormat.bfloat16.bits(value) }
 }

@@ -1,7 +1,8 @@
 import Collectives
 import LinearAlgebra
 
-/// fp16 or bf16 messages (2 bytes per element, round to nearest even; `HalfPrecision`).
+/// fp16 or bf16 messages (2 bytes per element, round to nearest even; the conversions are
+/// `Collectives.HalfWidthFormat`'s, so the half-width all-reduce rounds identically).
 ///
 /// The reducer of the `fp16` / `bf16` methods is `AllReduceReducer(HalfPrecisionCompressor(...))`
 /// (a `LinearCompressor`): each worker rounds its values to the format, and the communicator's
@@ -22,7 +23,9 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
     public func fixedMessageBytes(shape: [Int]) -> Int? { 2 * Tensor.elementCount(shape) }
 
     /// The communicator's 16-bit format of `format`.
-    public var coefficientFormat: HalfWidthFormat? { format == .fp16 ? .float16 : .bfloat16 }
+    public var coefficientFormat: HalfWidthFormat? { halfWidth }
+
+    var halfWidth: HalfWidthFormat { format == .fp16 ? .float16 : .bfloat16 }
 
     public func coefficientCount(shape: [Int]) -> Int { Tensor.elementCount(shape) }
 
@@ -31,7 +34,7 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey,
                        into coefficients: UnsafeMutableBufferPointer<Float>) throws {
         guard let target = coefficients.baseAddress else { return }
-        let finite = HalfPrecision.roundThrough(coefficientFormat!, values, target)
+        let finite = halfWidth.round(values, into: target)
         guard finite else { throw nonFiniteError(key) }
     }
 
@@ -51,7 +54,7 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
         var finite = true
         let bytes = [UInt8](unsafeUninitializedCapacity: 2 * values.count) { buffer, count in
             let target = UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: UInt16.self)
-            finite = format == .fp16 ? HalfPrecision.toFloat16(values, target) : HalfPrecision.toBFloat16(values, target)
+            finite = halfWidth.narrow(values, into: target)
             count = 2 * values.count
         }
         guard finite else { throw nonFiniteError(key) }
@@ -63,11 +66,10 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
         try expectMessageBytes(message, 2 * output.count, format.rawValue, shape: shape)
         guard output.count > 0 else { return }
         // A corrupt message may carry NaN/Inf patterns; the encoder never sends them.
-        guard !HalfPrecision.holdsNonFinite(message, coefficientFormat!) else {
+        guard !halfWidth.holdsNonFinite(message) else {
             throw GradientCompressionError.corruptMessage("\(format.rawValue) message holds NaN/Inf")
         }
         let source = message.baseAddress!.assumingMemoryBound(to: UInt16.self)
-        if format == .fp16 { HalfPrecision.addFloat16(source, weight: weight, into: output) }
-        else { HalfPrecision.addBFloat16(source, weight: weight, into: output) }
+        halfWidth.add(source, weight: weight, into: output)
     }
 }

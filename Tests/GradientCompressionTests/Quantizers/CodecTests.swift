@@ -1,5 +1,6 @@
 import Testing
 import LinearAlgebra
+import Collectives
 @testable import GradientCompression
 
 @Suite struct CodecTests {
@@ -66,19 +67,19 @@ import LinearAlgebra
         var values: [Float] = [0, -0, 1, -1, 65504, 65519, 1e-8, 6.1e-5, 3.14159, -2.71828, 0.1]
         values += (0..<1000).map { Float($0) * 0.37 - 150 }
         var half = [UInt16](repeating: 0, count: values.count)
-        let finite = values.withUnsafeBufferPointer { HalfPrecision.toFloat16($0, &half) }
+        let finite = values.withUnsafeBufferPointer { HalfWidthFormat.float16.narrow($0, into: &half) }
         #expect(finite)
         for (i, v) in values.enumerated() { #expect(half[i] == Float16(v).bitPattern) }
         // 1 + 2⁻⁸ is halfway between bf16 1 and 1 + 2⁻⁷: ties to even → 1. 1 + 3·2⁻⁸ → 1 + 2⁻⁶ (even).
-        #expect(HalfPrecision.bfloat16(1 + 0x1p-8) == 0x3F80)
-        #expect(HalfPrecision.bfloat16(1 + 3 * 0x1p-8) == 0x3F82)
-        #expect(HalfPrecision.bfloat16(1 + 0x1p-8 + 0x1p-20) == 0x3F81)
-        #expect(HalfPrecision.bfloat16(-.nan).isNaNPattern)
+        #expect(HalfWidthFormat.bfloat16.bits(1 + 0x1p-8) == 0x3F80)
+        #expect(HalfWidthFormat.bfloat16.bits(1 + 3 * 0x1p-8) == 0x3F82)
+        #expect(HalfWidthFormat.bfloat16.bits(1 + 0x1p-8 + 0x1p-20) == 0x3F81)
+        #expect(HalfWidthFormat.bfloat16.bits(-.nan).isNaNPattern)
         let ties: [Float] = (0..<64).map { 1 + Float($0) * 0x1p-8 }
         var b = [UInt16](repeating: 0, count: ties.count)
-        _ = ties.withUnsafeBufferPointer { HalfPrecision.toBFloat16($0, &b) }
-        for (i, v) in ties.enumerated() { #expect(b[i] == HalfPrecision.bfloat16(v)) }
-        #expect(![Float(70000)].withUnsafeBufferPointer { HalfPrecision.toFloat16($0, &half) })
+        _ = ties.withUnsafeBufferPointer { HalfWidthFormat.bfloat16.narrow($0, into: &b) }
+        for (i, v) in ties.enumerated() { #expect(b[i] == HalfWidthFormat.bfloat16.bits(v)) }
+        #expect(![Float(70000)].withUnsafeBufferPointer { HalfWidthFormat.float16.narrow($0, into: &half) })
     }
 
     @Test func uniformStreamContinuesXoshiro256sSequence() {
@@ -94,19 +95,19 @@ import LinearAlgebra
     @Test func fp16KernelsAgreeWithSwiftsFloat16OnEveryPatternAndRandomFloats() {
         for i in 0...0xFFFF {
             let h = UInt16(i)
-            let ours = HalfPrecision.float(fromFloat16: h), reference = Float(Float16(bitPattern: h))
+            let ours = HalfWidthFormat.float16.float(h), reference = Float(Float16(bitPattern: h))
             #expect(ours.bitPattern == reference.bitPattern || (ours.isNaN && reference.isNaN))
         }
         // Random fp32 patterns over every exponent (subnormal results, ties, overflow included).
         var rng = Xoshiro256(seed: 4)
         for _ in 0..<200_000 {
             let x = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
-            let ours = HalfPrecision.float16(x), reference = Float16(x)
+            let ours = HalfWidthFormat.float16.bits(x), reference = Float16(x)
             #expect(ours == reference.bitPattern || (reference.isNaN && Float16(bitPattern: ours).isNaN))
         }
         // Exact ties: 1 + 2⁻¹¹ lies halfway between fp16 1 and 1 + 2⁻¹⁰ → even (1).
-        #expect(HalfPrecision.float16(1 + 0x1p-11) == 0x3C00)
-        #expect(HalfPrecision.float16(1 + 3 * 0x1p-11) == 0x3C02)
+        #expect(HalfWidthFormat.float16.bits(1 + 0x1p-11) == 0x3C00)
+        #expect(HalfWidthFormat.float16.bits(1 + 3 * 0x1p-11) == 0x3C02)
     }
 
     @Test(arguments: [HalfPrecisionCompressor.Format.fp16, .bf16])
@@ -116,7 +117,7 @@ import LinearAlgebra
         let (bytes, decoded) = try roundTrip(c, t)
         #expect(bytes.count == 2 * t.count)
         for i in 0..<t.count {
-            let expected = format == .fp16 ? Float(Float16(t.scalars[i])) : Float(bitPattern: UInt32(HalfPrecision.bfloat16(t.scalars[i])) << 16)
+            let expected = format == .fp16 ? Float(Float16(t.scalars[i])) : Float(bitPattern: UInt32(HalfWidthFormat.bfloat16.bits(t.scalars[i])) << 16)
             #expect(decoded.scalars[i] == expected)
         }
         #expect(throws: CompressorError.self) { _ = try c.encode(try Tensor(shape: [3], scalars: [1, .nan, 2]), key: .init(rank: 0, step: 0, tensor: 0)) }
