@@ -87,9 +87,14 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
     /// Packs the coefficients (exactly representable in `format`) into 16-bit patterns,
     /// all-reduces them (mean) and widens the result back to fp32 (exact).
     static func allReduceMean(_ coefficients: inout [Float], format: HalfWidthFormat, over group: any Communicator) throws {
-        var bits = coefficients.map { format.bits($0) }
+        let n = coefficients.count
+        var bits = [UInt16](unsafeUninitializedCapacity: n) { buffer, count in
+            if n > 0 { _ = coefficients.withUnsafeBufferPointer { format.narrow($0, into: buffer.baseAddress!) } }
+            count = n
+        }
         try group.allReduce(&bits, format: format, operation: .mean)
-        for i in bits.indices { coefficients[i] = format.float(bits[i]) }
+        guard n > 0 else { return }
+        bits.withUnsafeBufferPointer { b in coefficients.withUnsafeMutableBufferPointer { format.widen(b.baseAddress!, into: $0) } }
     }
 
     public func saveState(to archive: inout StateWriter) {
