@@ -104,7 +104,9 @@ public struct OneBitSGD: Compressor {
                        accumulatingInto output: UnsafeMutableBufferPointer<Float>) throws {
         let (n, m) = OneBitSGD.matrix(shape)
         try expectMessageBytes(message, fixedMessageBytes(shape: shape)!, "1-bit SGD", shape: shape)
-        var lower = [Float](repeating: 0, count: m), upper = lower
+        // Column j's decoded means at 2j (bit 0) and 2j + 1 (bit 1): the bit indexes the pair, no
+        // branch (`bit ? upper : lower` compiled to one that random bits mispredict half the time).
+        var means = [Float](repeating: 0, count: 2 * m)
         for j in 0..<m {
             let l = Float(bitPattern: UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 8 * j, as: UInt32.self)))
             let u = Float(bitPattern: UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 8 * j + 4, as: UInt32.self)))
@@ -112,8 +114,8 @@ public struct OneBitSGD: Compressor {
             guard l.isFinite, u.isFinite, l <= 0, u >= 0 else {
                 throw GradientCompressionError.corruptMessage("1-bit SGD column \(j) has means (\(l), \(u))")
             }
-            lower[j] = weight * l
-            upper[j] = weight * u
+            means[2 * j] = weight * l
+            means[2 * j + 1] = weight * u
         }
         let count = Swift.min(n * m, output.count)
         guard let out = output.baseAddress, let base = message.baseAddress, count > 0 else { return }
@@ -121,16 +123,13 @@ public struct OneBitSGD: Compressor {
         if count % 8 != 0, bits.load(fromByteOffset: count / 8, as: UInt8.self) >> UInt8(count % 8) != 0 {
             throw GradientCompressionError.corruptMessage("1-bit SGD message has nonzero padding bits")
         }
-        // Branch-free: the element's bit selects its column's mean; the column index wraps at m.
-        lower.withUnsafeBufferPointer { lo in
-            upper.withUnsafeBufferPointer { up in
-                var j = 0
-                for i in 0..<count {
-                    let bit = (bits.load(fromByteOffset: i &>> 3, as: UInt8.self) &>> UInt8(truncatingIfNeeded: i & 7)) & 1
-                    out[i] += bit != 0 ? up[j] : lo[j]
-                    j &+= 1
-                    j = j == m ? 0 : j
-                }
+        means.withUnsafeBufferPointer { pairs in
+            var j = 0  // 2 × the column, wrapping at 2m
+            for i in 0..<count {
+                let bit = Int(truncatingIfNeeded: (bits.load(fromByteOffset: i &>> 3, as: UInt8.self) &>> UInt8(truncatingIfNeeded: i & 7)) & 1)
+                out[i] += pairs[j | bit]
+                j &+= 2
+                j = j == 2 &* m ? 0 : j
             }
         }
     }

@@ -369,7 +369,8 @@ public struct QSGD: Compressor {
                     throw GradientCompressionError.corruptMessage("QSGD element \(i) has level \(level) > s = \(levels)")
                 }
                 let magnitude = unit * QSGD.exactFloat(level)
-                out[i] += field &>> shift != 0 ? -magnitude : magnitude
+                // The sign bit xor-ed in: `sign ? -m : m` compiled to a branch that random signs mispredict half the time.
+                out[i] += Float(bitPattern: magnitude.bitPattern ^ UInt32(truncatingIfNeeded: field &>> shift) &<< 31)
             }
         }
         try bits.expectEnd(at: p)
@@ -423,12 +424,12 @@ struct EliasCursor {
         let z1 = w.bits.trailingZeroBitCount, length1 = 2 &* z1 &+ 1
         let afterSign = w.bits &>> UInt64(truncatingIfNeeded: length1 &+ 1)
         let z2 = afterSign.trailingZeroBitCount, total = length1 &+ 2 &+ 2 &* z2
-        var gap: UInt64, level: UInt64, negative: Bool
+        var gap: UInt64, level: UInt64, negative: UInt32
         if total <= w.valid {
             // Every shift below is < 64: total ≤ 64 implies z1, z2 ≤ 31.
             gap = (w.bits &>> UInt64(truncatingIfNeeded: z1 &+ 1)) & ((1 &<< UInt64(truncatingIfNeeded: z1)) &- 1)
                 | 1 &<< UInt64(truncatingIfNeeded: z1)
-            negative = (w.bits &>> UInt64(truncatingIfNeeded: length1)) & 1 != 0
+            negative = UInt32(truncatingIfNeeded: w.bits &>> UInt64(truncatingIfNeeded: length1)) & 1
             level = (afterSign &>> UInt64(truncatingIfNeeded: z2 &+ 1)) & ((1 &<< UInt64(truncatingIfNeeded: z2)) &- 1)
                 | 1 &<< UInt64(truncatingIfNeeded: z2)
             p &+= total
@@ -439,14 +440,15 @@ struct EliasCursor {
         position &+= Int(truncatingIfNeeded: gap)
         while position >= bucketEnd { bucketEnd &+= d; offset &+= d; bucket &+= 2 }
         let magnitude = units[bucket] * QSGD.exactFloat(level)
-        out[position &+ offset] += negative ? -magnitude : magnitude
+        // The sign bit xor-ed in: `negative ? -m : m` compiled to a branch that random signs mispredict half the time.
+        out[position &+ offset] += Float(bitPattern: magnitude.bitPattern ^ negative &<< 31)
     }
 
     /// The fields one by one, for codes longer than a window and near the end of the stream.
-    mutating func readLongNonzero(_ source: BitSource) throws -> (gap: UInt64, level: UInt64, negative: Bool) {
+    mutating func readLongNonzero(_ source: BitSource) throws -> (gap: UInt64, level: UInt64, negative: UInt32) {
         let (gap, gapBits) = try source.gamma(at: p, "the gap after stream \(stream)'s position \(position)")
         p &+= gapBits
-        let negative = try source.field(1, at: p, "a sign in stream \(stream)") != 0
+        let negative = UInt32(truncatingIfNeeded: try source.field(1, at: p, "a sign in stream \(stream)"))
         let (level, levelBits) = try source.gamma(at: p &+ 1, "a level in stream \(stream)")
         p &+= 1 &+ levelBits
         return (gap, level, negative)
