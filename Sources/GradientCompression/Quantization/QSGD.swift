@@ -140,8 +140,8 @@ public struct QSGD: Compressor {
         let table = UnsafeMutablePointer<UInt64>.allocate(capacity: tableArray.count)
         table.initialize(from: tableArray, count: tableArray.count)
         defer { table.deallocate() }
-        var state = EliasPairState(sink0: BitSink(buffer, startingAtByte: 0), sink1: BitSink(buffer + capacity0, startingAtByte: 0),
-                                   last0: -1, last1: -1)
+        // Both streams write through `buffer`; stream 1's bit positions start at its region.
+        var state = EliasPairState(stream0: PositionedBits(bit: 0), stream1: PositionedBits(bit: 8 * capacity0), last0: -1, last1: -1)
         var nonzeros0 = 0, nonzeros1 = 0
         for g in stride(from: 0, to: buckets, by: 2) {
             let q0 = try quantizeBucket(g, v, n, lanes: &lanes, key: key, into: words)
@@ -156,10 +156,10 @@ public struct QSGD: Compressor {
             }
             // Only the last bucket can be short: pad stream 1's words with zero levels (no bits).
             (words + d + count1).initialize(repeating: 0, count: q0.count &- count1)
-            state = QSGD.appendEliasPair(words, d, count: q0.count, start: (g &>> 1) &* bucketSize, state: state,
-                                         table: table, tableLimit: tableLimit)
+            state = QSGD.appendEliasPair(words, words + d, count: q0.count, start: (g &>> 1) &* bucketSize, state: state,
+                                         into: buffer, table: table, tableLimit: tableLimit)
         }
-        let bytes0 = state.sink0.byteCount, bytes1 = state.sink1.byteCount
+        let bytes0 = state.stream0.byteCount, bytes1 = state.stream1.byteCount - capacity0
         precondition(bytes0 + 8 <= capacity0 && bytes1 + 8 <= capacity1, "QSGD: an Elias stream exceeds its bound")
         let header = 12 + 4 * buckets, total = header + bytes0 + bytes1
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in
@@ -177,22 +177,25 @@ public struct QSGD: Compressor {
     /// The two Elias streams' writers and the stream position of each one's last nonzero.
     @usableFromInline
     struct EliasPairState {
-        var sink0: BitSink, sink1: BitSink
+        var stream0: PositionedBits, stream1: PositionedBits
         var last0: Int, last1: Int
     }
 
-    /// Appends element j of two buckets' level words (`words[j]` to stream 0, `words[d + j]` to
+    /// Appends element j of two buckets' level words (`words0[j]` to stream 0, `words1[j]` to
     /// stream 1; both at stream position `start + j`) for j in 0..<count. Its own function, taking
     /// and returning its state by value, so that the loop's live values stay in registers (inlined in
-    /// `encode`, a spilled counter's store-to-load chain cost ~10% of the time).
+    /// `encode`, a spilled counter's store-to-load chain cost ~10% of the time). Each stream's writer
+    /// is two registers (`PositionedBits`), not `BitSink`'s four: with two streams, `BitSink`'s
+    /// state spilled to the stack (seen in the disassembly).
     @inline(never)
-    static func appendEliasPair(_ words: UnsafePointer<UInt32>, _ d: Int, count: Int, start: Int, state: EliasPairState,
+    static func appendEliasPair(_ words0: UnsafePointer<UInt32>, _ words1: UnsafePointer<UInt32>, count: Int, start: Int,
+                                state: EliasPairState, into base: UnsafeMutableRawPointer,
                                 table: UnsafePointer<UInt64>, tableLimit: UInt32) -> EliasPairState {
         var state = state
         for j in 0..<count {
             let i = start &+ j
-            appendElias(words[j], at: i, last: &state.last0, sink: &state.sink0, table: table, tableLimit: tableLimit)
-            appendElias(words[d &+ j], at: i, last: &state.last1, sink: &state.sink1, table: table, tableLimit: tableLimit)
+            appendElias(words0[j], at: i, last: &state.last0, stream: &state.stream0, base, table: table, tableLimit: tableLimit)
+            appendElias(words1[j], at: i, last: &state.last1, stream: &state.stream1, base, table: table, tableLimit: tableLimit)
         }
         return state
     }
@@ -202,7 +205,7 @@ public struct QSGD: Compressor {
     /// Branch-free for the common case (a data-dependent `if level == 0` mispredicts often): a
     /// zero element appends 0 bits and keeps `last`.
     @inline(__always)
-    static func appendElias(_ w: UInt32, at i: Int, last: inout Int, sink: inout BitSink,
+    static func appendElias(_ w: UInt32, at i: Int, last: inout Int, stream: inout PositionedBits, _ base: UnsafeMutableRawPointer,
                             table: UnsafePointer<UInt64>, tableLimit: UInt32) {
         let level = w & 0x7FFF_FFFF
         let gap = EliasGamma.field(UInt64(i &- last))
@@ -217,10 +220,12 @@ public struct QSGD: Compressor {
         let nonzero = level != 0
         if total <= 56 {
             let code = gap.code | (entry &>> 8) &<< UInt64(truncatingIfNeeded: gap.bits)
-            sink.append(nonzero ? code : 0, bits: nonzero ? total : 0)
+            stream.append(nonzero ? code : 0, bits: nonzero ? total : 0, base)
         } else if nonzero {
+            var sink = stream.sink(base)
             sink.appendGamma(UInt64(i &- last))
             sink.append(entry &>> 8, bits: signedBits)
+            stream = PositionedBits(sink)
         }
         last = nonzero ? i : last
     }
