@@ -129,8 +129,8 @@ public struct QSGD: Compressor {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity0 + capacity1, alignment: 8)
         defer { buffer.deallocate() }
         var lanes = key.workerLanes(seed: seed)
-        // The level words of buckets 2g (first d) and 2g + 1 (next d).
-        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: 2 * d)
+        // The level words of one bucket.
+        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: d)
         defer { words.deallocate() }
         var scales = [Float](repeating: 0, count: buckets)
         // Elias codes of (sign, level) for levels up to 255, indexed by 2·level + sign: the level
@@ -141,24 +141,24 @@ public struct QSGD: Compressor {
         table.initialize(from: tableArray, count: tableArray.count)
         defer { table.deallocate() }
         // Both streams write through `buffer`; stream 1's bit positions start at its region.
-        var state = EliasPairState(stream0: PositionedBits(bit: 0), stream1: PositionedBits(bit: 8 * capacity0), last0: -1, last1: -1)
-        var nonzeros0 = 0, nonzeros1 = 0
-        for g in stride(from: 0, to: buckets, by: 2) {
-            let q0 = try quantizeBucket(g, v, n, lanes: &lanes, key: key, into: words)
-            scales[g] = q0.scale
-            nonzeros0 &+= q0.nonzeros
-            var count1 = 0
-            if g &+ 1 < buckets {
-                let q1 = try quantizeBucket(g &+ 1, v, n, lanes: &lanes, key: key, into: words + d)
-                scales[g &+ 1] = q1.scale
-                nonzeros1 &+= q1.nonzeros
-                count1 = q1.count
+        var streams = [EliasStreamState(stream: PositionedBits(bit: 0), last: -1),
+                       EliasStreamState(stream: PositionedBits(bit: 8 * capacity0), last: -1)]
+        var nonzeros = [0, 0]
+        for b in 0..<buckets {
+            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words)
+            scales[b] = q.scale
+            let k = b & 1
+            nonzeros[k] &+= q.nonzeros
+            if q.nonzeros &* 8 < q.count {
+                streams[k] = QSGD.appendSparseEliasBucket(words, count: q.count, start: (b &>> 1) &* bucketSize, state: streams[k],
+                                                          into: buffer, table: table, tableLimit: tableLimit)
+            } else {
+                streams[k] = QSGD.appendEliasBucket(words, count: q.count, start: (b &>> 1) &* bucketSize, state: streams[k],
+                                                    into: buffer, table: table, tableLimit: tableLimit)
             }
-            // Only the last bucket can be short: pad stream 1's words with zero levels (no bits).
-            (words + d + count1).initialize(repeating: 0, count: q0.count &- count1)
-            state = QSGD.appendEliasPair(words, words + d, count: q0.count, start: (g &>> 1) &* bucketSize, state: state,
-                                         into: buffer, table: table, tableLimit: tableLimit)
         }
+        let state = (stream0: streams[0].stream, stream1: streams[1].stream)
+        let nonzeros0 = nonzeros[0], nonzeros1 = nonzeros[1]
         let bytes0 = state.stream0.byteCount, bytes1 = state.stream1.byteCount - capacity0
         precondition(bytes0 + 8 <= capacity0 && bytes1 + 8 <= capacity1, "QSGD: an Elias stream exceeds its bound")
         let header = 12 + 4 * buckets, total = header + bytes0 + bytes1
@@ -174,30 +174,89 @@ public struct QSGD: Compressor {
         }
     }
 
-    /// The two Elias streams' writers and the stream position of each one's last nonzero.
+    /// One Elias stream's writer and the stream position of its last nonzero.
     @usableFromInline
-    struct EliasPairState {
-        var stream0: PositionedBits, stream1: PositionedBits
-        var last0: Int, last1: Int
+    struct EliasStreamState {
+        var stream: PositionedBits
+        var last: Int
     }
 
-    /// Appends element j of two buckets' level words (`words0[j]` to stream 0, `words1[j]` to
-    /// stream 1; both at stream position `start + j`) for j in 0..<count. Its own function, taking
-    /// and returning its state by value, so that the loop's live values stay in registers (inlined in
-    /// `encode`, a spilled counter's store-to-load chain cost ~10% of the time). Each stream's writer
-    /// is two registers (`PositionedBits`), not `BitSink`'s four: with two streams, `BitSink`'s
-    /// state spilled to the stack (seen in the disassembly).
+    /// Appends the Elias codes of one bucket's level words (element j at stream position
+    /// `start + j`), two elements per append: the pair's codes are joined in a register first (the
+    /// serial bit-position chain then has one step per two elements). Its own function, taking and
+    /// returning its state by value, so that the loop's live values stay in registers (two streams
+    /// written in lockstep spilled their state to the stack: seen in the disassembly).
     @inline(never)
-    static func appendEliasPair(_ words0: UnsafePointer<UInt32>, _ words1: UnsafePointer<UInt32>, count: Int, start: Int,
-                                state: EliasPairState, into base: UnsafeMutableRawPointer,
-                                table: UnsafePointer<UInt64>, tableLimit: UInt32) -> EliasPairState {
-        var state = state
-        for j in 0..<count {
+    static func appendEliasBucket(_ words: UnsafePointer<UInt32>, count: Int, start: Int, state: EliasStreamState,
+                                  into base: UnsafeMutableRawPointer, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> EliasStreamState {
+        var stream = state.stream, last = state.last
+        var j = 0
+        while j &+ 2 <= count {
             let i = start &+ j
-            appendElias(words0[j], at: i, last: &state.last0, stream: &state.stream0, base, table: table, tableLimit: tableLimit)
-            appendElias(words1[j], at: i, last: &state.last1, stream: &state.stream1, base, table: table, tableLimit: tableLimit)
+            let a = elementCode(words[j], at: i, last: last, table: table, tableLimit: tableLimit)
+            let lastA = a.bits != 0 ? i : last
+            let b = elementCode(words[j &+ 1], at: i &+ 1, last: lastA, table: table, tableLimit: tableLimit)
+            let total = a.bits &+ b.bits
+            if total <= 56 {
+                stream.append(a.code | b.code &<< UInt64(truncatingIfNeeded: a.bits), bits: total, base)
+                last = b.bits != 0 ? i &+ 1 : lastA
+            } else {
+                appendElias(words[j], at: i, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+                appendElias(words[j &+ 1], at: i &+ 1, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+            }
+            j &+= 2
         }
-        return state
+        if j < count {
+            appendElias(words[j], at: start &+ j, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+        }
+        return EliasStreamState(stream: stream, last: last)
+    }
+
+    /// `appendEliasBucket` for a bucket with few nonzeros (under one in eight, e.g. s = 1): eight
+    /// level words at a time become an 8-bit mask of the nonzero ones, and only those are coded
+    /// (the dense loop spends ~25 instructions on every zero to append nothing).
+    @inline(never)
+    static func appendSparseEliasBucket(_ words: UnsafePointer<UInt32>, count: Int, start: Int, state: EliasStreamState,
+                                        into base: UnsafeMutableRawPointer, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> EliasStreamState {
+        var stream = state.stream, last = state.last
+        let weights = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+        var j = 0
+        while j &+ 8 <= count {
+            let w = UnsafeRawPointer(words + j).loadUnaligned(as: SIMD8<UInt32>.self)
+            var mask = laneUnion((SIMD8<UInt32>(repeating: 0) &- isNonzero(w)) & weights)
+            while mask != 0 {
+                let t = mask.trailingZeroBitCount
+                appendElias(words[j &+ t], at: start &+ j &+ t, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+                mask &= mask &- 1
+            }
+            j &+= 8
+        }
+        while j < count {
+            appendElias(words[j], at: start &+ j, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+            j &+= 1
+        }
+        return EliasStreamState(stream: stream, last: last)
+    }
+
+    /// γ(gap), the sign and γ(level) of a nonzero element as one field of at most 56 bits, (0, 0) for
+    /// a zero element, and bits > 56 for a field too long for one append (the caller then appends
+    /// the element with `appendElias`). Branch-free for the common case.
+    @inline(__always)
+    static func elementCode(_ w: UInt32, at i: Int, last: Int, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> (code: UInt64, bits: Int) {
+        let level = w & 0x7FFF_FFFF
+        let gap = EliasGamma.field(UInt64(i &- last))
+        let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
+        if level <= tableLimit {
+            entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
+        } else {
+            let l = EliasGamma.field(UInt64(level))
+            entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
+        }
+        let total = gap.bits &+ Int(truncatingIfNeeded: entry & 255)
+        let nonzero = level != 0
+        // A long field's code is unused (the caller re-encodes the element), so its shift may wrap.
+        let code = gap.code | (entry &>> 8) &<< UInt64(truncatingIfNeeded: gap.bits)
+        return (nonzero ? code : 0, nonzero ? total : 0)
     }
 
     /// Appends one element's γ(gap), sign and γ(level) when its level is nonzero, nothing otherwise.
