@@ -201,8 +201,7 @@ public struct QSGD: Compressor {
                 stream.append(a.code | b.code &<< UInt64(truncatingIfNeeded: a.bits), bits: total, base)
                 last = b.bits != 0 ? i &+ 1 : lastA
             } else {
-                appendElias(words[j], at: i, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
-                appendElias(words[j &+ 1], at: i &+ 1, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+                (stream, last) = appendPairSeparately(words + j, at: i, last: last, stream: stream, base, table: table, tableLimit: tableLimit)
             }
             j &+= 2
         }
@@ -210,6 +209,17 @@ public struct QSGD: Compressor {
             appendElias(words[j], at: start &+ j, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
         }
         return EliasStreamState(stream: stream, last: last)
+    }
+
+    /// The rare pair whose codes do not fit one append, element by element; out of line so that the
+    /// dense loop keeps its state in registers.
+    @inline(never)
+    static func appendPairSeparately(_ words: UnsafePointer<UInt32>, at i: Int, last: Int, stream: PositionedBits,
+                                     _ base: UnsafeMutableRawPointer, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> (PositionedBits, Int) {
+        var stream = stream, last = last
+        appendElias(words[0], at: i, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+        appendElias(words[1], at: i &+ 1, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+        return (stream, last)
     }
 
     /// `appendEliasBucket` for a bucket with few nonzeros (under one in eight, e.g. s = 1): eight
@@ -244,7 +254,7 @@ public struct QSGD: Compressor {
     @inline(__always)
     static func elementCode(_ w: UInt32, at i: Int, last: Int, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> (code: UInt64, bits: Int) {
         let level = w & 0x7FFF_FFFF
-        let gap = EliasGamma.field(UInt64(i &- last))
+        let gap = EliasGamma.field(UInt64(truncatingIfNeeded: i &- last))
         let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
         if level <= tableLimit {
             entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
@@ -267,7 +277,7 @@ public struct QSGD: Compressor {
     static func appendElias(_ w: UInt32, at i: Int, last: inout Int, stream: inout PositionedBits, _ base: UnsafeMutableRawPointer,
                             table: UnsafePointer<UInt64>, tableLimit: UInt32) {
         let level = w & 0x7FFF_FFFF
-        let gap = EliasGamma.field(UInt64(i &- last))
+        let gap = EliasGamma.field(UInt64(truncatingIfNeeded: i &- last))
         let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
         if level <= tableLimit {
             entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
@@ -282,7 +292,7 @@ public struct QSGD: Compressor {
             stream.append(nonzero ? code : 0, bits: nonzero ? total : 0, base)
         } else if nonzero {
             var sink = stream.sink(base)
-            sink.appendGamma(UInt64(i &- last))
+            sink.appendGamma(UInt64(truncatingIfNeeded: i &- last))
             sink.append(entry &>> 8, bits: signedBits)
             stream = PositionedBits(sink)
         }
@@ -444,36 +454,53 @@ public struct QSGD: Compressor {
     /// independent bit-position chains), then the rest of the longer one.
     func decodeElias(_ source0: BitSource, _ source1: BitSource, nonzeros: (Int, Int), n: Int,
                      units: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) throws {
-        var c0 = EliasCursor(stream: 0, elements: streamElements(0, n), bucketSize: bucketSize)
-        var c1 = EliasCursor(stream: 1, elements: streamElements(1, n), bucketSize: bucketSize)
-        let maxLevel = UInt64(levels), d = bucketSize
+        let layout = EliasCursor.Layout(n: n, bucketSize: bucketSize, buckets: bucketCount(n), units: units)
+        var c0 = EliasCursor(stream: 0, layout), c1 = EliasCursor(stream: 1, layout)
+        let maxLevel = UInt64(levels)
         let both = Swift.min(nonzeros.0, nonzeros.1)
-        for _ in 0..<both {
-            try c0.decodeNonzero(source0, maxLevel: maxLevel, bucketSize: d, units: units, into: out)
-            try c1.decodeNonzero(source1, maxLevel: maxLevel, bucketSize: d, units: units, into: out)
+        // Levels below 2²³ (s < 2²³) convert to floats with one bit pattern (`exactFloat` otherwise).
+        if levels < 1 << 23 {
+            for _ in 0..<both {
+                try c0.decodeNonzero(source0, maxLevel: maxLevel, narrow: true, layout, into: out)
+                try c1.decodeNonzero(source1, maxLevel: maxLevel, narrow: true, layout, into: out)
+            }
+        } else {
+            for _ in 0..<both {
+                try c0.decodeNonzero(source0, maxLevel: maxLevel, narrow: false, layout, into: out)
+                try c1.decodeNonzero(source1, maxLevel: maxLevel, narrow: false, layout, into: out)
+            }
         }
-        for _ in both..<nonzeros.0 { try c0.decodeNonzero(source0, maxLevel: maxLevel, bucketSize: d, units: units, into: out) }
-        for _ in both..<nonzeros.1 { try c1.decodeNonzero(source1, maxLevel: maxLevel, bucketSize: d, units: units, into: out) }
+        for _ in both..<nonzeros.0 { try c0.decodeNonzero(source0, maxLevel: maxLevel, narrow: false, layout, into: out) }
+        for _ in both..<nonzeros.1 { try c1.decodeNonzero(source1, maxLevel: maxLevel, narrow: false, layout, into: out) }
         try source0.expectEnd(at: c0.p)
         try source1.expectEnd(at: c1.p)
     }
 }
 
-/// The read state of one QSGD Elias stream: its bit position, the stream position of the last
-/// nonzero, and the bucket that position lies in (stream k holds buckets k, k + 2, ..., so stream
-/// position e of its m-th bucket is tensor element e + offset with offset = (m + k)·d).
+/// The read state of one QSGD Elias stream (stream k holds buckets k, k + 2, ...): its bit
+/// position, the tensor index of its last nonzero, how many elements of that one's bucket follow
+/// it, and the bucket's decoded unit. A gap within the bucket is two additions; crossing into a
+/// later bucket of the stream (once per bucket) is out of line.
 struct EliasCursor {
-    var p = 0
-    var position = -1
-    /// The stream position where the current bucket ends, the tensor index minus the stream
-    /// position within it, and its index.
-    var bucketEnd: Int, offset: Int, bucket: Int
-    let elements: Int, stream: Int
+    struct Layout {
+        let n: Int, bucketSize: Int, buckets: Int
+        let units: UnsafePointer<Float>
+    }
 
-    init(stream k: Int, elements: Int, bucketSize d: Int) {
-        bucketEnd = d; offset = k &* d; bucket = k
-        self.elements = elements
+    var p = 0
+    var index: Int
+    var remaining: Int
+    var unit: Float
+    var bucket: Int
+    let stream: Int
+
+    /// Before the first element of bucket k (`remaining` = its elements; 0 if it does not exist).
+    init(stream k: Int, _ layout: Layout) {
         stream = k
+        bucket = k
+        index = k &* layout.bucketSize &- 1
+        remaining = k < layout.buckets ? Swift.min(layout.bucketSize, layout.n &- k &* layout.bucketSize) : 0
+        unit = k < layout.buckets ? layout.units[k] : 0
     }
 
     /// Reads γ(gap), the sign and γ(level) of the next nonzero and adds its value to `out`.
@@ -482,8 +509,8 @@ struct EliasCursor {
     /// than ~25 bits): a single load on the bit-position chain instead of three. Error messages
     /// are built only when thrown.
     @inline(__always)
-    mutating func decodeNonzero(_ source: BitSource, maxLevel: UInt64, bucketSize d: Int,
-                                units: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) throws {
+    mutating func decodeNonzero(_ source: BitSource, maxLevel: UInt64, narrow: Bool, _ layout: Layout,
+                                into out: UnsafeMutablePointer<Float>) throws {
         let w = source.window(at: p)
         let z1 = w.bits.trailingZeroBitCount, length1 = 2 &* z1 &+ 1
         let afterSign = w.bits &>> UInt64(truncatingIfNeeded: length1 &+ 1)
@@ -500,28 +527,46 @@ struct EliasCursor {
         } else {
             (gap, level, negative) = try readLongNonzero(source)
         }
-        guard gap < UInt64(elements &- position), level <= maxLevel else { throw invalidNonzero(gap: gap, level: level, maxLevel: maxLevel) }
-        position &+= Int(truncatingIfNeeded: gap)
-        while position >= bucketEnd { bucketEnd &+= d; offset &+= d; bucket &+= 2 }
-        let magnitude = units[bucket] * QSGD.exactFloat(level)
+        guard level <= maxLevel else {
+            throw GradientCompressionError.corruptMessage("QSGD stream \(stream): level \(level) > s = \(maxLevel) after element \(index)")
+        }
+        if gap <= UInt64(truncatingIfNeeded: remaining) {
+            index &+= Int(truncatingIfNeeded: gap)
+            remaining &-= Int(truncatingIfNeeded: gap)
+        } else {
+            try crossBuckets(gap, layout)
+        }
+        let magnitude = unit * (narrow ? Float(bitPattern: 0x4B00_0000 | UInt32(truncatingIfNeeded: level)) - 0x1p23 : QSGD.exactFloat(level))
         // The sign bit xor-ed in: `negative ? -m : m` compiled to a branch that random signs mispredict half the time.
-        out[position &+ offset] += Float(bitPattern: magnitude.bitPattern ^ negative &<< 31)
+        out[index] += Float(bitPattern: magnitude.bitPattern ^ negative &<< 31)
+    }
+
+    /// A gap that leaves the current bucket: walks to the stream's bucket that holds it.
+    mutating func crossBuckets(_ gap: UInt64, _ layout: Layout) throws {
+        var left = gap &- UInt64(remaining)  // ≥ 1: elements past the current bucket's end
+        while true {
+            bucket &+= 2
+            guard bucket < layout.buckets else {
+                throw GradientCompressionError.corruptMessage("QSGD stream \(stream): a gap of \(gap) after element \(index) lies beyond the tensor")
+            }
+            let count = UInt64(Swift.min(layout.bucketSize, layout.n &- bucket &* layout.bucketSize))
+            if left <= count {
+                index = bucket &* layout.bucketSize &- 1 &+ Int(left)
+                remaining = Int(count &- left)
+                unit = layout.units[bucket]
+                return
+            }
+            left &-= count
+        }
     }
 
     /// The fields one by one, for codes longer than a window and near the end of the stream.
     mutating func readLongNonzero(_ source: BitSource) throws -> (gap: UInt64, level: UInt64, negative: UInt32) {
-        let (gap, gapBits) = try source.gamma(at: p, "the gap after stream \(stream)'s position \(position)")
+        let (gap, gapBits) = try source.gamma(at: p, "the gap after element \(index) in stream \(stream)")
         p &+= gapBits
         let negative = UInt32(truncatingIfNeeded: try source.field(1, at: p, "a sign in stream \(stream)"))
         let (level, levelBits) = try source.gamma(at: p &+ 1, "a level in stream \(stream)")
         p &+= 1 &+ levelBits
         return (gap, level, negative)
-    }
-
-    func invalidNonzero(gap: UInt64, level: UInt64, maxLevel: UInt64) -> GradientCompressionError {
-        if gap >= UInt64(elements &- position) {
-            return .corruptMessage("QSGD stream \(stream): a gap of \(gap) after position \(position) lies beyond its \(elements) elements")
-        }
-        return .corruptMessage("QSGD stream \(stream): level \(level) > s = \(maxLevel) at position \(position + Int(gap))")
     }
 }
