@@ -527,9 +527,7 @@ struct EliasCursor {
         } else {
             (gap, level, negative) = try readLongNonzero(source)
         }
-        guard level <= maxLevel else {
-            throw GradientCompressionError.corruptMessage("QSGD stream \(stream): level \(level) > s = \(maxLevel) after element \(index)")
-        }
+        guard level <= maxLevel else { throw levelError(level, maxLevel) }
         if gap <= UInt64(truncatingIfNeeded: remaining) {
             index &+= Int(truncatingIfNeeded: gap)
             remaining &-= Int(truncatingIfNeeded: gap)
@@ -541,7 +539,15 @@ struct EliasCursor {
         out[index] += Float(bitPattern: magnitude.bitPattern ^ negative &<< 31)
     }
 
+    /// Out of line, like every cold path here: inlined, the message building and the long reads
+    /// took registers from the hot loop, whose state then lived on the stack.
+    @inline(never)
+    func levelError(_ level: UInt64, _ maxLevel: UInt64) -> GradientCompressionError {
+        .corruptMessage("QSGD stream \(stream): level \(level) > s = \(maxLevel) after element \(index)")
+    }
+
     /// A gap that leaves the current bucket: walks to the stream's bucket that holds it.
+    @inline(never)
     mutating func crossBuckets(_ gap: UInt64, _ layout: Layout) throws {
         var left = gap &- UInt64(remaining)  // ≥ 1: elements past the current bucket's end
         while true {
@@ -561,6 +567,7 @@ struct EliasCursor {
     }
 
     /// The fields one by one, for codes longer than a window and near the end of the stream.
+    @inline(never)
     mutating func readLongNonzero(_ source: BitSource) throws -> (gap: UInt64, level: UInt64, negative: UInt32) {
         let (gap, gapBits) = try source.gamma(at: p, "the gap after element \(index) in stream \(stream)")
         p &+= gapBits
