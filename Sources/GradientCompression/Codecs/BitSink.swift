@@ -43,6 +43,47 @@ struct BitSink {
     @inlinable var byteCount: Int { byte &+ (filled &+ 7) &>> 3 }
 }
 
+/// A `BitSink` in two registers for loops that write several streams at once: the absolute bit
+/// position and the pending bits of the byte it lies in (the caller passes the base pointer, shared
+/// by the streams). Same bit order and capacity rule as `BitSink`.
+@usableFromInline
+struct PositionedBits {
+    /// Bits written, counted from the shared base (a stream starting at byte b starts at bit 8b).
+    @usableFromInline var bit: Int
+    /// The bits of the byte `bit / 8` written so far (below bit % 8), and zeros above.
+    @usableFromInline var pending: UInt64 = 0
+
+    @inlinable init(bit: Int) { self.bit = bit }
+
+    @inlinable init(_ sink: BitSink) {
+        bit = sink.byte &* 8 &+ sink.filled
+        pending = sink.accumulator
+    }
+
+    /// The same stream as a `BitSink` (for the rare long codes).
+    @inlinable func sink(_ base: UnsafeMutableRawPointer) -> BitSink {
+        var s = BitSink(base, startingAtByte: bit &>> 3)
+        s.accumulator = pending
+        s.filled = bit & 7
+        return s
+    }
+
+    /// Appends the low `bits` bits of `value` (0 ≤ bits ≤ 56; higher bits of `value` zero): one
+    /// unaligned 8-byte store at the current byte, then the pending bits move down by the whole
+    /// bytes completed.
+    @inlinable @inline(__always)
+    mutating func append(_ value: UInt64, bits: Int, _ base: UnsafeMutableRawPointer) {
+        pending |= value &<< UInt64(truncatingIfNeeded: bit & 7)
+        (base + (bit &>> 3)).storeBytes(of: pending.littleEndian, as: UInt64.self)
+        let next = bit &+ bits
+        pending = pending &>> UInt64(truncatingIfNeeded: (next & ~7) &- (bit & ~7))
+        bit = next
+    }
+
+    /// The bytes up to the last bit written, counting a partly filled last byte, from the base.
+    @inlinable var byteCount: Int { (bit &+ 7) &>> 3 }
+}
+
 extension EliasGamma {
     /// The code of `value` ≥ 1 as one field (z zeros, a one, the low z bits of `value`, z = ⌊log₂ value⌋)
     /// and its length 2z + 1, for values below 2³¹ (codes of at most 61 bits).

@@ -31,57 +31,106 @@ public struct OneBitSGD: Compressor {
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
         let (n, m) = OneBitSGD.matrix(shape)
-        // Column sums and counts of each side, accumulated row by row (contiguous reads).
+        let count = Swift.min(values.count, n * m)
+        guard maximumMagnitude(values).isFinite else {
+            let i = values.firstIndex { !$0.isFinite } ?? 0
+            throw CompressorError.nonFiniteInput(method: "onebit", tensor: key.tensor, detail: "element \(i) is \(values[i])")
+        }
+        // Column sums of each side and the count of negatives, branch-free, accumulated row by row
+        // (contiguous reads) in fp32 over blocks of 64 rows and added to fp64 per block.
         var negativeSum = [Double](repeating: 0, count: m), positiveSum = negativeSum
         var negativeCount = [Int](repeating: 0, count: m)
-        for r in 0..<n {
-            for j in 0..<m {
-                let x = values[r &* m &+ j]
-                guard x.isFinite else {
-                    throw CompressorError.nonFiniteInput(method: "onebit", tensor: key.tensor, detail: "element \(r &* m &+ j) is \(x)")
+        var blockNegative = [Float](repeating: 0, count: m), blockPositive = blockNegative
+        var blockCount = [Int32](repeating: 0, count: m)
+        if let v = values.baseAddress, m > 0 {
+            blockNegative.withUnsafeMutableBufferPointer { bn in
+                blockPositive.withUnsafeMutableBufferPointer { bp in
+                    blockCount.withUnsafeMutableBufferPointer { bc in
+                        var r = 0
+                        while r < n {
+                            let rows = Swift.min(64, n &- r)
+                            for row in r ..< r &+ rows {
+                                let x = v + row &* m
+                                for j in 0..<m {
+                                    let e = x[j]
+                                    bn[j] += Swift.min(e, 0)
+                                    bp[j] += Swift.max(e, 0)
+                                    bc[j] &+= e < 0 ? 1 : 0
+                                }
+                            }
+                            for j in 0..<m {
+                                negativeSum[j] += Double(bn[j]); positiveSum[j] += Double(bp[j]); negativeCount[j] &+= Int(bc[j])
+                                bn[j] = 0; bp[j] = 0; bc[j] = 0
+                            }
+                            r &+= rows
+                        }
+                    }
                 }
-                if x < 0 { negativeSum[j] += Double(x); negativeCount[j] &+= 1 } else { positiveSum[j] += Double(x) }
             }
         }
-        var writer = BitWriter(expectedBits: 64 * m + n * m)
-        for j in 0..<m {
-            let lower = negativeCount[j] > 0 ? Float(negativeSum[j] / Double(negativeCount[j])) : 0
-            let nonNegative = n - negativeCount[j]
-            let upper = nonNegative > 0 ? Float(positiveSum[j] / Double(nonNegative)) : 0
-            writer.write(UInt64(lower.bitPattern), bits: 32)
-            writer.write(UInt64(upper.bitPattern), bits: 32)
+        let total = 8 * m + (count + 7) / 8
+        return [UInt8](unsafeUninitializedCapacity: total) { out, written in
+            let raw = UnsafeMutableRawPointer(out.baseAddress!)
+            for j in 0..<m {
+                let lower = negativeCount[j] > 0 ? Float(negativeSum[j] / Double(negativeCount[j])) : 0
+                let nonNegative = n - negativeCount[j]
+                let upper = nonNegative > 0 ? Float(positiveSum[j] / Double(nonNegative)) : 0
+                raw.storeBytes(of: lower.bitPattern.littleEndian, toByteOffset: 8 * j, as: UInt32.self)
+                raw.storeBytes(of: upper.bitPattern.littleEndian, toByteOffset: 8 * j + 4, as: UInt32.self)
+            }
+            // Bit i (row-major) = [xᵢ ≥ 0], eight elements per byte: a vector compare, an and with 2ʲ
+            // and their union (`laneUnion`).
+            let bitsOut = raw + 8 * m
+            let weights = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+            var i = 0
+            if let v = values.baseAddress {
+                while i &+ 8 <= count {
+                    let x = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let byte = laneUnion(SIMD8<UInt32>(repeating: 0).replacing(with: weights, where: x .>= 0))
+                    bitsOut.storeBytes(of: UInt8(truncatingIfNeeded: byte), toByteOffset: i &>> 3, as: UInt8.self)
+                    i &+= 8
+                }
+                if i < count {
+                    var byte: UInt8 = 0
+                    for k in 0 ..< count &- i where v[i &+ k] >= 0 { byte |= 1 << UInt8(k) }
+                    bitsOut.storeBytes(of: byte, toByteOffset: i &>> 3, as: UInt8.self)
+                }
+            }
+            written = total
         }
-        var i = 0
-        while i < n * m {
-            let chunk = Swift.min(64, n * m - i)
-            var word: UInt64 = 0
-            for b in 0..<chunk where values[i &+ b] >= 0 { word |= 1 << UInt64(b) }
-            writer.write(word, bits: chunk)
-            i += chunk
-        }
-        return writer.finish()
     }
 
     public func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,
                        accumulatingInto output: UnsafeMutableBufferPointer<Float>) throws {
         let (n, m) = OneBitSGD.matrix(shape)
         try expectMessageBytes(message, fixedMessageBytes(shape: shape)!, "1-bit SGD", shape: shape)
-        var reader = BitReader(message, context: "1-bit SGD")
-        var lower = [Float](repeating: 0, count: m), upper = lower
+        // Column j's decoded means at 2j (bit 0) and 2j + 1 (bit 1): the bit indexes the pair, no
+        // branch (`bit ? upper : lower` compiled to one that random bits mispredict half the time).
+        var means = [Float](repeating: 0, count: 2 * m)
         for j in 0..<m {
-            let l = try reader.readFloat("column \(j)'s lower mean"), u = try reader.readFloat("column \(j)'s upper mean")
+            let l = Float(bitPattern: UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 8 * j, as: UInt32.self)))
+            let u = Float(bitPattern: UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 8 * j + 4, as: UInt32.self)))
             // The encoder's means satisfy μ₀ ≤ 0 ≤ μ₁ and are finite.
             guard l.isFinite, u.isFinite, l <= 0, u >= 0 else {
                 throw GradientCompressionError.corruptMessage("1-bit SGD column \(j) has means (\(l), \(u))")
             }
-            lower[j] = weight * l
-            upper[j] = weight * u
+            means[2 * j] = weight * l
+            means[2 * j + 1] = weight * u
         }
-        for r in 0..<n {
-            for j in 0..<m {
-                output[r &* m &+ j] += try reader.readBit("element \(r &* m &+ j)") ? upper[j] : lower[j]
+        let count = Swift.min(n * m, output.count)
+        guard let out = output.baseAddress, let base = message.baseAddress, count > 0 else { return }
+        let bits = base + 8 * m
+        if count % 8 != 0, bits.load(fromByteOffset: count / 8, as: UInt8.self) >> UInt8(count % 8) != 0 {
+            throw GradientCompressionError.corruptMessage("1-bit SGD message has nonzero padding bits")
+        }
+        means.withUnsafeBufferPointer { pairs in
+            var j = 0  // 2 × the column, wrapping at 2m
+            for i in 0..<count {
+                let bit = Int(truncatingIfNeeded: (bits.load(fromByteOffset: i &>> 3, as: UInt8.self) &>> UInt8(truncatingIfNeeded: i & 7)) & 1)
+                out[i] += pairs[j | bit]
+                j &+= 2
+                j = j == 2 &* m ? 0 : j
             }
         }
-        try reader.expectEnd()
     }
 }

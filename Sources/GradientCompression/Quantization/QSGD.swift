@@ -53,29 +53,86 @@ public struct QSGD: Compressor {
         return (32 * bucketCount(n) + n * (1 + levelBits) + 7) / 8
     }
 
-    /// An upper bound on the Elias stream's bits: 32 + 32 per bucket, and per element at most
-    /// 1.5 bits of gap code (γ(g) ≤ 1.5·g for every g ≥ 1 and the gaps sum to at most n), one sign
-    /// bit and 2⌊log₂ s⌋ + 1 = 2·levelBits − 1 level bits: 2·levelBits + 2 per element suffices.
-    func eliasBitBound(_ n: Int) -> Int { 32 + 32 * bucketCount(n) + n * (2 * levelBits + 2) }
+    /// An upper bound on the bits of one Elias stream covering `elements` elements: per element at
+    /// most 1.5 bits of gap code (γ(g) ≤ 1.5·g for every g ≥ 1 and the gaps sum to at most the
+    /// elements), one sign bit and 2⌊log₂ s⌋ + 1 = 2·levelBits − 1 level bits: 2·levelBits + 2.
+    func eliasBitBound(_ elements: Int) -> Int { elements * (2 * levelBits + 2) }
+
+    /// The elements of Elias stream k (0 or 1): those of the buckets b with b % 2 = k.
+    func streamElements(_ k: Int, _ n: Int) -> Int {
+        let buckets = bucketCount(n)
+        guard buckets > k else { return 0 }
+        let mine = (buckets - k + 1) / 2  // buckets k, k + 2, ...
+        let lastIsMine = (buckets - 1) % 2 == k
+        return mine * bucketSize - (lastIsMine ? buckets * bucketSize - n : 0)
+    }
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
-        let n = values.count
-        let buckets = bucketCount(n)
-        let fixedWidth = format == .fixedWidth
-        let header = fixedWidth ? 4 * buckets : 4 + 4 * buckets
-        // Bucket scales go to the byte-aligned header, the level stream after it; the sink's
-        // capacity is the format's exact size (fixed) or its proven bound (Elias), + 8 for its last store.
-        // Sized from `values.count`, not from `shape`, so a caller's inconsistent shape cannot shrink it.
-        let capacity = (fixedWidth ? (32 * buckets + n * (1 + levelBits) + 7) / 8 : (eliasBitBound(n) + 7) / 8) + 8
+        format == .fixedWidth ? try encodeFixedWidth(values, key: key) : try encodeElias(values, key: key)
+    }
+
+    /// Bucket b's scale, and its level words in `words` (all zero for a zero bucket): the elements'
+    /// count and how many levels are nonzero. Throws on a non-finite scale (a NaN/Inf input, or an
+    /// L2 norm beyond fp32).
+    @inline(__always)
+    func quantizeBucket(_ b: Int, _ v: UnsafePointer<Float>, _ n: Int, lanes: inout UniformLanes, key: CompressionKey,
+                        into words: UnsafeMutablePointer<UInt32>) throws -> (scale: Float, count: Int, nonzeros: Int) {
+        let start = b &* bucketSize, count = Swift.min(n, start &+ bucketSize) &- start
+        let bucket = UnsafeBufferPointer(start: v + start, count: count)
+        let scale = scaling == .l2 ? Vector.norm2(bucket) : maximumMagnitude(bucket)
+        guard scale.isFinite else {
+            throw CompressorError.nonFiniteInput(method: "qsgd", tensor: key.tensor,
+                                                 detail: "bucket \(b) has a NaN/Inf element or an fp32-overflowing norm")
+        }
+        if scale == 0 {
+            words.initialize(repeating: 0, count: count)
+            return (0, count, 0)
+        }
+        return (scale, count, quantizeLevels(bucket, lanes: &lanes, factor: Float(levels) / scale, into: words))
+    }
+
+    func encodeFixedWidth(_ values: UnsafeBufferPointer<Float>, key: CompressionKey) throws -> [UInt8] {
+        let n = values.count, buckets = bucketCount(n), header = 4 * buckets
+        guard let v = values.baseAddress else { return [] }
+        // Scales in the byte-aligned header, the fields after it; the capacity is the format's exact
+        // size + 8 for the sink's last store (from `values.count`, so a wrong `shape` cannot shrink it).
+        let capacity = (32 * buckets + n * (1 + levelBits) + 7) / 8 + 8
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
         defer { buffer.deallocate() }
         var sink = BitSink(buffer, startingAtByte: header)
-        var generator = key.workerStream(seed: seed)
-        // Per-bucket scratch: the uniforms, then each element's level with its sign in bit 31.
-        let scratch = Swift.max(1, Swift.min(n, bucketSize))
-        let u = UnsafeMutablePointer<Float>.allocate(capacity: scratch)
-        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: scratch)
-        defer { u.deallocate(); words.deallocate() }
+        var lanes = key.workerLanes(seed: seed)
+        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: Swift.min(n, bucketSize))
+        defer { words.deallocate() }
+        let levelShift = UInt32(levelBits), fieldBits = 1 + levelBits
+        for b in 0..<buckets {
+            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words)
+            (buffer + 4 * b).storeBytes(of: q.scale.bitPattern.littleEndian, as: UInt32.self)
+            for j in 0..<q.count {
+                let w = words[j]
+                sink.append(UInt64((w & 0x7FFF_FFFF) | (w &>> 31) &<< levelShift), bits: fieldBits)
+            }
+        }
+        precondition(sink.byteCount + 8 <= capacity, "QSGD: stream of \(sink.byteCount) bytes exceeds its size")
+        return [UInt8](UnsafeRawBufferPointer(start: buffer, count: sink.byteCount))
+    }
+
+    /// The Elias format: two independent streams, stream k holding the buckets b with b % 2 = k,
+    /// written in lockstep (buckets 2g and 2g + 1 together) so that the two serial bit-position
+    /// chains overlap in the CPU, and decoded the same way.
+    func encodeElias(_ values: UnsafeBufferPointer<Float>, key: CompressionKey) throws -> [UInt8] {
+        let n = values.count, buckets = bucketCount(n)
+        guard let v = values.baseAddress else { return [UInt8](repeating: 0, count: 12) }
+        let d = Swift.min(n, bucketSize)
+        // Stream k's region: its proven bound + 8 bytes for the sink's last store.
+        let capacity0 = (eliasBitBound(streamElements(0, n)) + 7) / 8 + 8
+        let capacity1 = (eliasBitBound(streamElements(1, n)) + 7) / 8 + 8
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity0 + capacity1, alignment: 8)
+        defer { buffer.deallocate() }
+        var lanes = key.workerLanes(seed: seed)
+        // The level words of one bucket.
+        let words = UnsafeMutablePointer<UInt32>.allocate(capacity: d)
+        defer { words.deallocate() }
+        var scales = [Float](repeating: 0, count: buckets)
         // Elias codes of (sign, level) for levels up to 255, indexed by 2·level + sign: the level
         // code shifted above the sign bit, and the length in the low 8 bits (0 for level 0).
         let tableArray = EliasGamma.signedLevelTable(maximum: Swift.min(levels, 255))
@@ -83,110 +140,237 @@ public struct QSGD: Compressor {
         let table = UnsafeMutablePointer<UInt64>.allocate(capacity: tableArray.count)
         table.initialize(from: tableArray, count: tableArray.count)
         defer { table.deallocate() }
-        var nonzeros = 0
-        var lastPosition = -1
-        let s = Float(levels), levelShift = UInt32(levelBits), fieldBits = 1 + levelBits
-        guard let v = values.baseAddress else {
-            return fixedWidth ? [] : [0, 0, 0, 0]
-        }
+        // Both streams write through `buffer`; stream 1's bit positions start at its region.
+        var streams = [EliasStreamState(stream: PositionedBits(bit: 0), last: -1),
+                       EliasStreamState(stream: PositionedBits(bit: 8 * capacity0), last: -1)]
+        var nonzeros = [0, 0]
         for b in 0..<buckets {
-            let start = b &* bucketSize, count = Swift.min(n, start &+ bucketSize) &- start
-            let bucket = UnsafeBufferPointer(start: v + start, count: count)
-            // 1. The scale (a non-finite scale means a NaN/Inf input, or an L2 norm beyond fp32).
-            let scale = scaling == .l2 ? Vector.norm2(bucket) : maximumMagnitude(bucket)
-            guard scale.isFinite else {
-                throw CompressorError.nonFiniteInput(method: "qsgd", tensor: key.tensor,
-                                                     detail: "bucket \(b) has a NaN/Inf element or an fp32-overflowing norm")
+            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words)
+            scales[b] = q.scale
+            let k = b & 1
+            nonzeros[k] &+= q.nonzeros
+            if q.nonzeros &* 8 < q.count {
+                streams[k] = QSGD.appendSparseEliasBucket(words, count: q.count, start: (b &>> 1) &* bucketSize, state: streams[k],
+                                                          into: buffer, table: table, tableLimit: tableLimit)
+            } else {
+                streams[k] = QSGD.appendEliasBucket(words, count: q.count, start: (b &>> 1) &* bucketSize, state: streams[k],
+                                                    into: buffer, table: table, tableLimit: tableLimit)
             }
-            (buffer + header - 4 * (buckets - b)).storeBytes(of: scale.bitPattern.littleEndian, as: UInt32.self)
-            if scale == 0 {
-                if fixedWidth { sink.appendZeros(count &* fieldBits) }
-                continue
-            }
-            // 2. Levels (a branch-free loop the compiler vectorizes), then the bit stream.
-            generator.fillUniform(UnsafeMutableBufferPointer(start: u, count: count))
-            quantizeLevels(bucket, uniforms: u, factor: s / scale, into: words)
-            if fixedWidth {
-                for j in 0..<count {
-                    let w = words[j]
-                    sink.append(UInt64((w & 0x7FFF_FFFF) | (w &>> 31) &<< levelShift), bits: fieldBits)
-                }
-                continue
-            }
-            let coded = QSGD.appendEliasBucket(words, count: count, start: start, lastPosition: lastPosition,
-                                               sink: sink, table: table, tableLimit: tableLimit)
-            sink = coded.sink
-            lastPosition = coded.lastPosition
-            nonzeros &+= coded.nonzeros
         }
-        precondition(sink.byteCount + 8 <= capacity, "QSGD: stream of \(sink.byteCount) bytes exceeds its bound")
-        if !fixedWidth { buffer.storeBytes(of: UInt32(nonzeros).littleEndian, as: UInt32.self) }
-        return [UInt8](UnsafeRawBufferPointer(start: buffer, count: sink.byteCount))
+        let state = (stream0: streams[0].stream, stream1: streams[1].stream)
+        let nonzeros0 = nonzeros[0], nonzeros1 = nonzeros[1]
+        let bytes0 = state.stream0.byteCount, bytes1 = state.stream1.byteCount - capacity0
+        precondition(bytes0 + 8 <= capacity0 && bytes1 + 8 <= capacity1, "QSGD: an Elias stream exceeds its bound")
+        let header = 12 + 4 * buckets, total = header + bytes0 + bytes1
+        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+            let raw = UnsafeMutableRawPointer(out.baseAddress!)
+            raw.storeBytes(of: UInt32(nonzeros0).littleEndian, toByteOffset: 0, as: UInt32.self)
+            raw.storeBytes(of: UInt32(nonzeros1).littleEndian, toByteOffset: 4, as: UInt32.self)
+            raw.storeBytes(of: UInt32(bytes0).littleEndian, toByteOffset: 8, as: UInt32.self)
+            for b in 0..<buckets { raw.storeBytes(of: scales[b].bitPattern.littleEndian, toByteOffset: 12 + 4 * b, as: UInt32.self) }
+            (raw + header).copyMemory(from: buffer, byteCount: bytes0)
+            (raw + header + bytes0).copyMemory(from: buffer + capacity0, byteCount: bytes1)
+            count = total
+        }
     }
 
-    /// Appends the Elias stream of one bucket's level words (element `start` first) and returns the
-    /// sink, the position of the last nonzero and the count of nonzeros. Its own function, taking and
-    /// returning its state by value, so that the loop's dozen live values stay in registers (inlined
-    /// in `encode`, a spilled counter's store-to-load chain cost ~10% of the time).
+    /// One Elias stream's writer and the stream position of its last nonzero.
+    @usableFromInline
+    struct EliasStreamState {
+        var stream: PositionedBits
+        var last: Int
+    }
+
+    /// Appends the Elias codes of one bucket's level words (element j at stream position
+    /// `start + j`), two elements per append: the pair's codes are joined in a register first (the
+    /// serial bit-position chain then has one step per two elements). Its own function, taking and
+    /// returning its state by value, so that the loop's live values stay in registers (two streams
+    /// written in lockstep spilled their state to the stack: seen in the disassembly).
+    @inline(never)
+    static func appendEliasBucket(_ words: UnsafePointer<UInt32>, count: Int, start: Int, state: EliasStreamState,
+                                  into base: UnsafeMutableRawPointer, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> EliasStreamState {
+        var stream = state.stream, last = state.last
+        var j = 0
+        while j &+ 2 <= count {
+            let i = start &+ j
+            let a = elementCode(words[j], at: i, last: last, table: table, tableLimit: tableLimit)
+            let lastA = a.bits != 0 ? i : last
+            let b = elementCode(words[j &+ 1], at: i &+ 1, last: lastA, table: table, tableLimit: tableLimit)
+            let total = a.bits &+ b.bits
+            if total <= 56 {
+                stream.append(a.code | b.code &<< UInt64(truncatingIfNeeded: a.bits), bits: total, base)
+                last = b.bits != 0 ? i &+ 1 : lastA
+            } else {
+                (stream, last) = appendPairSeparately(words + j, at: i, last: last, stream: stream, base, table: table, tableLimit: tableLimit)
+            }
+            j &+= 2
+        }
+        if j < count {
+            appendElias(words[j], at: start &+ j, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+        }
+        return EliasStreamState(stream: stream, last: last)
+    }
+
+    /// The rare pair whose codes do not fit one append, element by element; out of line so that the
+    /// dense loop keeps its state in registers.
+    @inline(never)
+    static func appendPairSeparately(_ words: UnsafePointer<UInt32>, at i: Int, last: Int, stream: PositionedBits,
+                                     _ base: UnsafeMutableRawPointer, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> (PositionedBits, Int) {
+        var stream = stream, last = last
+        appendElias(words[0], at: i, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+        appendElias(words[1], at: i &+ 1, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+        return (stream, last)
+    }
+
+    /// `appendEliasBucket` for a bucket with few nonzeros (under one in eight, e.g. s = 1): eight
+    /// level words at a time become an 8-bit mask of the nonzero ones, and only those are coded
+    /// (the dense loop spends ~25 instructions on every zero to append nothing).
+    @inline(never)
+    static func appendSparseEliasBucket(_ words: UnsafePointer<UInt32>, count: Int, start: Int, state: EliasStreamState,
+                                        into base: UnsafeMutableRawPointer, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> EliasStreamState {
+        var stream = state.stream, last = state.last
+        let weights = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+        var j = 0
+        while j &+ 8 <= count {
+            let w = UnsafeRawPointer(words + j).loadUnaligned(as: SIMD8<UInt32>.self)
+            var mask = laneUnion((SIMD8<UInt32>(repeating: 0) &- isNonzero(w)) & weights)
+            while mask != 0 {
+                let t = mask.trailingZeroBitCount
+                appendElias(words[j &+ t], at: start &+ j &+ t, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+                mask &= mask &- 1
+            }
+            j &+= 8
+        }
+        while j < count {
+            appendElias(words[j], at: start &+ j, last: &last, stream: &stream, base, table: table, tableLimit: tableLimit)
+            j &+= 1
+        }
+        return EliasStreamState(stream: stream, last: last)
+    }
+
+    /// γ(gap), the sign and γ(level) of a nonzero element as one field of at most 56 bits, (0, 0) for
+    /// a zero element, and bits > 56 for a field too long for one append (the caller then appends
+    /// the element with `appendElias`). Branch-free for the common case.
+    @inline(__always)
+    static func elementCode(_ w: UInt32, at i: Int, last: Int, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> (code: UInt64, bits: Int) {
+        let level = w & 0x7FFF_FFFF
+        let gap = EliasGamma.field(UInt64(truncatingIfNeeded: i &- last))
+        let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
+        if level <= tableLimit {
+            entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
+        } else {
+            let l = EliasGamma.field(UInt64(level))
+            entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
+        }
+        let total = gap.bits &+ Int(truncatingIfNeeded: entry & 255)
+        let nonzero = level != 0
+        // A long field's code is unused (the caller re-encodes the element), so its shift may wrap.
+        let code = gap.code | (entry &>> 8) &<< UInt64(truncatingIfNeeded: gap.bits)
+        return (nonzero ? code : 0, nonzero ? total : 0)
+    }
+
+    /// Appends one element's γ(gap), sign and γ(level) when its level is nonzero, nothing otherwise.
     ///
     /// Branch-free for the common case (a data-dependent `if level == 0` mispredicts often): a
-    /// zero element appends 0 bits and keeps `lastPosition`.
-    @inline(never)
-    static func appendEliasBucket(_ words: UnsafePointer<UInt32>, count: Int, start: Int, lastPosition: Int, sink: BitSink,
-                                  table: UnsafePointer<UInt64>, tableLimit: UInt32)
-        -> (sink: BitSink, lastPosition: Int, nonzeros: Int) {
-        var sink = sink, lastPosition = lastPosition, nonzeros = 0
-        for j in 0..<count {
-            let w = words[j], level = w & 0x7FFF_FFFF
-            let i = start &+ j
-            let gap = EliasGamma.field(UInt64(i &- lastPosition))
-            let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
-            if level <= tableLimit {
-                entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
-            } else {
-                let l = EliasGamma.field(UInt64(level))
-                entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
-            }
-            let signedBits = Int(truncatingIfNeeded: entry & 255), total = gap.bits &+ signedBits
-            let nonzero = level != 0
-            if total <= 56 {
-                let code = gap.code | (entry &>> 8) &<< UInt64(truncatingIfNeeded: gap.bits)
-                sink.append(nonzero ? code : 0, bits: nonzero ? total : 0)
-            } else if nonzero {
-                sink.appendGamma(UInt64(i &- lastPosition))
-                sink.append(entry &>> 8, bits: signedBits)
-            }
-            lastPosition = nonzero ? i : lastPosition
-            nonzeros &+= nonzero ? 1 : 0
+    /// zero element appends 0 bits and keeps `last`.
+    @inline(__always)
+    static func appendElias(_ w: UInt32, at i: Int, last: inout Int, stream: inout PositionedBits, _ base: UnsafeMutableRawPointer,
+                            table: UnsafePointer<UInt64>, tableLimit: UInt32) {
+        let level = w & 0x7FFF_FFFF
+        let gap = EliasGamma.field(UInt64(truncatingIfNeeded: i &- last))
+        let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
+        if level <= tableLimit {
+            entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
+        } else {
+            let l = EliasGamma.field(UInt64(level))
+            entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
         }
-        return (sink, lastPosition, nonzeros)
+        let signedBits = Int(truncatingIfNeeded: entry & 255), total = gap.bits &+ signedBits
+        let nonzero = level != 0
+        if total <= 56 {
+            let code = gap.code | (entry &>> 8) &<< UInt64(truncatingIfNeeded: gap.bits)
+            stream.append(nonzero ? code : 0, bits: nonzero ? total : 0, base)
+        } else if nonzero {
+            var sink = stream.sink(base)
+            sink.appendGamma(UInt64(truncatingIfNeeded: i &- last))
+            sink.append(entry &>> 8, bits: signedBits)
+            stream = PositionedBits(sink)
+        }
+        last = nonzero ? i : last
     }
 
-    /// ζᵢ = ⌊aᵢ⌋ + [Uᵢ < aᵢ − ⌊aᵢ⌋], aᵢ = min(|vᵢ|·factor, s), clamped to s, written as ζᵢ | sign << 31.
+    /// ζᵢ = ⌊aᵢ⌋ + [Uᵢ < aᵢ − ⌊aᵢ⌋], aᵢ = min(|vᵢ|·factor, s), clamped to s, written as ζᵢ | sign << 31,
+    /// eight elements per step with their eight uniforms drawn in the same step (no uniform array).
+    /// A bucket draws ⌈count/8⌉ steps of `lanes`; the draws of a tail beyond the bucket are unused.
     ///
-    /// Float → integer conversions in Swift are checked and keep this loop scalar (measured 4×
+    /// Float → integer conversions in Swift are checked and keep a loop scalar (measured 4×
     /// slower), so ⌊a⌋ and ζ's integer bits use the 2²³ trick instead: for 0 ≤ a < 2²³,
     /// (a + 2²³) − 2²³ is a rounded to an integer (minus one if that rounded up gives ⌊a⌋), and the
     /// low 23 bits of the float ζ + 2²³ are ζ. Floats from 2²³ to 2²⁴ (levels s ≥ 2²³) are integers
     /// already: ⌊a⌋ = a, and ζ is the mantissa with its implicit bit (2²⁴ has exponent 24).
+    /// Returns the count of nonzero levels.
     @inlinable
-    func quantizeLevels(_ bucket: UnsafeBufferPointer<Float>, uniforms u: UnsafeMutablePointer<Float>, factor: Float,
-                        into words: UnsafeMutablePointer<UInt32>) {
-        let s = Float(levels)
-        guard let v = bucket.baseAddress else { return }
-        for j in 0..<bucket.count {
-            let x = v[j]
-            var a = Swift.abs(x) * factor
-            a = a < s ? a : s
-            let rounded = (a + 0x1p23) - 0x1p23
-            let lower = a >= 0x1p23 ? a : (rounded > a ? rounded - 1 : rounded)
-            var level = u[j] < a - lower ? lower + 1 : lower
-            level = level < s ? level : s
-            let small = (level + 0x1p23).bitPattern & 0x7F_FFFF
-            let large = level == 0x1p24 ? 1 << 24 : (level.bitPattern & 0x7F_FFFF) | 0x80_0000
-            // `x < 0`, not the sign bit: −0 is sent as +0 (the fixed-width format writes the sign of zeros).
-            words[j] = (level >= 0x1p23 ? large : small) | (x < 0 ? 0x8000_0000 : 0)
+    func quantizeLevels(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes, factor: Float,
+                        into words: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let v = bucket.baseAddress else { return 0 }
+        let count = bucket.count
+        var j = 0
+        var nonzeros = SIMD8<UInt32>(repeating: 0)
+        if levels < 1 << 23 {
+            while j &+ 8 <= count {
+                let x = UnsafeRawPointer(v + j).loadUnaligned(as: SIMD8<Float>.self)
+                let w = levelWords(x, lanes.next(), factor, wide: false)
+                UnsafeMutableRawPointer(words + j).storeBytes(of: w, as: SIMD8<UInt32>.self)
+                nonzeros &+= QSGD.isNonzero(w)
+                j &+= 8
+            }
+        } else {
+            while j &+ 8 <= count {
+                let x = UnsafeRawPointer(v + j).loadUnaligned(as: SIMD8<Float>.self)
+                let w = levelWords(x, lanes.next(), factor, wide: true)
+                UnsafeMutableRawPointer(words + j).storeBytes(of: w, as: SIMD8<UInt32>.self)
+                nonzeros &+= QSGD.isNonzero(w)
+                j &+= 8
+            }
         }
+        if j < count {
+            // The tail: zero padding quantizes to level 0 (a = 0 and U < 0 never holds).
+            var x = SIMD8<Float>(repeating: 0)
+            for k in 0 ..< count &- j { x[k] = v[j &+ k] }
+            let w = levelWords(x, lanes.next(), factor, wide: levels >= 1 << 23)
+            for k in 0 ..< count &- j { words[j &+ k] = w[k] }
+            nonzeros &+= QSGD.isNonzero(w)
+        }
+        return Int(nonzeros.wrappedSum())
+    }
+
+    /// 1 in the lanes whose level is nonzero, else 0: (ζ + 2³¹ − 1) >> 31 for ζ ≤ 2²⁴ (integer
+    /// arithmetic: an integer `.==` mask was built lane by lane through memory, 10× slower).
+    @inlinable @inline(__always)
+    static func isNonzero(_ w: SIMD8<UInt32>) -> SIMD8<UInt32> { ((w & 0x7FFF_FFFF) &+ 0x7FFF_FFFF) &>> 31 }
+
+    /// The level words of eight elements `x` with their uniforms `u` (see `quantizeLevels`);
+    /// `wide` handles levels of 2²³ and more.
+    @inlinable @inline(__always)
+    func levelWords(_ x: SIMD8<Float>, _ u: SIMD8<Float>, _ factor: Float, wide: Bool) -> SIMD8<UInt32> {
+        let s = SIMD8<Float>(repeating: Float(levels)), big = SIMD8<Float>(repeating: 0x1p23)
+        let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+        var a = unsafeBitCast(bits & 0x7FFF_FFFF, to: SIMD8<Float>.self) * factor
+        a.replace(with: s, where: a .> s)
+        let rounded = (a + big) - big
+        var lower = rounded.replacing(with: rounded - 1, where: rounded .> a)
+        if wide { lower.replace(with: a, where: a .>= big) }
+        var level = lower.replacing(with: lower + 1, where: u .< a - lower)
+        level.replace(with: s, where: level .> s)
+        var word = unsafeBitCast(level + big, to: SIMD8<UInt32>.self) & 0x7F_FFFF
+        if wide {
+            var large = (unsafeBitCast(level, to: SIMD8<UInt32>.self) & 0x7F_FFFF) | 0x80_0000
+            large.replace(with: 1 << 24, where: level .== 0x1p24)
+            word.replace(with: large, where: level .>= big)
+        }
+        // `x < 0`, not the sign bit: −0 is sent as +0 (the fixed-width format writes the sign of zeros).
+        word.replace(with: word | 0x8000_0000, where: x .< 0)
+        return word
     }
 
     public func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,
@@ -195,11 +379,13 @@ public struct QSGD: Compressor {
         let buckets = bucketCount(n)
         if let expected = fixedMessageBytes(shape: shape) { try expectMessageBytes(message, expected, "QSGD", shape: shape) }
         var reader = ByteReader(message, context: "QSGD")
-        var nonzeros = 0
+        var nonzeros = (0, 0), bytes0 = 0
         if format == .elias {
-            nonzeros = Int(try reader.readUInt32("the nonzero count"))
-            guard nonzeros <= n else {
-                throw GradientCompressionError.corruptMessage("QSGD message claims \(nonzeros) nonzeros in a tensor of \(n) elements")
+            nonzeros = (Int(try reader.readUInt32("the nonzero count of stream 0")), Int(try reader.readUInt32("the nonzero count of stream 1")))
+            bytes0 = Int(try reader.readUInt32("the byte length of stream 0"))
+            for (k, count) in [nonzeros.0, nonzeros.1].enumerated() where count > streamElements(k, n) {
+                throw GradientCompressionError.corruptMessage(
+                    "QSGD message claims \(count) nonzeros in stream \(k) of \(streamElements(k, n)) elements")
             }
         }
         // The decoded value of level ζ in bucket b is weight·scale_b/s·ζ.
@@ -211,48 +397,183 @@ public struct QSGD: Compressor {
             }
             units[b] = weight * scale / Float(levels)
         }
-        let bits = BitSource(message, context: "QSGD")
-        var p = 8 * reader.offset  // the bit position, a local so that it stays in a register
-        let maxLevel = UInt64(levels)
-        guard let out = output.baseAddress else { try bits.expectEnd(at: p); return }
-        // No closure here: a captured `bits` would be boxed and every read dynamically exclusivity-checked.
-            if format == .fixedWidth {
-                let fieldBits = 1 + levelBits, mask = (UInt64(1) << UInt64(levelBits)) - 1, shift = UInt64(levelBits)
-                for b in 0..<buckets {
-                    let unit = units[b]
-                    for i in b &* bucketSize ..< Swift.min(n, (b &+ 1) &* bucketSize) {
-                        let field = try bits.field(fieldBits, at: p, "element \(i)")
-                        p &+= fieldBits
-                        let level = field & mask
-                        guard level <= maxLevel else {
-                            throw GradientCompressionError.corruptMessage("QSGD element \(i) has level \(level) > s = \(levels)")
-                        }
-                        let magnitude = unit * Float(UInt32(truncatingIfNeeded: level))
-                        out[i] += field &>> shift != 0 ? -magnitude : magnitude
-                    }
-                }
-            } else {
-                var position = -1
-                // The bucket of `position`, advanced as positions grow (no division per element).
-                var bucket = 0, bucketEnd = bucketSize
-                for j in 0..<nonzeros {
-                    let (gap, gapBits) = try bits.gamma(at: p, "the gap before nonzero \(j)")
-                    p &+= gapBits
-                    guard gap < UInt64(n &- position) else {
-                        throw GradientCompressionError.corruptMessage("QSGD nonzero \(j) lies beyond the \(n) elements")
-                    }
-                    position &+= Int(truncatingIfNeeded: gap)
-                    let negative = try bits.field(1, at: p, "the sign of nonzero \(j)") != 0
-                    let (level, levelBits) = try bits.gamma(at: p &+ 1, "the level of nonzero \(j)")
-                    p &+= 1 &+ levelBits
-                    guard level <= maxLevel else {
-                        throw GradientCompressionError.corruptMessage("QSGD nonzero \(j) has level \(level) > s = \(levels)")
-                    }
-                    while position >= bucketEnd { bucket &+= 1; bucketEnd &+= bucketSize }
-                    let magnitude = units[bucket] * Float(UInt32(truncatingIfNeeded: level))
-                    out[position] += negative ? -magnitude : magnitude
-                }
+        let rest = UnsafeRawBufferPointer(rebasing: message[reader.offset...])
+        guard let out = output.baseAddress else {
+            if format == .elias, bytes0 != 0 || !rest.isEmpty {
+                throw GradientCompressionError.corruptMessage("QSGD message for an empty tensor has \(rest.count) stream bytes")
             }
+            return
+        }
+        try units.withUnsafeBufferPointer { u in
+            if format == .fixedWidth {
+                try decodeFixedWidth(BitSource(rest, context: "QSGD"), n: n, units: u, into: out)
+            } else {
+                guard bytes0 <= rest.count else {
+                    throw GradientCompressionError.corruptMessage("QSGD stream 0 of \(bytes0) bytes exceeds the \(rest.count) bytes left")
+                }
+                try decodeElias(BitSource(UnsafeRawBufferPointer(rebasing: rest[..<bytes0]), context: "QSGD stream 0"),
+                                BitSource(UnsafeRawBufferPointer(rebasing: rest[bytes0...]), context: "QSGD stream 1"),
+                                nonzeros: nonzeros, n: n, units: u.baseAddress!, into: out)
+            }
+        }
+    }
+
+    /// `level` (≤ 2²⁴) as a Float without an int→float conversion: `cvtsi2ss` writes only the low
+    /// lane of its register, and the compiler reused the register of the previous element's sum,
+    /// chaining every element to the last (~11 cycles each, seen in the disassembly). The low 23
+    /// bits as the mantissa of 2²³ minus 2²³, plus 2²³·(level >> 23) as a bit pattern (0, 2²³ or 2²⁴).
+    @inline(__always)
+    static func exactFloat(_ level: UInt64) -> Float {
+        let low = Float(bitPattern: 0x4B00_0000 | UInt32(truncatingIfNeeded: level) & 0x7F_FFFF) - 0x1p23
+        let k = UInt32(truncatingIfNeeded: level &>> 23)
+        return low + Float(bitPattern: k == 0 ? 0 : 0x4A80_0000 &+ k &<< 23)
+    }
+
+    func decodeFixedWidth(_ bits: BitSource, n: Int, units: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>) throws {
+        var p = 0  // the bit position, a local so that it stays in a register
+        let fieldBits = 1 + levelBits, mask = (UInt64(1) << UInt64(levelBits)) - 1, shift = UInt64(levelBits)
+        let maxLevel = UInt64(levels)
+        for b in 0..<units.count {
+            let unit = units[b]
+            for i in b &* bucketSize ..< Swift.min(n, (b &+ 1) &* bucketSize) {
+                let field = try bits.field(fieldBits, at: p, "element \(i)")
+                p &+= fieldBits
+                let level = field & mask
+                guard level <= maxLevel else {
+                    throw GradientCompressionError.corruptMessage("QSGD element \(i) has level \(level) > s = \(levels)")
+                }
+                let magnitude = unit * QSGD.exactFloat(level)
+                // The sign bit xor-ed in: `sign ? -m : m` compiled to a branch that random signs mispredict half the time.
+                out[i] += Float(bitPattern: magnitude.bitPattern ^ UInt32(truncatingIfNeeded: field &>> shift) &<< 31)
+            }
+        }
         try bits.expectEnd(at: p)
+    }
+
+    /// Decodes the two Elias streams in lockstep (one nonzero of each per iteration: two
+    /// independent bit-position chains), then the rest of the longer one.
+    func decodeElias(_ source0: BitSource, _ source1: BitSource, nonzeros: (Int, Int), n: Int,
+                     units: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) throws {
+        let layout = EliasCursor.Layout(n: n, bucketSize: bucketSize, buckets: bucketCount(n), units: units)
+        var c0 = EliasCursor(stream: 0, layout), c1 = EliasCursor(stream: 1, layout)
+        let maxLevel = UInt64(levels)
+        let both = Swift.min(nonzeros.0, nonzeros.1)
+        // Levels below 2²³ (s < 2²³) convert to floats with one bit pattern (`exactFloat` otherwise).
+        if levels < 1 << 23 {
+            for _ in 0..<both {
+                try c0.decodeNonzero(source0, maxLevel: maxLevel, narrow: true, layout, into: out)
+                try c1.decodeNonzero(source1, maxLevel: maxLevel, narrow: true, layout, into: out)
+            }
+        } else {
+            for _ in 0..<both {
+                try c0.decodeNonzero(source0, maxLevel: maxLevel, narrow: false, layout, into: out)
+                try c1.decodeNonzero(source1, maxLevel: maxLevel, narrow: false, layout, into: out)
+            }
+        }
+        for _ in both..<nonzeros.0 { try c0.decodeNonzero(source0, maxLevel: maxLevel, narrow: false, layout, into: out) }
+        for _ in both..<nonzeros.1 { try c1.decodeNonzero(source1, maxLevel: maxLevel, narrow: false, layout, into: out) }
+        try source0.expectEnd(at: c0.p)
+        try source1.expectEnd(at: c1.p)
+    }
+}
+
+/// The read state of one QSGD Elias stream (stream k holds buckets k, k + 2, ...): its bit
+/// position, the tensor index of its last nonzero, how many elements of that one's bucket follow
+/// it, and the bucket's decoded unit. A gap within the bucket is two additions; crossing into a
+/// later bucket of the stream (once per bucket) is out of line.
+struct EliasCursor {
+    struct Layout {
+        let n: Int, bucketSize: Int, buckets: Int
+        let units: UnsafePointer<Float>
+    }
+
+    var p = 0
+    var index: Int
+    var remaining: Int
+    var unit: Float
+    var bucket: Int
+    let stream: Int
+
+    /// Before the first element of bucket k (`remaining` = its elements; 0 if it does not exist).
+    init(stream k: Int, _ layout: Layout) {
+        stream = k
+        bucket = k
+        index = k &* layout.bucketSize &- 1
+        remaining = k < layout.buckets ? Swift.min(layout.bucketSize, layout.n &- k &* layout.bucketSize) : 0
+        unit = k < layout.buckets ? layout.units[k] : 0
+    }
+
+    /// Reads γ(gap), the sign and γ(level) of the next nonzero and adds its value to `out`.
+    ///
+    /// One 64-bit window serves all three fields when they fit (they do unless a code is longer
+    /// than ~25 bits): a single load on the bit-position chain instead of three. Error messages
+    /// are built only when thrown.
+    @inline(__always)
+    mutating func decodeNonzero(_ source: BitSource, maxLevel: UInt64, narrow: Bool, _ layout: Layout,
+                                into out: UnsafeMutablePointer<Float>) throws {
+        let w = source.window(at: p)
+        let z1 = w.bits.trailingZeroBitCount, length1 = 2 &* z1 &+ 1
+        let afterSign = w.bits &>> UInt64(truncatingIfNeeded: length1 &+ 1)
+        let z2 = afterSign.trailingZeroBitCount, total = length1 &+ 2 &+ 2 &* z2
+        var gap: UInt64, level: UInt64, negative: UInt32
+        if total <= w.valid {
+            // Every shift below is < 64: total ≤ 64 implies z1, z2 ≤ 31.
+            gap = (w.bits &>> UInt64(truncatingIfNeeded: z1 &+ 1)) & ((1 &<< UInt64(truncatingIfNeeded: z1)) &- 1)
+                | 1 &<< UInt64(truncatingIfNeeded: z1)
+            negative = UInt32(truncatingIfNeeded: w.bits &>> UInt64(truncatingIfNeeded: length1)) & 1
+            level = (afterSign &>> UInt64(truncatingIfNeeded: z2 &+ 1)) & ((1 &<< UInt64(truncatingIfNeeded: z2)) &- 1)
+                | 1 &<< UInt64(truncatingIfNeeded: z2)
+            p &+= total
+        } else {
+            (gap, level, negative) = try readLongNonzero(source)
+        }
+        guard level <= maxLevel else { throw levelError(level, maxLevel) }
+        if gap <= UInt64(truncatingIfNeeded: remaining) {
+            index &+= Int(truncatingIfNeeded: gap)
+            remaining &-= Int(truncatingIfNeeded: gap)
+        } else {
+            try crossBuckets(gap, layout)
+        }
+        let magnitude = unit * (narrow ? Float(bitPattern: 0x4B00_0000 | UInt32(truncatingIfNeeded: level)) - 0x1p23 : QSGD.exactFloat(level))
+        // The sign bit xor-ed in: `negative ? -m : m` compiled to a branch that random signs mispredict half the time.
+        out[index] += Float(bitPattern: magnitude.bitPattern ^ negative &<< 31)
+    }
+
+    /// Out of line, like every cold path here: inlined, the message building and the long reads
+    /// took registers from the hot loop, whose state then lived on the stack.
+    @inline(never)
+    func levelError(_ level: UInt64, _ maxLevel: UInt64) -> GradientCompressionError {
+        .corruptMessage("QSGD stream \(stream): level \(level) > s = \(maxLevel) after element \(index)")
+    }
+
+    /// A gap that leaves the current bucket: walks to the stream's bucket that holds it.
+    @inline(never)
+    mutating func crossBuckets(_ gap: UInt64, _ layout: Layout) throws {
+        var left = gap &- UInt64(remaining)  // ≥ 1: elements past the current bucket's end
+        while true {
+            bucket &+= 2
+            guard bucket < layout.buckets else {
+                throw GradientCompressionError.corruptMessage("QSGD stream \(stream): a gap of \(gap) after element \(index) lies beyond the tensor")
+            }
+            let count = UInt64(Swift.min(layout.bucketSize, layout.n &- bucket &* layout.bucketSize))
+            if left <= count {
+                index = bucket &* layout.bucketSize &- 1 &+ Int(left)
+                remaining = Int(count &- left)
+                unit = layout.units[bucket]
+                return
+            }
+            left &-= count
+        }
+    }
+
+    /// The fields one by one, for codes longer than a window and near the end of the stream.
+    @inline(never)
+    mutating func readLongNonzero(_ source: BitSource) throws -> (gap: UInt64, level: UInt64, negative: UInt32) {
+        let (gap, gapBits) = try source.gamma(at: p, "the gap after element \(index) in stream \(stream)")
+        p &+= gapBits
+        let negative = UInt32(truncatingIfNeeded: try source.field(1, at: p, "a sign in stream \(stream)"))
+        let (level, levelBits) = try source.gamma(at: p &+ 1, "a level in stream \(stream)")
+        p &+= 1 &+ levelBits
+        return (gap, level, negative)
     }
 }

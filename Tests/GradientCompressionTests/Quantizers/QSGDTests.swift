@@ -99,27 +99,29 @@ import LinearAlgebra
     }
 }
 
-/// The fast encoder (vectorized levels, table-driven branch-free Elias writer, `BitSink`) against a
-/// plain bit-serial encoder of the same format written with `BitWriter` and `EliasGamma.write`.
+/// The fast encoder (vectorized levels and uniforms, two lockstep branch-free Elias writers,
+/// `BitSink`) against a plain bit-serial encoder of the same format written with `BitWriter` and
+/// `EliasGamma.write`, one element at a time.
 @Suite struct QSGDReferenceEncoderTests {
     static func reference(_ q: QSGD, _ t: Tensor, key: CompressionKey) -> [UInt8] {
         let v = t.scalars, n = v.count, d = q.bucketSize, buckets = (n + d - 1) / d
-        var writer = BitWriter()
-        if q.format == .elias { writer.write(0, bits: 32) }
+        var fixed = BitWriter()
         var scales = [Float]()
         for b in 0..<buckets {
             let slice = Array(v[b * d ..< min(n, (b + 1) * d)])
             let scale = q.scaling == .l2 ? slice.withUnsafeBufferPointer { Vector.norm2($0) } : slice.map { abs($0) }.max()!
             scales.append(scale)
-            writer.write(UInt64(scale.bitPattern), bits: 32)
+            fixed.write(UInt64(scale.bitPattern), bits: 32)
         }
-        var generator = key.workerGenerator(seed: q.seed)
-        var nonzeros = 0, last = -1
+        var lanes = key.workerLanes(seed: q.seed)
+        // Elias: stream k holds buckets b % 2 == k; positions count that stream's elements.
+        var streams = [BitWriter(), BitWriter()], nonzeros = [0, 0], last = [-1, -1], streamPosition = [0, 0]
         let s = Float(q.levels)
-        for b in 0..<buckets where scales[b] != 0 || q.format == .fixedWidth {
-            let start = b * d, end = min(n, start + d)
-            var u = [Float](repeating: 0, count: end - start)
-            if scales[b] != 0 { u.withUnsafeMutableBufferPointer { generator.fillUniform($0) } }
+        for b in 0..<buckets {
+            let start = b * d, end = min(n, start + d), k = b % 2
+            // A nonzero bucket draws ⌈count/8⌉ steps of the eight lanes, element j taking lane j % 8.
+            var u = [Float]()
+            if scales[b] != 0 { while u.count < end - start { let step = lanes.next(); for l in 0..<8 { u.append(step[l]) } } }
             for i in start..<end {
                 var level: UInt64 = 0
                 if scales[b] != 0 {
@@ -128,19 +130,25 @@ import LinearAlgebra
                     level = UInt64(min(u[i - start] < a - lower ? lower + 1 : lower, s))
                 }
                 let negative: UInt64 = v[i] < 0 ? 1 : 0
-                if q.format == .fixedWidth {
-                    writer.write(level | negative << UInt64(q.levelBits), bits: 1 + q.levelBits)
-                } else if level != 0 {
-                    EliasGamma.write(UInt64(i - last), to: &writer)
-                    writer.write(negative, bits: 1)
-                    EliasGamma.write(level, to: &writer)
-                    last = i
-                    nonzeros += 1
+                fixed.write(level | negative << UInt64(q.levelBits), bits: 1 + q.levelBits)
+                let position = streamPosition[k]
+                streamPosition[k] += 1
+                if level != 0 {
+                    EliasGamma.write(UInt64(position - last[k]), to: &streams[k])
+                    streams[k].write(negative, bits: 1)
+                    EliasGamma.write(level, to: &streams[k])
+                    last[k] = position
+                    nonzeros[k] += 1
                 }
             }
         }
-        if q.format == .elias { writer.patchLeading32Bits(UInt32(nonzeros)) }
-        return writer.finish()
+        if q.format == .fixedWidth { return fixed.finish() }
+        let stream0 = streams[0].finish(), stream1 = streams[1].finish()
+        var message = [UInt8]()
+        for word in [UInt32(nonzeros[0]), UInt32(nonzeros[1]), UInt32(stream0.count)] + scales.map(\.bitPattern) {
+            message.appendLittleEndian(word)
+        }
+        return message + stream0 + stream1
     }
 
     @Test func fastEncoderWritesTheReferenceBits() throws {
