@@ -29,6 +29,9 @@ struct BenchCompressors: ParsableCommand {
         /// encode time / (one read of the input at copy bandwidth).
         var encodeRatioToBound: Double
         var decodeRatioToBound: Double
+        /// One read of the input plus one write of the message at copy bandwidth: the least time
+        /// any encoder producing this message can take on this machine.
+        var encodeReadWriteBoundMs: Double
         var peerEncodeMs: Double?
         var peerDecodeMs: Double?
         var goalEncodeMs: Double?
@@ -63,6 +66,7 @@ struct BenchCompressors: ParsableCommand {
         let key = CompressionKey(rank: 0, step: 0, tensor: 0)
 
         func bound(_ count: Int) -> Double { Double(4 * count) / (copy * 1e9) }
+        func readWriteBound(_ count: Int, _ messageBytes: Int) -> Double { Double(4 * count + messageBytes) / (copy * 1e9) }
 
         let prefixes = only.map { $0.split(separator: ",").map(String.init) }
         func selected(_ name: String) -> Bool { prefixes.map { $0.contains { name.hasPrefix($0) } } ?? true }
@@ -85,6 +89,7 @@ struct BenchCompressors: ParsableCommand {
             rows.append(Row(method: c.name, shape: t.shape, encodeMs: encode * 1e3, decodeMs: decode * 1e3,
                             messageBytes: message.count, bitsPerElement: Double(8 * message.count) / Double(t.count),
                             encodeRatioToBound: encode / b, decodeRatioToBound: decode / b,
+                            encodeReadWriteBoundMs: readWriteBound(t.count, message.count) * 1e3,
                             peerEncodeMs: peer?.0, peerDecodeMs: peer?.1, goalEncodeMs: goal))
         }
 
@@ -113,7 +118,8 @@ struct BenchCompressors: ParsableCommand {
             Benchmark.medianSeconds(repeats: repeats) { randomK.decode(c, shape: gradient.shape, key: key, into: o) } } }
         rows.append(Row(method: randomK.name, shape: gradient.shape, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
                         messageBytes: 4 * coefficients.count, bitsPerElement: Double(32 * coefficients.count) / Double(elements),
-                        encodeRatioToBound: rkEncode / bound(elements), decodeRatioToBound: rkDecode / bound(elements)))
+                        encodeRatioToBound: rkEncode / bound(elements), decodeRatioToBound: rkDecode / bound(elements),
+                        encodeReadWriteBoundMs: readWriteBound(elements, 4 * coefficients.count) * 1e3))
         }
 
         // ATOMO needs a full SVD per matrix; it is measured on one ResNet-18 layer (conv 256→256 3×3).
@@ -123,7 +129,8 @@ struct BenchCompressors: ParsableCommand {
         let report = Report(elements: elements, threads: 1, copyBandwidthGBs: copy, oneReadBoundMs: bound(elements) * 1e3,
                             loadAverageAtStart: loadAtStart, loadAverageAtEnd: BenchModel.loadAverage(), methods: rows,
                             notes: "times are medians of \(repeats) runs on one thread; the bound is 4·n bytes at the copy "
-                                 + "bandwidth (read + write bytes per second of a 64 MB copy, measured in this run); decode "
+                                 + "bandwidth (read + write bytes per second of a 64 MB copy, measured in this run), the "
+                                 + "read-write bound 4·n + message bytes at that bandwidth; decode "
                                  + "adds into a float buffer; peer = PyTorch GRACE-style, 1 thread, from the issue; "
                                  + "ATOMO is timed on one 256×2304 layer, not on the whole gradient")
         let encoder = JSONEncoder()
