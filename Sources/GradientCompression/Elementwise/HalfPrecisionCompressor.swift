@@ -25,6 +25,8 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
     /// The communicator's 16-bit format of `format`.
     public var coefficientFormat: HalfWidthFormat? { halfWidth }
 
+    public var coefficientsAreRoundedValues: Bool { true }
+
     var halfWidth: HalfWidthFormat { format == .fp16 ? .float16 : .bfloat16 }
 
     public func coefficientCount(shape: [Int]) -> Int { Tensor.elementCount(shape) }

@@ -44,6 +44,27 @@ import LinearAlgebra
         }
     }
 
+    /// `reduce` rounds the gradients straight into 16-bit patterns and widens the average back in
+    /// place; `exchange` (the error-feedback path) goes through fp32 coefficients. Same bits.
+    @Test(arguments: [HalfPrecisionCompressor.Format.fp16, .bf16])
+    func inPlaceReduceEqualsTheExchangePath(format: HalfPrecisionCompressor.Format) throws {
+        let shapes = [[40, 25], [1], [333]]
+        func gradients(_ rank: Int) -> [Tensor] {
+            shapes.enumerated().map { Philox(seed: 8, stream: UInt64(10 * rank + $0.offset)).normalTensor(shape: $0.element, standardDeviation: 3) }
+        }
+        let results = try InProcessGroup.run(workers: 3) { group -> ([[Float]], [[Float]]) in
+            var reducer = AllReduceReducer(HalfPrecisionCompressor(format))
+            var g = gradients(group.rank)
+            let viaExchange = try reducer.exchange(g, step: 0, over: group, wantLocal: false).average.map(\.scalars)
+            _ = try reducer.reduce(&g, over: group)
+            return (g.map(\.scalars), viaExchange)
+        }
+        for (inPlace, viaExchange) in results {
+            #expect(inPlace.map { $0.map(\.bitPattern) } == viaExchange.map { $0.map(\.bitPattern) })
+        }
+        #expect(results.allSatisfy { $0.0 == results[0].0 })
+    }
+
     /// The catalog's `fp16` / `bf16` reducers are this all-reduce (not an all-gather).
     @Test(arguments: ["fp16", "bf16"])
     func catalogMethodsAllReduce(name: String) throws {
