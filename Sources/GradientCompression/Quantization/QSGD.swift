@@ -248,6 +248,15 @@ public struct QSGD: Compressor {
         return EliasStreamState(stream: stream, last: last)
     }
 
+    /// (sign | γ(level) << 1) << 8 | its bit count: the sign and level code of level word `w` as
+    /// one field, from the table for levels up to `tableLimit`, computed above.
+    @inline(__always)
+    static func signedLevelEntry(_ w: UInt32, level: UInt32, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> UInt64 {
+        if level <= tableLimit { return table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))] }
+        let l = EliasGamma.field(UInt64(level))
+        return (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
+    }
+
     /// γ(gap), the sign and γ(level) of a nonzero element as one field of at most 56 bits, (0, 0) for
     /// a zero element, and bits > 56 for a field too long for one append (the caller then appends
     /// the element with `appendElias`). Branch-free for the common case.
@@ -255,13 +264,7 @@ public struct QSGD: Compressor {
     static func elementCode(_ w: UInt32, at i: Int, last: Int, table: UnsafePointer<UInt64>, tableLimit: UInt32) -> (code: UInt64, bits: Int) {
         let level = w & 0x7FFF_FFFF
         let gap = EliasGamma.field(UInt64(truncatingIfNeeded: i &- last))
-        let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
-        if level <= tableLimit {
-            entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
-        } else {
-            let l = EliasGamma.field(UInt64(level))
-            entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
-        }
+        let entry = signedLevelEntry(w, level: level, table: table, tableLimit: tableLimit)
         let total = gap.bits &+ Int(truncatingIfNeeded: entry & 255)
         let nonzero = level != 0
         // A long field's code is unused (the caller re-encodes the element), so its shift may wrap.
@@ -278,13 +281,7 @@ public struct QSGD: Compressor {
                             table: UnsafePointer<UInt64>, tableLimit: UInt32) {
         let level = w & 0x7FFF_FFFF
         let gap = EliasGamma.field(UInt64(truncatingIfNeeded: i &- last))
-        let entry: UInt64  // (sign | γ(level) << 1) << 8 | its bits, as in the table
-        if level <= tableLimit {
-            entry = table[Int(truncatingIfNeeded: (w &<< 1) | (w &>> 31))]
-        } else {
-            let l = EliasGamma.field(UInt64(level))
-            entry = (UInt64(w &>> 31) | l.code &<< 1) &<< 8 | UInt64(l.bits &+ 1)
-        }
+        let entry = signedLevelEntry(w, level: level, table: table, tableLimit: tableLimit)
         let signedBits = Int(truncatingIfNeeded: entry & 255), total = gap.bits &+ signedBits
         let nonzero = level != 0
         if total <= 56 {
