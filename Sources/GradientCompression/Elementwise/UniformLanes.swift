@@ -1,4 +1,6 @@
+#if arch(x86_64)
 import _Builtin_intrinsics.intel
+#endif
 
 /// Eight independent xoshiro128+ generators (Blackman & Vigna 2018), one per lane of a
 /// `SIMD8<UInt32>`, drawing eight uniform floats per step: the per-element draws of QSGD's and
@@ -58,9 +60,13 @@ extension UniformLanes {
     /// then scalarized into 8 extracts, 8 `rol` and 8 inserts (seen in the disassembly).
     @inlinable @inline(__always)
     static func rotateLeft11(_ x: SIMD8<UInt32>) -> SIMD8<UInt32> {
+        #if arch(x86_64)
         let low = unsafeBitCast(x.lowHalf, to: SIMD2<Int64>.self), high = unsafeBitCast(x.highHalf, to: SIMD2<Int64>.self)
         return SIMD8(lowHalf: unsafeBitCast(_mm_or_si128(_mm_slli_epi32(low, 11), _mm_srli_epi32(low, 21)), to: SIMD4<UInt32>.self),
                      highHalf: unsafeBitCast(_mm_or_si128(_mm_slli_epi32(high, 11), _mm_srli_epi32(high, 21)), to: SIMD4<UInt32>.self))
+        #else
+        return (x &<< 11) | (x &>> 21)
+        #endif
     }
 }
 
