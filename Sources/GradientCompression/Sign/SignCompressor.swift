@@ -74,8 +74,9 @@ public struct SignCompressor: Compressor {
         #if arch(x86_64)
         UInt64(truncatingIfNeeded: _mm_movemask_ps(_mm_cmplt_ps(v, SIMD4<Float>())))
         #else
-        let bits = SIMD4<Int32>(repeating: 0).replacing(with: SIMD4<Int32>(1, 2, 4, 8), where: v .< 0)
-        return UInt64(truncatingIfNeeded: bits.wrappedSum())
+        // The lanes' union by hand, not `wrappedSum()` (see `laneUnion`).
+        let bits = SIMD4<UInt32>(repeating: 0).replacing(with: SIMD4<UInt32>(1, 2, 4, 8), where: v .< 0)
+        return UInt64((bits[0] | bits[1]) | (bits[2] | bits[3]))
         #endif
     }
 
