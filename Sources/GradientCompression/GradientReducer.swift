@@ -7,10 +7,22 @@ import LinearAlgebra
 /// rounds (PowerSGD all-reduces P, then computes Q from the reduced P, then
 /// all-reduces Q). After `reduce` returns, `gradients` hold the same values on
 /// every worker. Momentum, weight decay and the learning rate are the
-/// optimizer's and are applied after the reducer (the paper's Algorithm 2).
+/// optimizer's and are applied after the reducer (the paper's Algorithm 2) — except for
+/// reducers whose output already carries momentum (`appliesMomentum`).
 public protocol GradientReducer {
     /// A short name for tables and logs, e.g. `powersgd(rank=2)`.
     var name: String { get }
+
+    /// Whether the output already carries momentum: DGC's momentum correction accumulates it
+    /// per worker before selection (ALGORITHMS.md §5.5) and Signum votes with the signs of each
+    /// worker's momentum (§5.2). The optimizer must then run without momentum of its own, or
+    /// the step would apply momentum twice. False unless a reducer says otherwise.
+    var appliesMomentum: Bool { get }
+
+    /// Tells the reducer how many optimizer steps an epoch has, for schedules counted in
+    /// epochs (DGC's sparsity warm-up). The training loop calls it before its first step;
+    /// reducers without such a schedule ignore it.
+    mutating func prepare(stepsPerEpoch: Int)
 
     /// Replaces the local gradients with the (approximate) average over the group,
     /// identical on every worker, and updates internal state (error feedback,
@@ -26,6 +38,11 @@ public protocol GradientReducer {
 
     /// Restores state written by `saveState`; throws on a truncated or foreign archive.
     mutating func restoreState(from archive: inout StateReader) throws
+}
+
+extension GradientReducer {
+    public var appliesMomentum: Bool { false }
+    public mutating func prepare(stepsPerEpoch: Int) {}
 }
 
 /// What one call to `GradientReducer.reduce` cost and achieved, on this worker.

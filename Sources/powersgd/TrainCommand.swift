@@ -3,6 +3,7 @@ import Collectives
 import CollectivesMPI
 import Foundation
 import GradientCompression
+import NeuralNetworks
 import Training
 
 /// `powersgd train`: data-parallel training of one model with one reducer.
@@ -79,6 +80,10 @@ struct TrainCommand: ParsableCommand {
         let workers = settings.workers
         let output = TerminalOutput()
         if settings.backend == "threads" { output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(workers) workers (threads), reducer \(reducer)") }
+        let built = try ReducerCatalog.make(try parsedReducer(), seed: settings.seed)
+        if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
+            output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
+        }
         let runs = try runWorkers(settings: settings) { group in
             try session.run(group: group, onStep: { record, total in
                 output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
@@ -138,6 +143,7 @@ extension TrainingArguments {
         c.warmupSteps = warmupSteps
         c.momentum = momentum
         c.nesterov = nesterov
+        c.nesterovForm = SGD.NesterovForm(rawValue: nesterovForm) ?? .pytorch
         c.weightDecay = weightDecay
         c.clipNorm = clipNorm
         c.seed = seed

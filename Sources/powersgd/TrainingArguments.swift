@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GradientCompression
+import NeuralNetworks
 
 /// The options shared by `train` and `compare`: model, data, workers, optimizer, schedule.
 struct TrainingArguments: ParsableArguments {
@@ -46,6 +47,9 @@ struct TrainingArguments: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Nesterov momentum.")
     var nesterov = true
 
+    @Option(help: "Nesterov step: 'pytorch' (x -= lr·(d + μ·m), torch.optim.SGD) or 'paper' (x -= lr·(d + m), the PowerSGD paper's code).")
+    var nesterovForm = "pytorch"
+
     @Option(help: "Weight decay (not applied to batch-norm and bias parameters).")
     var weightDecay: Double = 1e-4
 
@@ -83,6 +87,9 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--schedule must be constant, step or cosine (got '\(schedule)')")
         }
         guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must be 0 or more (got \(warmupSteps))") }
+        guard SGD.NesterovForm(rawValue: nesterovForm) != nil else {
+            throw ValidationError("--nesterov-form must be one of \(SGD.NesterovForm.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(nesterovForm)')")
+        }
         guard (0..<1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1) (got \(momentum))") }
         guard weightDecay >= 0, weightDecay.isFinite else {
             throw ValidationError("--weight-decay must be 0 or more (got \(weightDecay))")

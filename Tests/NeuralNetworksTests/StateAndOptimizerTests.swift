@@ -73,6 +73,39 @@ import LinearAlgebra
         #expect(abs(Double(w.value.scalars[0]) - x[0]) < 1e-6 && abs(Double(w.value.scalars[1]) - x[1]) < 1e-6)
     }
 
+    /// Both Nesterov forms over three steps with changing gradients, against the recurrences
+    /// written out by hand: m ← μm + d, then x −= γ(d + μm) (PyTorch) or x −= γ(d + m) (paper code).
+    @Test(arguments: SGD.NesterovForm.allCases)
+    func nesterovFormsFollowTheirRecurrences(form: SGD.NesterovForm) throws {
+        let w = try parameter([1, -2])
+        let sgd = SGD(options: .init(momentum: 0.9, nesterov: true, nesterovForm: form, weightDecay: 0.1),
+                      schedule: .constant(0.5))
+        let gradients: [[Double]] = [[0.2, 0.4], [-0.3, 0.1], [0.05, -0.6]]
+        var x: [Double] = [1, -2], m: [Double] = [0, 0]
+        for g in gradients {
+            w.gradient = try Tensor(shape: [2], scalars: g.map(Float.init))
+            sgd.apply(to: [w])
+            for i in 0..<2 {
+                let d = g[i] + 0.1 * x[i]
+                m[i] = 0.9 * m[i] + d
+                x[i] -= 0.5 * (d + (form == .pytorch ? 0.9 : 1) * m[i])
+                #expect(abs(Double(w.value.scalars[i]) - x[i]) < 1e-5, "\(form) element \(i): \(w.value.scalars[i]) vs \(x[i])")
+            }
+        }
+    }
+
+    @Test func theTwoNesterovFormsTakeDifferentSteps() throws {
+        func first(_ form: SGD.NesterovForm) throws -> Float {
+            let w = try parameter([0])
+            w.gradient = try Tensor(shape: [1], scalars: [1])
+            SGD(options: .init(momentum: 0.9, nesterovForm: form), schedule: .constant(1)).apply(to: [w])
+            return w.value.scalars[0]
+        }
+        // First step m = d = 1: PyTorch moves by 1 + 0.9, the paper's code by 1 + 1.
+        #expect(abs(try first(.pytorch) + 1.9) < 1e-6)
+        #expect(abs(try first(.paperCode) + 2) < 1e-6)
+    }
+
     @Test func heavyBallAndClipping() throws {
         let w = try parameter([0, 0])
         w.gradient = try Tensor(shape: [2], scalars: [3, 4])  // norm 5

@@ -13,7 +13,7 @@ import LinearAlgebra
 ///   i.e. no step on it. A split vote carries no information about the direction, and 0 keeps
 ///   the rule symmetric in the sign (GRACE's Σ ≥ 0 → +1 would always push ties one way).
 /// The output replaces the gradients with v ∈ {−1, 0, +1}; the optimizer multiplies by the
-/// learning rate (and adds weight decay after the vote, as in the Bernstein code). No error
+/// learning rate (with no momentum of its own under Signum, `appliesMomentum`) (and adds weight decay after the vote, as in the Bernstein code). No error
 /// feedback (§5.2).
 public struct MajorityVoteReducer: GradientReducer {
     /// β of Signum's momentum; 0 gives plain signSGD.
@@ -31,6 +31,9 @@ public struct MajorityVoteReducer: GradientReducer {
     }
 
     public var name: String { momentum == 0 ? "signsgd-mv" : "signum(\(momentum))" }
+
+    /// Signum votes with the signs of each worker's momentum: the optimizer adds none.
+    public var appliesMomentum: Bool { momentum > 0 }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)

@@ -16,13 +16,15 @@ import LinearAlgebra
 /// v[sent] ← 0;   u[sent] ← 0               (momentum factor masking, `maskMomentum`)
 /// output = (1/W) Σ_w scatter(values_w)     (all-gather of (value, index) pairs, 8k bytes)
 /// ```
-/// The output already contains the momentum: the optimizer must apply plain SGD to it (no
-/// second momentum), plus its weight-decay term (§5.5).
+/// The output already contains the momentum (`appliesMomentum`): the optimizer must apply plain
+/// SGD to it (no second momentum), plus its weight-decay term (§5.5).
 ///
 /// Sparsity warm-up (the release's rule, which reproduces the paper's 75% → 93.75% → 98.4% →
 /// 99.6% → 99.9% schedule for density 0.001 and 4 warm-up epochs): during epoch e <
 /// `warmupEpochs` the density is max(c^(e+1), density) with c = density^(1/(warmupEpochs+1));
-/// the epoch is ⌊step / stepsPerEpoch⌋ (`stepsPerEpoch` = 0 disables the warm-up).
+/// the epoch is ⌊step / stepsPerEpoch⌋. `stepsPerEpoch` = 0 takes the training loop's epoch
+/// length (`prepare(stepsPerEpoch:)`), so the warm-up is on by default under the trainer;
+/// `warmupEpochs` = 0 turns it off.
 /// Every worker computes the same density from the same step, so message sizes agree.
 /// Tensors with fewer than `denseBelow` elements are all-reduced uncompressed (as the release
 /// does for biases and batch-norm parameters), in one fp32 all-reduce.
@@ -33,7 +35,10 @@ public struct DeepGradientCompression: GradientReducer {
     public let nesterov: Bool
     public let maskMomentum: Bool
     public let warmupEpochs: Int
-    public let stepsPerEpoch: Int
+    /// Steps per epoch of the warm-up schedule (0 until the trainer says, when not given).
+    public private(set) var stepsPerEpoch: Int
+    /// Whether `stepsPerEpoch` was given, so `prepare(stepsPerEpoch:)` keeps it.
+    let stepsPerEpochIsGiven: Bool
     public let sampleRatio: Double
     public let denseBelow: Int
     public let seed: UInt64
@@ -57,12 +62,19 @@ public struct DeepGradientCompression: GradientReducer {
         self.maskMomentum = maskMomentum
         self.warmupEpochs = warmupEpochs
         self.stepsPerEpoch = stepsPerEpoch
+        self.stepsPerEpochIsGiven = stepsPerEpoch > 0
         self.sampleRatio = sampleRatio
         self.denseBelow = denseBelow
         self.seed = seed
     }
 
     public var name: String { "dgc(\(density))" }
+
+    public var appliesMomentum: Bool { momentum > 0 }
+
+    public mutating func prepare(stepsPerEpoch steps: Int) {
+        if !stepsPerEpochIsGiven { stepsPerEpoch = max(0, steps) }
+    }
 
     /// The density used at `step` (the warm-up schedule).
     public func density(atStep step: Int) -> Double {

@@ -2,30 +2,45 @@ import LinearAlgebra
 
 /// Stochastic gradient descent with momentum (heavy-ball or Nesterov), weight decay and
 /// gradient clipping, applied to gradients that are *already reduced* across workers
-/// (the reducer runs first, ALGORITHMS.md §1.4, paper Algorithm 2). With the defaults of the
-/// paper's code, per parameter x with reduced gradient Δ:
+/// (the reducer runs first, ALGORITHMS.md §1.4, paper Algorithm 2). Per parameter x with
+/// reduced gradient Δ:
 ///
 ///     Δ ← Δ · min(1, maxNorm / ‖Δ_all‖₂)     (optional; norm over all parameters)
 ///     Δ ← Δ + wd·x                           (weight decay after the reduce; optionally not on BN/bias)
-///     m ← μ·m + Δ                            (m starts at 0, so the first step sets m = Δ, as PyTorch)
-///     x ← x − γ·(Δ + μ·m)  (Nesterov)   or   x ← x − γ·m  (heavy ball)
+///     m ← μ·m + Δ                            (m starts at 0, so the first step sets m = Δ)
+///     x ← x − γ·(Δ + μ·m)   Nesterov, `.pytorch` form (`torch.optim.SGD`, dampening 0; the default)
+///     x ← x − γ·(Δ + m)     Nesterov, `.paperCode` form (the PowerSGD paper's code,
+///                           `replace_grad_by_momentum(..., "nesterov")`: `grad += momentum`)
+///     x ← x − γ·m           heavy ball
 ///
-/// This is PyTorch's `torch.optim.SGD` with dampening 0. The learning rate γ comes from
-/// `schedule` at the optimizer's step count.
+/// The two Nesterov forms differ by how much of the buffer enters the step: in steady state
+/// (constant Δ) m = Δ/(1 − μ), so `.pytorch` steps γΔ/(1 − μ) and `.paperCode` γΔ(2 − μ)/(1 − μ),
+/// 10Δ against 11Δ at μ = 0.9. The learning rate γ comes from `schedule` at the optimizer's step count.
 public final class SGD {
+    /// Which Nesterov update is applied (see the type's comment).
+    public enum NesterovForm: String, Sendable, Equatable, Codable, CaseIterable {
+        /// x ← x − γ·(Δ + μ·m), as `torch.optim.SGD(nesterov=True)`.
+        case pytorch
+        /// x ← x − γ·(Δ + m), as the PowerSGD paper's training code.
+        case paperCode = "paper"
+    }
+
     public struct Options: Sendable, Equatable {
         /// Momentum μ (0 disables the buffer).
         public var momentum: Float = 0.9
         public var nesterov: Bool = true
+        /// The Nesterov update when `nesterov` is on.
+        public var nesterovForm: NesterovForm = .pytorch
         public var weightDecay: Float = 0
         /// Skip weight decay on batch-norm weights/biases and on biases (`Parameter.isNormalizationOrBias`).
         public var weightDecayExcludesNormalizationAndBias: Bool = false
         /// Clip the global ℓ₂ norm of all gradients to this value (nil: no clipping).
         public var maxGradientNorm: Float? = nil
-        public init(momentum: Float = 0.9, nesterov: Bool = true, weightDecay: Float = 0,
+        public init(momentum: Float = 0.9, nesterov: Bool = true, nesterovForm: NesterovForm = .pytorch, weightDecay: Float = 0,
                     weightDecayExcludesNormalizationAndBias: Bool = false, maxGradientNorm: Float? = nil) {
             self.momentum = momentum
             self.nesterov = nesterov
+            self.nesterovForm = nesterovForm
             self.weightDecay = weightDecay
             self.weightDecayExcludesNormalizationAndBias = weightDecayExcludesNormalizationAndBias
             self.maxGradientNorm = maxGradientNorm
@@ -70,6 +85,8 @@ public final class SGD {
             if factor < 1 { clipScale = factor }
         }
         let lr = learningRate, mu = options.momentum, nesterov = options.nesterov
+        // The share of the updated buffer in the Nesterov step: μ (PyTorch) or 1 (paper code).
+        let bufferShare: Float = options.nesterovForm == .pytorch ? mu : 1
         for (index, p) in parameters.enumerated() {
             let wd = (options.weightDecayExcludesNormalizationAndBias && p.isNormalizationOrBias) ? 0 : options.weightDecay
             let n = p.value.count
@@ -84,7 +101,7 @@ public final class SGD {
                                 for i in 0..<n {
                                     let d = clipScale * g[i] + wd * x[i]
                                     m[i] = mu * m[i] + d
-                                    x[i] -= lr * (d + mu * m[i])
+                                    x[i] -= lr * (d + bufferShare * m[i])
                                 }
                             } else {
                                 for i in 0..<n {

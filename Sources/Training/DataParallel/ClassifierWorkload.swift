@@ -21,6 +21,7 @@ public protocol LabeledImageSource: AnyObject {
 public final class ClassifierWorkload: Workload {
     public let model: Classifier
     public let optimizer: SGD
+    public var optimizerMomentum: Float { optimizer.options.momentum }
     public let data: LabeledImageSource
     public let batchSize: Int
     public let evaluationBatchSize: Int

@@ -75,6 +75,10 @@ public struct DataParallelTrainer {
         guard stepsPerEpoch > 0 else {
             throw TrainingError.emptyEpoch(workers: group.size)
         }
+        if reducer.appliesMomentum && workload.optimizerMomentum != 0 {
+            throw TrainingError.doubleMomentum(reducer: reducer.name, optimizerMomentum: workload.optimizerMomentum)
+        }
+        reducer.prepare(stepsPerEpoch: stepsPerEpoch)
         var step = startStep
         while step < options.totalSteps {
             let epoch = step / stepsPerEpoch
@@ -231,6 +235,7 @@ public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(step: Int, loss: Double, checkpoint: URL?)
     case emptyEpoch(workers: Int)
     case checkpoint(String)
+    case doubleMomentum(reducer: String, optimizerMomentum: Float)
 
     public var description: String {
         switch self {
@@ -242,6 +247,9 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the training set is too small for \(workers) workers at this batch size: an epoch has no step"
         case let .checkpoint(message):
             return "checkpoint: \(message)"
+        case let .doubleMomentum(reducer, momentum):
+            return "\(reducer) applies momentum itself; an optimizer with momentum \(momentum) would apply it twice "
+                + "(build the workload's optimizer with momentum 0)"
         }
     }
 }

@@ -12,6 +12,7 @@ import NeuralNetworks
 public final class LanguageModelWorkload: Workload {
     public let model: LSTMLanguageModel
     public let optimizer: SGD
+    public var optimizerMomentum: Float { optimizer.options.momentum }
     public let corpus: LanguageCorpus
     public let batchSize: Int
     public let bptt: Int

@@ -22,6 +22,10 @@ public protocol Workload: AnyObject {
     /// (the optimizer owns the schedule).
     func applyGradients() throws -> Float
 
+    /// The optimizer's momentum μ (0 when it keeps no momentum), so the loop can refuse a reducer
+    /// that applies momentum itself (`GradientReducer.appliesMomentum`).
+    var optimizerMomentum: Float { get }
+
     /// This worker's part of the evaluation: the sum of the per-example metric and the count.
     func evaluate(rank: Int, workers: Int) throws -> EvaluationPart
 

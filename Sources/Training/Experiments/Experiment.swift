@@ -55,8 +55,9 @@ public final class Experiment: @unchecked Sendable {
     }
 
     /// Worker `rank`'s replica. `threads` is the intra-op parallelism of the model (1 when
-    /// workers already occupy the cores).
-    public func makeWorkload(rank: Int, workers: Int, threads: Int = 1) throws -> Workload {
+    /// workers already occupy the cores). `reducerAppliesMomentum` builds the optimizer without
+    /// momentum, for reducers whose output already carries it (DGC, Signum).
+    public func makeWorkload(rank: Int, workers: Int, threads: Int = 1, reducerAppliesMomentum: Bool = false) throws -> Workload {
         let c = configuration
         if let images {
             let classes = images.train.classes, channels = images.train.channels, size = images.train.height
@@ -76,7 +77,7 @@ public final class Experiment: @unchecked Sendable {
             }
             let batcher = try ImageBatcher(train: images.train, test: images.test, seed: c.seed, augment: c.dataset == "cifar10")
             let steps = c.steps ?? max(1, Int((c.epochs * Double(batcher.stepsPerEpoch(workers: workers, batchSize: c.batchSize))).rounded(.up)))
-            return ClassifierWorkload(model: model, optimizer: optimizer(totalSteps: steps), data: batcher, batchSize: c.batchSize)
+            return ClassifierWorkload(model: model, optimizer: optimizer(totalSteps: steps, momentum: !reducerAppliesMomentum), data: batcher, batchSize: c.batchSize)
         }
         let corpus = corpus!
         let hidden = c.width > 0 ? Int(c.width) : 200
@@ -84,10 +85,10 @@ public final class Experiment: @unchecked Sendable {
                                           layers: 2, dropout: 0.2, tiedWeights: true, seed: c.seed)
         let windows = try LanguageModelBatcher(stream: corpus.train, batch: c.batchSize, bptt: c.bptt, rank: 0, workers: workers).windows
         let steps = c.steps ?? max(1, Int((c.epochs * Double(windows)).rounded(.up)))
-        return LanguageModelWorkload(model: model, optimizer: optimizer(totalSteps: steps), corpus: corpus, batchSize: c.batchSize, bptt: c.bptt)
+        return LanguageModelWorkload(model: model, optimizer: optimizer(totalSteps: steps, momentum: !reducerAppliesMomentum), corpus: corpus, batchSize: c.batchSize, bptt: c.bptt)
     }
 
-    func optimizer(totalSteps: Int) -> SGD {
+    func optimizer(totalSteps: Int, momentum: Bool) -> SGD {
         let c = configuration
         let decay: LearningRateSchedule.Decay
         switch c.schedule {
@@ -95,7 +96,7 @@ public final class Experiment: @unchecked Sendable {
         case .step: decay = .step(milestones: [totalSteps / 2, totalSteps * 3 / 4], factor: 0.1)
         case .cosine: decay = .cosine(totalSteps: totalSteps, finalFactor: 0)
         }
-        return SGD(options: SGD.Options(momentum: Float(c.momentum), nesterov: c.nesterov, weightDecay: Float(c.weightDecay),
+        return SGD(options: SGD.Options(momentum: momentum ? Float(c.momentum) : 0, nesterov: c.nesterov, nesterovForm: c.nesterovForm, weightDecay: Float(c.weightDecay),
                                         weightDecayExcludesNormalizationAndBias: true,
                                         maxGradientNorm: c.clipNorm > 0 ? Float(c.clipNorm) : nil),
                    schedule: LearningRateSchedule(base: Float(c.learningRate), warmupSteps: c.warmupSteps, decay: decay))

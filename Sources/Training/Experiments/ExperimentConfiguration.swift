@@ -1,4 +1,5 @@
 import Foundation
+import NeuralNetworks
 
 /// Everything that defines a training run except the reducer and the transport: model, data,
 /// optimizer, schedule and length. The command line fills it; library users can too.
@@ -23,6 +24,8 @@ public struct ExperimentConfiguration: Sendable, Codable, Equatable {
     public var warmupSteps = 0
     public var momentum: Double = 0.9
     public var nesterov = true
+    /// PyTorch's Nesterov step x −= γ(Δ + μm) or the paper code's x −= γ(Δ + m) (`SGD.NesterovForm`).
+    public var nesterovForm = SGD.NesterovForm.pytorch
     public var weightDecay: Double = 1e-4
     /// Global-norm clipping of the averaged gradient; 0 is off.
     public var clipNorm: Double = 0

@@ -38,8 +38,9 @@ public struct TrainingSession {
     /// Runs this worker. `onStep` / `onEvaluation` are called on rank 0 with each record.
     public func run(group: any Communicator, onStep: (StepRecord, Int) -> Void = { _, _ in },
                     onEvaluation: (EvaluationRecord) -> Void = { _ in }) throws -> Result {
-        let workload = try experiment.makeWorkload(rank: group.rank, workers: group.size, threads: threads)
         var reducer = try ReducerCatalog.make(self.reducer, seed: experiment.configuration.seed)
+        let workload = try experiment.makeWorkload(rank: group.rank, workers: group.size, threads: threads,
+                                                   reducerAppliesMomentum: reducer.appliesMomentum)
         let total = try experiment.totalSteps(workers: group.size)
         var start = 0
         if resume, let directory = checkpointDirectory {

@@ -37,4 +37,52 @@ import LinearAlgebra
         let small = (0..<5).map { (gaussian([5], seed: 20).scalars[$0] + gaussian([5], seed: 21).scalars[$0]) / 2 }
         for j in 0..<5 { #expect(abs(results[0].0[1].scalars[j] - small[j]) < 1e-6) }
     }
+
+    /// Three steps on two workers against u, v written out by hand, for both momentum rules and
+    /// with and without momentum-factor masking. One step cannot tell momentum correction from
+    /// plain accumulation (u = g on the first step either way); three can.
+    @Test(arguments: [(false, true), (false, false), (true, true), (true, false)])
+    func threeStepsFollowMomentumCorrectionByHand(nesterov: Bool, maskMomentum: Bool) throws {
+        let n = 12, k = 3, m: Float = 0.9, steps = 3
+        func gradient(rank: Int, step: Int) -> [Float] {
+            (0..<n).map { j in Float(((j * 7 + step * 5 + rank * 3) % 13) - 6) * 0.1 + Float(j) * 0.003 }
+        }
+        let results = try InProcessGroup.run(workers: 2) { group -> [([Float], [Float], [Float])] in
+            var dgc = try DeepGradientCompression(density: Double(k) / Double(n), momentum: m, nesterov: nesterov,
+                                                  maskMomentum: maskMomentum, warmupEpochs: 0, sampleRatio: 1)
+            var out: [([Float], [Float], [Float])] = []
+            for step in 0..<steps {
+                var g = [try Tensor(shape: [n], scalars: gradient(rank: group.rank, step: step))]
+                _ = try dgc.reduce(&g, over: group)
+                out.append((g[0].scalars, dgc.momenta[0].scalars, dgc.accumulators[0].scalars))
+            }
+            return out
+        }
+        var u = [[Float]](repeating: [Float](repeating: 0, count: n), count: 2), v = u
+        for step in 0..<steps {
+            var average = [Float](repeating: 0, count: n)
+            for rank in 0..<2 {
+                let g = gradient(rank: rank, step: step)
+                for j in 0..<n {
+                    if nesterov { u[rank][j] = (u[rank][j] + g[j]) * m; v[rank][j] += u[rank][j] + g[j] }
+                    else { u[rank][j] = m * u[rank][j] + g[j]; v[rank][j] += u[rank][j] }
+                }
+                // The k largest |v| (distinct here), sent, cleared, and their momentum masked.
+                let sent = (0..<n).sorted { abs(v[rank][$0]) > abs(v[rank][$1]) }.prefix(k)
+                for j in sent {
+                    average[j] += v[rank][j] / 2
+                    v[rank][j] = 0
+                    if maskMomentum { u[rank][j] = 0 }
+                }
+            }
+            for rank in 0..<2 {
+                let (output, momenta, accumulators) = results[rank][step]
+                for j in 0..<n {
+                    #expect(abs(output[j] - average[j]) < 1e-5, "step \(step) output[\(j)]")
+                    #expect(abs(momenta[j] - u[rank][j]) < 1e-5, "step \(step) rank \(rank) u[\(j)]")
+                    #expect(abs(accumulators[j] - v[rank][j]) < 1e-5, "step \(step) rank \(rank) v[\(j)]")
+                }
+            }
+        }
+    }
 }
