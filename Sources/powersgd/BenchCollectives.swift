@@ -145,9 +145,7 @@ struct BenchCollectives: ParsableCommand {
                                 + "(x W/cores when W > cores); sharedBusBoundMs = all workers' traffic / memoryCopyGBsTwoThreads; "
                                 + "MPI runs under mpirun --oversubscribe --bind-to none with validation on; "
                                 + "rawMPIAllreduceMs = MPI_Wtime around the shim's plain MPI_Allreduce of the same buffer")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try BenchmarkReport.print(report)
     }
 
     static func measurement(backend: String, collective: String, workers: Int, seconds: Double,

@@ -5,7 +5,8 @@ import LinearAlgebra
 
 /// `powersgd bench compressors`: encode and decode time of every element-wise method on one
 /// gradient of ResNet-18's size (11,173,962 floats), on one thread, against the memory bound
-/// of one read of the input (issue 5).
+/// of one read of the input; with `--peer`, against PyTorch GRACE-style compressors
+/// (`../shared/peers/peer_compressors.py`) run right after, on the same machine.
 struct BenchCompressors: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "compressors",
         abstract: "Encode/decode time, message size and bits per element of every quantizer, sparsifier and sign method.")
@@ -34,7 +35,17 @@ struct BenchCompressors: ParsableCommand {
         var encodeReadWriteBoundMs: Double
         var peerEncodeMs: Double?
         var peerDecodeMs: Double?
+        /// Ours over the peer's (below 1: faster), both from this run.
+        var encodeRatioToPeer: Double?
+        var decodeRatioToPeer: Double?
         var goalEncodeMs: Double?
+        /// The peer script's names of the matching encode and decode lines.
+        var peerNames: PeerNames?
+    }
+
+    struct PeerNames: Codable {
+        var encode: String
+        var decode: String?
     }
 
     struct Report: Codable {
@@ -52,6 +63,8 @@ struct BenchCompressors: ParsableCommand {
     @Option(help: "Only the methods whose name starts with one of these comma-separated prefixes (e.g. qsgd,topk).")
     var only: String?
 
+    @OptionGroup var peer: PeerArguments
+
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
         guard elements >= 1024 else { throw ValidationError("--elements must be at least 1024 (got \(elements))") }
@@ -59,7 +72,7 @@ struct BenchCompressors: ParsableCommand {
 
     func run() throws {
         BLASThreads.count = 1
-        let loadAtStart = BenchModel.loadAverage()
+        let loadAtStart = MachineDescription.loadAverage()
         let copy = Benchmark.copyBandwidth()
         let gradient = Philox(seed: 1, stream: 5).normalTensor(shape: [elements], standardDeviation: 1e-3)
         var rows: [Row] = []
@@ -71,7 +84,7 @@ struct BenchCompressors: ParsableCommand {
         let prefixes = only.map { $0.split(separator: ",").map(String.init) }
         func selected(_ name: String) -> Bool { prefixes.map { $0.contains { name.hasPrefix($0) } } ?? true }
 
-        func measure(_ c: some Compressor, on t: Tensor, peer: (Double, Double?)? = nil, goal: Double? = nil) throws {
+        func measure(_ c: some Compressor, on t: Tensor, peer: PeerNames? = nil, goal: Double? = nil) throws {
             guard selected(c.name) else { return }
             var message: [UInt8] = []
             let encode = try t.withUnsafeBufferPointer { v in
@@ -90,21 +103,21 @@ struct BenchCompressors: ParsableCommand {
                             messageBytes: message.count, bitsPerElement: Double(8 * message.count) / Double(t.count),
                             encodeRatioToBound: encode / b, decodeRatioToBound: decode / b,
                             encodeReadWriteBoundMs: readWriteBound(t.count, message.count) * 1e3,
-                            peerEncodeMs: peer?.0, peerDecodeMs: peer?.1, goalEncodeMs: goal))
+                            goalEncodeMs: goal, peerNames: peer))
         }
 
-        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .l2, format: .elias), on: gradient, peer: (287, 56), goal: 15)
-        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .l2, format: .fixedWidth), on: gradient, peer: (287, 56))
+        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .l2, format: .elias), on: gradient, peer: PeerNames(encode: "qsgd_s64_encode", decode: "qsgd_decode"), goal: 15)
+        try measure(QSGD(levels: 64, bucketSize: 512, scaling: .l2, format: .fixedWidth), on: gradient, peer: PeerNames(encode: "qsgd_s64_encode", decode: "qsgd_decode"))
         try measure(QSGD(levels: 64, bucketSize: 512, scaling: .max, format: .elias), on: gradient)
         try measure(QSGD(levels: 1, bucketSize: 512, scaling: .l2, format: .elias), on: gradient)
         try measure(TernGrad(clip: 2.5), on: gradient)
         try measure(SignCompressor(scaling: .none), on: gradient)
-        try measure(SignCompressor(scaling: .meanMagnitude), on: gradient, peer: (34, nil), goal: 5)
-        try measure(TopK(ratio: 0.01, selection: .exact), on: gradient, peer: (196, nil), goal: 20)
-        try measure(TopK(ratio: 0.01, selection: .sampled), on: gradient, peer: (196, nil), goal: 20)
+        try measure(SignCompressor(scaling: .meanMagnitude), on: gradient, peer: PeerNames(encode: "sign_scaled"), goal: 5)
+        try measure(TopK(ratio: 0.01, selection: .exact), on: gradient, peer: PeerNames(encode: "topk_1pct"), goal: 20)
+        try measure(TopK(ratio: 0.01, selection: .sampled), on: gradient, peer: PeerNames(encode: "topk_1pct"), goal: 20)
         try measure(TopK(ratio: 0.001, selection: .sampled), on: gradient)
         try measure(OneBitSGD(), on: (try? gradient.reshaped(to: [elements / 6, 6])) ?? gradient)
-        try measure(HalfPrecisionCompressor(.fp16), on: gradient, peer: (1.8, nil), goal: 3)
+        try measure(HalfPrecisionCompressor(.fp16), on: gradient, peer: PeerNames(encode: "fp16_cast"), goal: 3)
         try measure(HalfPrecisionCompressor(.bf16), on: gradient)
 
         // Random-K is linear: its "message" is k fp32 coefficients for the all-reduce.
@@ -126,15 +139,24 @@ struct BenchCompressors: ParsableCommand {
         let layer = Philox(seed: 2).normalTensor(shape: [256, 256, 3, 3], standardDeviation: 1e-3)
         try measure(ATOMO(budget: 4), on: layer)
 
+        let loadAtEnd = MachineDescription.loadAverage()
+        // The peer runs after ours, alone on the cores; its lines read `name: 12.3 ms ...`.
+        if let output = try peer.output(script: "peer_compressors.py") {
+            for i in rows.indices {
+                guard let names = rows[i].peerNames else { continue }
+                rows[i].peerEncodeMs = PeerArguments.figure(in: output, line: names.encode + ":", unit: "ms")
+                rows[i].peerDecodeMs = names.decode.flatMap { PeerArguments.figure(in: output, line: $0 + ":", unit: "ms") }
+                rows[i].encodeRatioToPeer = rows[i].peerEncodeMs.map { rows[i].encodeMs / $0 }
+                rows[i].decodeRatioToPeer = rows[i].peerDecodeMs.map { rows[i].decodeMs / $0 }
+            }
+        }
         let report = Report(elements: elements, threads: 1, copyBandwidthGBs: copy, oneReadBoundMs: bound(elements) * 1e3,
-                            loadAverageAtStart: loadAtStart, loadAverageAtEnd: BenchModel.loadAverage(), methods: rows,
+                            loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadAtEnd, methods: rows,
                             notes: "times are medians of \(repeats) runs on one thread; the bound is 4·n bytes at the copy "
                                  + "bandwidth (read + write bytes per second of a 64 MB copy, measured in this run), the "
                                  + "read-write bound 4·n + message bytes at that bandwidth; decode "
-                                 + "adds into a float buffer; peer = PyTorch GRACE-style, 1 thread, from the issue; "
+                                 + "adds into a float buffer; peer (with --peer) = PyTorch GRACE-style, 1 thread, run after ours; "
                                  + "ATOMO is timed on one 256×2304 layer, not on the whole gradient")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try BenchmarkReport.print(report)
     }
 }

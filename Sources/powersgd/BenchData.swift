@@ -103,8 +103,6 @@ struct BenchData: ParsableCommand {
         let report = Report(threads: 1, copyBandwidthGBs: copy, images: images, tokens: tokens,
             notes: "Training batches on 1 thread, normalized [B,C,H,W] floats (CIFAR with crop+flip) and [T,B] token windows; "
                  + "loadSeconds = read + decode (gzip) + vocabulary; ratioToCopyBandwidth = float bytes delivered per second / memory copy bandwidth.")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try BenchmarkReport.print(report)
     }
 }

@@ -88,8 +88,6 @@ struct BenchLinalg: ParsableCommand {
                             notes: "copy bandwidth counts bytes read + written by one thread on a 64 MB buffer; "
                                  + "tall-skinny GB/s counts the bytes of M read once; blas* is cblas_sgemm on the same product; "
                                  + "sgemm threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here)")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try BenchmarkReport.print(report)
     }
 }

@@ -5,9 +5,9 @@ import NeuralNetworks
 
 /// `powersgd bench model`: training throughput (forward + backward + SGD step on random data)
 /// of the paper's CIFAR ResNet-18 (batch 32, 3×32×32) and the 2×200 LSTM language model
-/// (vocabulary 33,278, BPTT 35, batch 20), at 1 and 2 threads, against PyTorch's figures on
-/// this machine (`/work/shared/peers/torch_train_speed.py`), plus the convolutions' achieved
-/// GFLOP/s against the sgemm peak measured in the same run.
+/// (vocabulary 33,278, BPTT 35, batch 20), at 1 and 2 threads, plus the convolutions' achieved
+/// GFLOP/s against the sgemm peak measured in the same run; with `--peer`, against PyTorch
+/// (`../shared/peers/torch_train_speed.py`) run right after, on the same machine.
 struct BenchModel: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "model",
         abstract: "ResNet-18 samples/s and LSTM LM tokens/s (1 and 2 threads), conv GFLOP/s vs sgemm peak.")
@@ -24,11 +24,13 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Comma-separated models to run: resnet18, lstm.")
     var models = "resnet18,lstm"
 
+    @OptionGroup var peer: PeerArguments
+
     struct ResNetResult: Codable {
         var threads: Int
         var samplesPerSecond: Double
-        var pytorchSamplesPerSecond: Double
-        var ratioToPyTorch: Double
+        var pytorchSamplesPerSecond: Double?
+        var ratioToPyTorch: Double?
         var stepMs: Double
         var convGFLOPs: Double
         var convShareOfStep: Double
@@ -42,8 +44,8 @@ struct BenchModel: ParsableCommand {
     struct LSTMResult: Codable {
         var threads: Int
         var tokensPerSecond: Double
-        var pytorchTokensPerSecond: Double
-        var ratioToPyTorch: Double
+        var pytorchTokensPerSecond: Double?
+        var ratioToPyTorch: Double?
         var stepMs: Double
         /// Product FLOPs of one step (decoder and LSTM products, forward and backward) over the step time.
         var stepGFLOPs: Double
@@ -56,13 +58,6 @@ struct BenchModel: ParsableCommand {
         var lstm: [LSTMResult]
         var notes: String
     }
-
-    /// PyTorch 2.15 (`/work/shared/peers/torch_train_speed.py`) on this machine, run right after
-    /// this bench on 2026-11-23 (docs/benchmarks/pytorch-train-speed-2026-11-23T1130.txt). The
-    /// issue quotes 44.6 / 78.3 samples/s and 1,236 / 1,781 tokens/s, which this CPU cannot reach
-    /// (docs/neural-networks.md); rerun the script beside this bench on another machine.
-    static let pytorchResNet: [Int: Double] = [1: 8.8, 2: 15.9]
-    static let pytorchLSTM: [Int: Double] = [1: 565, 2: 1042]
 
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
@@ -84,22 +79,26 @@ struct BenchModel: ParsableCommand {
             if models.contains("lstm") { lstms.append(try benchLSTM(threads: effective)) }
         }
         BLASThreads.count = startThreads
+        // The peer runs after ours, alone on the cores, and prints a line per model and thread count.
+        if let output = try peer.output(script: "torch_train_speed.py") {
+            for i in resnets.indices {
+                let theirs = PeerArguments.figure(in: output, line: "threads=\(resnets[i].threads) resnet18", unit: "samples/s")
+                resnets[i].pytorchSamplesPerSecond = theirs
+                resnets[i].ratioToPyTorch = theirs.map { resnets[i].samplesPerSecond / $0 }
+            }
+            for i in lstms.indices {
+                let theirs = PeerArguments.figure(in: output, line: "threads=\(lstms[i].threads) lstm", unit: "tokens/s")
+                lstms[i].pytorchTokensPerSecond = theirs
+                lstms[i].ratioToPyTorch = theirs.map { lstms[i].tokensPerSecond / $0 }
+            }
+        }
         let report = Report(resnet18: resnets, lstm: lstms, notes:
             "median of \(repeats) steps after 1 warm-up; a step is zeroGradients + forward + softmax cross-entropy + backward + "
             + "SGD (ResNet: momentum 0.9, lr 0.1; LSTM: lr 20, no dropout), random data, as torch_train_speed.py; "
             + "convGFLOPs: the 20 convolutions' forward+backward FLOPs (3 products each, 2 for the stem) over their time run "
             + "alone on the shapes of the step; sgemmPeak: 1024³ cblas_sgemm at the same thread count; "
             + "BLAS threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here)")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
-    }
-
-    /// The 1-minute load average (other processes competing for the two cores make every figure smaller).
-    static func loadAverage() -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
-              let first = text.split(separator: " ").first, let value = Double(first) else { return .nan }
-        return value
+        try BenchmarkReport.print(report)
     }
 
     func sgemmPeak() -> Double {
@@ -151,12 +150,11 @@ struct BenchModel: ParsableCommand {
         let peak = sgemmPeak()
         let convGFLOPs = flops / seconds / 1e9
         let samples = Double(batch) / step
-        let reference = BenchModel.pytorchResNet[threads] ?? .nan
-        return ResNetResult(threads: threads, samplesPerSecond: samples, pytorchSamplesPerSecond: reference,
-                            ratioToPyTorch: samples / reference, stepMs: step * 1e3, convGFLOPs: convGFLOPs,
+        return ResNetResult(threads: threads, samplesPerSecond: samples, pytorchSamplesPerSecond: nil,
+                            ratioToPyTorch: nil, stepMs: step * 1e3, convGFLOPs: convGFLOPs,
                             convShareOfStep: seconds / step, sgemmPeakGFLOPs: peak, convRatioToSgemmPeak: convGFLOPs / peak,
                             stepGFLOPs: flops / step / 1e9, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
-                            loadAverage: BenchModel.loadAverage())
+                            loadAverage: MachineDescription.loadAverage())
     }
 
     func benchLSTM(threads: Int) throws -> LSTMResult {
@@ -177,14 +175,13 @@ struct BenchModel: ParsableCommand {
         }
         if let failure { throw failure }
         let tokensPerSecond = Double(steps * batch) / step
-        let reference = BenchModel.pytorchLSTM[threads] ?? .nan
         // Three products (forward, ∂W, ∂X) for the decoder and for each layer's input and recurrent weights.
         let rows = Double(steps * batch), h = 200.0
         let flops = 3 * 2 * rows * h * Double(vocabulary) + 2 * 3 * 2 * rows * 4 * h * (h + h)
         let peak = sgemmPeak()
-        return LSTMResult(threads: threads, tokensPerSecond: tokensPerSecond, pytorchTokensPerSecond: reference,
-                          ratioToPyTorch: tokensPerSecond / reference, stepMs: step * 1e3,
+        return LSTMResult(threads: threads, tokensPerSecond: tokensPerSecond, pytorchTokensPerSecond: nil,
+                          ratioToPyTorch: nil, stepMs: step * 1e3,
                           stepGFLOPs: flops / step / 1e9, sgemmPeakGFLOPs: peak, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
-                          loadAverage: BenchModel.loadAverage())
+                          loadAverage: MachineDescription.loadAverage())
     }
 }

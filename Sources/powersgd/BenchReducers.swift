@@ -8,7 +8,9 @@ import LinearAlgebra
 /// `powersgd bench reducers`: the whole reduce (compress, collectives, decompress, error
 /// feedback) per step on a model's gradient shapes, with W in-process workers, for the SGD
 /// baseline and the PowerSGD family; bytes per worker, compression ratio, and PowerSGD's
-/// memory-traffic lower bound measured against the copy bandwidth of the same run.
+/// memory-traffic lower bound measured against the copy bandwidth of the same run; with
+/// `--peer`, PyTorch DDP's communication hooks (`../shared/peers/bench_torch_hook.py`: plain
+/// all-reduce, fp16, `powerSGD_hook` ranks 1/2/4, W processes over Gloo) run right after.
 struct BenchReducers: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "reducers",
         abstract: "Per-step time, bytes and compression ratio of gradient reducers (in-process workers).")
@@ -28,6 +30,8 @@ struct BenchReducers: ParsableCommand {
     @Flag(help: "Print JSON (the output is always JSON; accepted for symmetry).")
     var json = false
 
+    @OptionGroup var peer: PeerArguments
+
     struct Row: Codable {
         var reducer: String
         var medianMs: Double
@@ -37,6 +41,12 @@ struct BenchReducers: ParsableCommand {
         var compressionRatio: Double
         var relativeError: Double?
         var collectivesPerStep: Int
+        /// The peer hook's median DDP step for the same method, and that step less its
+        /// backward-only time (the hook's share), both from this run (with --peer).
+        var peerStepMs: Double?
+        var peerStepLessBackwardMs: Double?
+        /// medianMs over peerStepLessBackwardMs (below 1: faster).
+        var ratioToPeer: Double?
     }
     struct Bound: Codable {
         var reducer: String
@@ -54,7 +64,28 @@ struct BenchReducers: ParsableCommand {
         var copyBandwidthPerWorkerGBs: Double
         var reducers: [Row]
         var memoryTrafficBounds: [Bound]
+        /// The peer's backward-only step (no communication), with --peer.
+        var peerBackwardMs: Double?
         var notes: String
+    }
+
+    /// One line of bench_torch_hook.py's JSON-lines output.
+    struct PeerLine: Decodable {
+        var mode: String
+        var rank: Int?
+        var medianStepSeconds: Double?
+        enum CodingKeys: String, CodingKey { case mode, rank, medianStepSeconds = "median_step_s" }
+    }
+
+    /// The hook mode and PowerSGD rank the peer script names our reducer by, if it has one.
+    static func peerMode(of specification: ReducerSpecification) -> (String, Int)? {
+        switch specification.name {
+        case "sgd": return ("allreduce", 0)
+        case "fp16": return ("fp16", 0)
+        case "powersgd" where specification.options.count == 1 && specification.options[0].key == "rank":
+            return Int(specification.options[0].value).map { ("powersgd", $0) }
+        default: return nil
+        }
     }
 
     func validate() throws {
@@ -93,16 +124,32 @@ struct BenchReducers: ParsableCommand {
                                     measuredMs: row.medianMs, ratioToBound: row.medianMs / boundMs))
             }
         }
+        // The peer runs after ours, alone on the cores; it appends JSON lines to a file.
+        var peerBackwardMs: Double?
+        let peerFile = FileManager.default.temporaryDirectory.appendingPathComponent("powersgd-peer-hook-\(getpid()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: peerFile) }
+        if let output = try peer.output(script: "bench_torch_hook.py", arguments: [peerFile, String(workers)],
+                                        environment: ["BUCKET_MB": "200"], resultFile: peerFile) {
+            let lines = output.split(separator: "\n").compactMap { try? JSONDecoder().decode(PeerLine.self, from: Data($0.utf8)) }
+            peerBackwardMs = lines.first { $0.mode == "local_backward_only" }?.medianStepSeconds.map { $0 * 1e3 }
+            for (i, specification) in try ReducerSpecification.parseList(reducers).enumerated() {
+                guard let (mode, rank) = Self.peerMode(of: specification),
+                      let step = lines.first(where: { $0.mode == mode && ($0.rank ?? 0) == rank })?.medianStepSeconds else { continue }
+                rows[i].peerStepMs = step * 1e3
+                if let backward = peerBackwardMs {
+                    rows[i].peerStepLessBackwardMs = step * 1e3 - backward
+                    rows[i].ratioToPeer = rows[i].medianMs / (step * 1e3 - backward)
+                }
+            }
+        }
         let report = Report(
             model: model, workers: workers, tensors: shapes.count, parameters: parameters, steps: steps,
-            copyBandwidthPerWorkerGBs: copyBandwidth, reducers: rows, memoryTrafficBounds: bounds,
+            copyBandwidthPerWorkerGBs: copyBandwidth, reducers: rows, memoryTrafficBounds: bounds, peerBackwardMs: peerBackwardMs,
             notes: "Times are the median (and mean) over timed steps of the slowest worker's reduce call, "
                 + "in-process workers, 1 BLAS thread each. Copy bandwidth: bytes read + written per second "
                 + "per worker while all workers copy \(4 * parameters) bytes at once. PowerSGD+ pays a full "
                 + "all-reduce and SVDs every period: compare its mean, not its median.")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try BenchmarkReport.print(report)
     }
 
     /// One reducer on every worker: 2 untimed steps then `steps` timed ones; each step starts
