@@ -42,7 +42,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Checkpoints to keep in --checkpoint-dir: older step-N directories are removed (0: keep all).")
     var keepCheckpoints = 3
 
-    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir. The flags that fix the trajectory (model, data, batch size, seed, optimizer, reducer, workers) must match the checkpoint's (exit 2 otherwise); --steps/--epochs may change.")
     var resume = false
 
     @Option(help: "Write one JSON line per step and per evaluation to this file.")
