@@ -6,6 +6,9 @@
 /// restored run continues bit for bit. Each value carries a one-byte tag and
 /// arrays their length, so a reader fed a truncated or foreign archive throws
 /// `StateArchiveError` naming what it expected instead of misreading.
+///
+/// A file holds `sealed` bytes: the stream followed by its CRC-32C, which `StateReader(unsealing:)`
+/// verifies before anything is read, so flipped bits on disk are refused rather than restored.
 public struct StateWriter: Sendable {
     public private(set) var bytes: [UInt8] = []
 
@@ -49,6 +52,13 @@ public struct StateWriter: Sendable {
         raw(UInt64(value.count))
         bytes.append(contentsOf: value)
     }
+
+    /// The stream followed by its CRC-32C (4 bytes, little-endian): what a file should hold.
+    public var sealed: [UInt8] {
+        var result = bytes
+        withUnsafeBytes(of: CRC32C.checksum(bytes).littleEndian) { result.append(contentsOf: $0) }
+        return result
+    }
 }
 
 /// Reads what `StateWriter` wrote, in the same order.
@@ -57,6 +67,18 @@ public struct StateReader: Sendable {
     public private(set) var offset = 0
 
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// A reader of the stream inside `StateWriter.sealed` bytes, after checking their CRC-32C.
+    /// - Throws: `StateArchiveError.checksumMismatch` when any byte differs from what was written.
+    public init(unsealing sealed: [UInt8]) throws {
+        guard sealed.count >= 4 else { throw StateArchiveError.truncated(expected: "checksum", offset: sealed.count) }
+        let payload = sealed.count - 4
+        var stored: UInt32 = 0
+        for i in 0..<4 { stored |= UInt32(sealed[payload + i]) << (8 * UInt32(i)) }
+        let computed = CRC32C.checksum(sealed[..<payload])
+        guard stored == computed else { throw StateArchiveError.checksumMismatch(stored: stored, computed: computed) }
+        self.bytes = Array(sealed[..<payload])
+    }
 
     /// True when every byte has been read.
     public var isAtEnd: Bool { offset == bytes.count }
@@ -119,8 +141,19 @@ public struct StateReader: Sendable {
     public mutating func readTensor() throws -> Tensor {
         try tag(.tensor, "tensor")
         let dims = try length("tensor shape", elementSize: 8)
-        var shape: [Int] = []
-        for _ in 0..<dims { shape.append(Int(try raw("tensor extent"))) }
+        var shape: [Int] = [], elements = 1
+        for _ in 0..<dims {
+            // An extent beyond Int, or extents whose product is (zeros aside), would trap where a
+            // shape's sizes are multiplied; the float count that follows bounds the rest.
+            let extent = try raw("tensor extent")
+            guard extent <= UInt64(Int.max) else {
+                throw StateArchiveError.unexpectedValue(expected: "tensor extent", offset: offset - 8)
+            }
+            let (product, overflow) = elements.multipliedReportingOverflow(by: max(1, Int(extent)))
+            guard !overflow else { throw StateArchiveError.unexpectedValue(expected: "tensor shape", offset: offset - 8) }
+            elements = product
+            shape.append(Int(extent))
+        }
         let scalars = try readFloats()
         do { return try Tensor(shape: shape, scalars: scalars) } catch {
             throw StateArchiveError.unexpectedValue(expected: "tensor of shape \(shape)", offset: offset)
@@ -156,12 +189,17 @@ public enum StateArchiveError: Error, Equatable, CustomStringConvertible {
     case truncated(expected: String, offset: Int)
     case unexpectedValue(expected: String, offset: Int)
     case mismatch(expected: String, found: String)
+    /// The CRC-32C stored after the stream is not the one of the bytes read.
+    case checksumMismatch(stored: UInt32, computed: UInt32)
 
     public var description: String {
         switch self {
         case let .truncated(what, offset): return "checkpoint ends at byte \(offset) where a \(what) was expected"
         case let .unexpectedValue(what, offset): return "checkpoint holds something else at byte \(offset) where a \(what) was expected"
         case let .mismatch(expected, found): return "checkpoint section is '\(found)', expected '\(expected)' (written by a different configuration?)"
+        case let .checksumMismatch(stored, computed):
+            return "checkpoint is corrupt: its CRC-32C checksum is " + String(stored, radix: 16)
+                + " but its bytes give " + String(computed, radix: 16)
         }
     }
 }

@@ -33,7 +33,7 @@ struct PowerSGDCommand: ParsableCommand {
             FileHandleStandardError.write("powersgd: " + fullMessage(for: error) + "\n")
             // ArgumentParser reports every parse and validation error as EX_USAGE (64); we use 2,
             // the conventional code for command-line usage errors.
-            Glibc.exit(code == .validationFailure ? 2 : 1)
+            Glibc.exit(code == .validationFailure || (error as? RuntimeError)?.isUsageError == true ? 2 : 1)
         }
     }
 }

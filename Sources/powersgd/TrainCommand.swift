@@ -5,6 +5,9 @@ import Foundation
 import GradientCompression
 import NeuralNetworks
 import Training
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `powersgd train`: data-parallel training of one model with one reducer.
 struct TrainCommand: ParsableCommand {
@@ -37,7 +40,10 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Write a checkpoint every this many steps (0: never).")
     var checkpointEvery = 0
 
-    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir.")
+    @Option(help: "Checkpoints to keep in --checkpoint-dir: older step-N directories are removed (0: keep all).")
+    var keepCheckpoints = 3
+
+    @Flag(help: "Continue from the newest checkpoint in --checkpoint-dir. The flags that fix the trajectory (model, data, batch size, seed, optimizer, reducer, workers) must match the checkpoint's (exit 2 otherwise); --steps/--epochs may change.")
     var resume = false
 
     @Option(help: "Write one JSON line per step and per evaluation to this file.")
@@ -46,6 +52,7 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedReducer()
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
+        guard keepCheckpoints >= 0 else { throw ValidationError("--keep-checkpoints must be 0 or more (got \(keepCheckpoints))") }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
         if checkpointEvery > 0 && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
     }
@@ -75,6 +82,7 @@ struct TrainCommand: ParsableCommand {
                                           network: settings.network, projectedWorkers: settings.projectWorkers)
         session.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
         session.checkpointEvery = checkpointEvery
+        session.keepCheckpoints = keepCheckpoints
         session.resume = resume
         session.logFile = logFile.map { URL(fileURLWithPath: $0) }
         let workers = settings.workers
@@ -84,17 +92,78 @@ struct TrainCommand: ParsableCommand {
         if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
             output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
         }
+        let interrupt = InterruptReport(checkpointDirectory: session.checkpointDirectory,
+                                        reports: settings.backend == "threads")
         let runs = try runWorkers(settings: settings) { group in
-            try session.run(group: group, onStep: { record, total in
+            if group.rank == 0 { interrupt.reportHere() }
+            return try session.run(group: group, onStep: { record, total in
+                interrupt.completed(steps: record.step + 1)
                 output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
                                 examples: settings.batchSize * group.size)
             }, onEvaluation: { record in
                 output.line(String(format: "evaluation after step %d (epoch %d): %@ %.4f", record.step, record.epoch + 1,
                                    record.metric.rawValue, record.value))
-            })
+            }, onNotice: { output.line($0) })
         }
         guard let result = runs.first, !result.run.steps.isEmpty else { return }
         output.line(Summary(result: result, network: settings.network, projectedWorkers: settings.projectWorkers).text)
+    }
+}
+
+/// Ctrl-C (SIGINT) during `train`: says at which step training stopped and whether and how it can
+/// be resumed, then exits with 130 (128 + SIGINT, what a shell reports for a process it killed).
+/// Checkpoint files are written through a rename, so stopping at any moment leaves only whole
+/// files (and at most a temporary one, removed by the next run).
+final class InterruptReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private var steps = 0
+    private var reports: Bool
+    private let source: DispatchSourceSignal
+    let checkpointDirectory: URL?
+
+    /// `reports`: whether this process prints the message (an MPI job's rank 0 says so later).
+    init(checkpointDirectory: URL?, reports: Bool) {
+        self.checkpointDirectory = checkpointDirectory
+        self.reports = reports
+        signal(SIGINT, SIG_IGN)  // delivered to the source below instead of killing the process
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in self.stop() }
+        source.resume()
+    }
+
+    deinit { source.cancel() }
+
+    func reportHere() {
+        lock.lock(); defer { lock.unlock() }
+        reports = true
+    }
+
+    /// Called on rank 0 after each step with the steps done (counted from step 0, resumes included).
+    func completed(steps: Int) {
+        lock.lock(); defer { lock.unlock() }
+        self.steps = steps
+    }
+
+    private func stop() {
+        lock.lock()
+        let steps = self.steps, reports = self.reports
+        lock.unlock()
+        if reports { FileHandleStandardError.write("\n" + message(steps: steps) + "\n") }
+        _exit(130)
+    }
+
+    func message(steps: Int) -> String {
+        let at = steps == 0 ? "before the first step" : "at step \(steps)"
+        guard let checkpointDirectory else {
+            return "powersgd: interrupted \(at); nothing was saved to resume from "
+                + "(train with --checkpoint-dir and --checkpoint-every to be able to resume with --resume)"
+        }
+        guard let latest = try? Checkpoint.latestStep(in: checkpointDirectory) else {
+            return "powersgd: interrupted \(at); no checkpoint was written yet in \(checkpointDirectory.path), "
+                + "so --resume has nothing to continue from"
+        }
+        return "powersgd: interrupted \(at); resume with --resume (it continues from the newest checkpoint, "
+            + "step \(latest), in \(checkpointDirectory.path))"
     }
 }
 
@@ -110,7 +179,7 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
         defer { try? MPICommunicator.finalize() }
         do { return [try body(communicator)] } catch {
             FileHandleStandardError.write("powersgd: rank \(communicator.rank): \(error)\n")
-            MPICommunicator.abort(code: 1)
+            MPICommunicator.abort(code: isUsageError(error) ? 2 : 1)
         }
     }
 }
@@ -118,14 +187,25 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
 /// Runs `body` on `workers` threads of this process; a worker's error names its rank.
 func runThreads<T>(workers: Int, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
     do { return try InProcessGroup.run(workers: workers, body) } catch let error as WorkerError {
-        throw RuntimeError("worker \(error.rank): \(error.underlying)")
+        throw RuntimeError("worker \(error.rank): \(error.underlying)", isUsageError: isUsageError(error.underlying))
     }
 }
 
-/// A runtime failure with its cause (exit code 1).
+/// Errors that mean the flags do not fit (exit 2), raised once the workers have started.
+func isUsageError(_ error: Error) -> Bool {
+    if case .configurationChanged? = error as? TrainingError { return true }
+    return false
+}
+
+/// A runtime failure with its cause (exit code 1), or a usage error found only at run time
+/// (exit code 2: flags that contradict a checkpoint).
 struct RuntimeError: Error, CustomStringConvertible {
     var description: String
-    init(_ description: String) { self.description = description }
+    var isUsageError = false
+    init(_ description: String, isUsageError: Bool = false) {
+        self.description = description
+        self.isUsageError = isUsageError
+    }
 }
 
 extension TrainingArguments {

@@ -32,9 +32,11 @@ struct CommandRunner {
         throw RunnerError("mpirun not found on PATH: install OpenMPI (scripts/bootstrap.sh installs openmpi-bin)")
     }
 
-    /// `powersgd arguments...`; killed after `timeout` seconds.
-    static func run(_ arguments: [String], timeout: Double = 300) throws -> Outcome {
-        try launch(try powersgd(), arguments, timeout: timeout)
+    /// `powersgd arguments...`; killed after `timeout` seconds. With `interruptWhen`, sent SIGINT
+    /// (what Ctrl-C sends) as soon as its standard output satisfies the condition.
+    static func run(_ arguments: [String], timeout: Double = 300,
+                    interruptWhen: ((String) -> Bool)? = nil) throws -> Outcome {
+        try launch(try powersgd(), arguments, timeout: timeout, interruptWhen: interruptWhen)
     }
 
     /// `mpirun -np ranks powersgd arguments...` with the flags docs/collectives.md documents.
@@ -52,7 +54,8 @@ struct CommandRunner {
                           timeout: timeout)
     }
 
-    private static func launch(_ executable: URL, _ arguments: [String], timeout: Double) throws -> Outcome {
+    private static func launch(_ executable: URL, _ arguments: [String], timeout: Double,
+                               interruptWhen: ((String) -> Bool)? = nil) throws -> Outcome {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -71,7 +74,13 @@ struct CommandRunner {
         let start = Date()
         try process.run()
         var timedOut = false
+        var interrupted = false
         while process.isRunning {
+            if let interruptWhen, !interrupted,
+               interruptWhen((try? String(contentsOf: out, encoding: .utf8)) ?? "") {
+                interrupted = true
+                process.interrupt()
+            }
             if Date().timeIntervalSince(start) > timeout {
                 timedOut = true
                 process.terminate()

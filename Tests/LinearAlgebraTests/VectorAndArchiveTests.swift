@@ -89,3 +89,48 @@ import Testing
         #expect(linf((0..<33).map { _ in Float.greatestFiniteMagnitude } + [.nan]).isNaN)
     }
 }
+
+@Suite struct SealedArchiveTests {
+    /// The standard check value of CRC-32C, on both the eight-byte and the byte-wise path.
+    @Test func crc32cMatchesTheStandardCheckValues() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksum([UInt8]()) == 0)
+        #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
+        #expect(CRC32C.checksum([UInt8](repeating: 0xff, count: 32)) == 0x62A8_AB43)
+    }
+
+    /// Sealed bytes read back; any flipped bit, a truncation or an extension is refused.
+    @Test func aSealedArchiveRefusesAnyChange() throws {
+        var w = StateWriter()
+        w.write("model"); w.write(Philox(seed: 4).normalTensor(shape: [5, 5])); w.write(3)
+        let sealed = w.sealed
+        var r = try StateReader(unsealing: sealed)
+        try r.expect("model"); _ = try r.readTensor(); #expect(try r.readInt() == 3); #expect(r.isAtEnd)
+        for i in 0..<sealed.count {
+            for bit in [0, 3, 7] {
+                var m = sealed
+                m[i] ^= 1 << bit
+                #expect(throws: StateArchiveError.self) { _ = try StateReader(unsealing: m) }
+            }
+        }
+        #expect(throws: StateArchiveError.self) { _ = try StateReader(unsealing: Array(sealed.dropLast())) }
+        #expect(throws: StateArchiveError.self) { _ = try StateReader(unsealing: sealed + [0]) }
+        #expect(throws: StateArchiveError.self) { _ = try StateReader(unsealing: [1, 2]) }
+    }
+
+    /// Extents beyond Int, or whose product overflows, throw instead of trapping.
+    @Test func tensorExtentsThatOverflowThrow() {
+        func archive(_ extents: [UInt64]) -> [UInt8] {
+            var bytes: [UInt8] = [4]  // the tensor tag
+            for v in [UInt64(extents.count)] + extents { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+            var floats = StateWriter(); floats.write([Float](repeating: 0, count: 2))
+            return bytes + floats.bytes
+        }
+        for extents: [UInt64] in [[1 << 63, 1], [UInt64.max], [1 << 40, 1 << 40], [0, 1 << 62, 1 << 62]] {
+            var r = StateReader(archive(extents))
+            #expect(throws: StateArchiveError.self, "\(extents)") { _ = try r.readTensor() }
+        }
+        var fine = StateReader(archive([2, 1]))
+        #expect((try? fine.readTensor())?.shape == [2, 1])
+    }
+}

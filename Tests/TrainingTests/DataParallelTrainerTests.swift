@@ -7,9 +7,9 @@ import Testing
 @testable import Training
 
 @Suite struct DataParallelTrainerTests {
-    static func workload(seed: UInt64 = 7, learningRate: Float = 0.1) -> ClassifierWorkload {
+    static func workload(seed: UInt64 = 7, learningRate: Float = 0.1, momentum: Float = 0.9) -> ClassifierWorkload {
         let model = MLP.make(inputShape: [1, 6, 6], hidden: [16], classes: 4, seed: seed)
-        let optimizer = SGD(options: .init(momentum: 0.9, nesterov: true, weightDecay: 1e-4),
+        let optimizer = SGD(options: .init(momentum: momentum, nesterov: true, weightDecay: 1e-4),
                             schedule: .constant(learningRate))
         return ClassifierWorkload(model: model, optimizer: optimizer, data: SyntheticImages(), batchSize: 8)
     }
@@ -64,7 +64,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let full = try Self.train(workers: 2, steps: 10, reducer: { UncompressedReducer() })
         _ = try Self.train(workers: 2, steps: 5, reducer: { UncompressedReducer() }, checkpointEvery: 5, directory: directory)
-        #expect(Checkpoint.latestStep(in: directory) == 5)
+        #expect(try Checkpoint.latestStep(in: directory) == 5)
         let resumed = try Self.train(workers: 2, steps: 10, reducer: { UncompressedReducer() }, startFrom: (directory, 5))
         #expect(resumed[0].losses == Array(full[0].losses.suffix(5)))
         #expect(resumed[0].parameters == full[0].parameters)
@@ -89,8 +89,16 @@ import Testing
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         _ = try Self.train(workers: 2, steps: 2, reducer: { UncompressedReducer() }, checkpointEvery: 2, directory: directory)
-        #expect(throws: (any Error).self) {
+        do {
             _ = try Self.train(workers: 1, steps: 4, reducer: { UncompressedReducer() }, startFrom: (directory, 2))
+            Issue.record("a checkpoint of 2 workers was restored by 1")
+        } catch let error as WorkerError {
+            guard case .configurationChanged(let file, let differences)? = error.underlying as? TrainingError else {
+                Issue.record("expected TrainingError.configurationChanged, got \(error.underlying)")
+                return
+            }
+            #expect(file == directory.appendingPathComponent("step-2/rank-0.state").path)
+            #expect(differences == [.init(key: "workers", saved: "2", current: "1")])
         }
     }
 }

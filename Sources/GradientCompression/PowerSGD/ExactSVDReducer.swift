@@ -112,6 +112,6 @@ public struct ExactSVDReducer: GradientReducer {
         }
         layout = restored
         self.error = error
-        agreementChecked = false
+        agreementChecked = restored != nil  // as in PowerSGD.restoreState
     }
 }

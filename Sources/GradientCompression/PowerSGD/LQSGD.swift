@@ -179,7 +179,7 @@ public struct LQSGD: GradientReducer {
         self.layout = restored
         self.q = q
         self.error = error
-        self.agreementChecked = false
+        self.agreementChecked = restored != nil  // as in PowerSGD.restoreState
     }
 }
 

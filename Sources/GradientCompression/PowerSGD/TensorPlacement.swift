@@ -79,6 +79,8 @@ extension StateWriter {
 
 extension StateReader {
     /// Reads what `writeShapeList` wrote, with bounds on the counts (a corrupt archive throws).
+    /// Extents are at most 2³¹ − 1 and a tensor at most 2⁴⁰ elements (zero extents aside), so the
+    /// layout built from the list (rows·columns, factor sizes, offsets) cannot overflow.
     mutating func readShapeList() throws -> [[Int]]? {
         let count = try readInt()
         guard count >= 0 else { return nil }
@@ -88,7 +90,19 @@ extension StateReader {
             guard (0...64).contains(dimensions) else {
                 throw StateArchiveError.unexpectedValue(expected: "tensor dimension count", offset: offset)
             }
-            return try (0..<dimensions).map { _ in try readInt() }
+            var elements = 1
+            return try (0..<dimensions).map { _ in
+                let extent = try readInt()
+                guard (0...Int(Int32.max)).contains(extent) else {
+                    throw StateArchiveError.unexpectedValue(expected: "tensor extent", offset: offset)
+                }
+                let (product, overflow) = elements.multipliedReportingOverflow(by: max(1, extent))
+                guard !overflow, product <= 1 << 40 else {
+                    throw StateArchiveError.unexpectedValue(expected: "tensor size", offset: offset)
+                }
+                elements = product
+                return extent
+            }
         }
     }
 }

@@ -130,6 +130,7 @@ public final class SGD {
         try reader.expect("sgd")
         step = try reader.readInt()
         let count = try reader.readInt()
+        guard count >= 0 else { throw StateArchiveError.unexpectedValue(expected: "momentum buffer count", offset: reader.offset) }
         var buffers: [Tensor] = []
         for _ in 0..<count { buffers.append(try reader.readTensor()) }
         momentumBuffers = buffers

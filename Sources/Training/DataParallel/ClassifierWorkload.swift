@@ -87,6 +87,11 @@ public final class ClassifierWorkload: Workload {
         try model.load(from: &archive)
         try optimizer.load(from: &archive)
     }
+
+    public func saveReplicatedState(to archive: inout StateWriter) {
+        for p in parameters { archive.write(p.value) }
+        optimizer.save(to: &archive)
+    }
 }
 
 extension ImageBatcher: LabeledImageSource {}

@@ -23,9 +23,15 @@ public struct DataParallelTrainer {
         /// Whether to evaluate at all. Off for profiling runs that only need step records.
         public var evaluates = true
         /// Write a checkpoint every this many steps into `checkpointDirectory`; 0 means never
-        /// (a checkpoint is still written when training stops on a non-finite value).
+        /// (the state is still saved for inspection when training stops on a non-finite value).
         public var checkpointEvery: Int
         public var checkpointDirectory: URL?
+        /// Checkpoints to keep: after writing one, older `step-N` directories beyond this many are
+        /// removed (`Checkpoint.prune`); 0 keeps them all.
+        public var keepCheckpoints = 3
+        /// The settings that fix the run's trajectory, recorded in every checkpoint so that a
+        /// resume with other settings is refused (`TrainingSession.trajectorySettings`).
+        public var settings: [String: String] = [:]
 
         public init(totalSteps: Int, evaluateEvery: Int = 0, checkpointEvery: Int = 0, checkpointDirectory: URL? = nil) {
             self.totalSteps = totalSteps
@@ -108,7 +114,10 @@ public struct DataParallelTrainer {
                                     Float(reduction.communicationSeconds), Float(t3 - t2)]
             try group.allReduce(&slowest, operation: .max)
             if sums[1] > 0 {
-                let directory = try writeCheckpoint(step: step, workload: workload, reducer: reducer, group: group)
+                // The reducer (and, for a non-finite loss, the optimizer) already took this step:
+                // the state is not step `step`'s, so it goes beside the checkpoints, never over one.
+                let directory = try writeCheckpoint(step: step, workload: workload, reducer: reducer, group: group,
+                                                    inspection: true)
                 throw TrainingError.nonFinite(step: step, loss: Double(sums[0]) / Double(group.size), checkpoint: directory)
             }
             try onStep(Step(step: step, epoch: epoch, loss: Double(sums[0]) / Double(group.size),
@@ -137,26 +146,26 @@ public struct DataParallelTrainer {
 
     // MARK: - Checkpoints
 
-    /// Writes `<directory>/step-<N>/rank-<r>.state` for every rank: the workload's state (model,
-    /// buffers, optimizer) and the reducer's (error feedback, warm-start factors, plans). Ranks
-    /// write their own file because reducer state and local buffers differ between workers.
+    /// Writes `<directory>/step-<N>/rank-<r>.state` for every rank (`Checkpoint`): the workload's
+    /// state (model, buffers, optimizer) and the reducer's (error feedback, warm-start factors,
+    /// plans). Ranks write their own file because reducer state and local buffers differ between
+    /// workers. Rank 0 then moves `latest` and prunes old checkpoints. With `inspection`, the
+    /// state goes to `nonfinite-step-<N>` instead and `latest` stays where it was.
     @discardableResult
     func writeCheckpoint(step: Int, workload: Workload, reducer: any GradientReducer,
-                         group: any Communicator) throws -> URL? {
+                         group: any Communicator, inspection: Bool = false) throws -> URL? {
         guard let root = options.checkpointDirectory else { return nil }
-        let directory = Checkpoint.directory(root, step: step)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var writer = StateWriter()
-        writer.write(Checkpoint.magic)
-        writer.write(step)
-        writer.write(group.size)
-        workload.saveState(to: &writer)
-        writer.write(reducer.name)
-        reducer.saveState(to: &writer)
-        try Data(writer.bytes).write(to: Checkpoint.file(directory, rank: group.rank), options: .atomic)
+        let directory = inspection ? Checkpoint.inspectionDirectory(root, step: step) : Checkpoint.directory(root, step: step)
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw TrainingError.checkpoint("cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        let bytes = Checkpoint.encode(step: step, totalSteps: options.totalSteps, settings: options.settings,
+                                      workload: workload, reducer: reducer, workers: group.size)
+        try Checkpoint.writeAtomically(bytes, to: Checkpoint.file(directory, rank: group.rank))
         try group.barrier()  // every rank's file exists before anyone reports the checkpoint
-        if group.rank == 0 {
-            try Data("\(step)\n".utf8).write(to: root.appendingPathComponent("latest"), options: .atomic)
+        if group.rank == 0 && !inspection {
+            try Checkpoint.setLatest(root, step: step)
+            Checkpoint.prune(root, newest: step, keep: options.keepCheckpoints)
         }
         return directory
     }
@@ -169,53 +178,6 @@ func threadCPUSeconds() -> Double {
     var time = timespec()
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
     return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
-}
-
-/// The checkpoint layout and reader.
-public enum Checkpoint {
-    static let magic = "powersgd-checkpoint-v1"
-
-    public static func directory(_ root: URL, step: Int) -> URL {
-        root.appendingPathComponent("step-\(step)")
-    }
-
-    static func file(_ directory: URL, rank: Int) -> URL {
-        directory.appendingPathComponent("rank-\(rank).state")
-    }
-
-    /// The step of the newest complete checkpoint under `root`, or nil if there is none.
-    public static func latestStep(in root: URL) -> Int? {
-        guard let text = try? String(contentsOf: root.appendingPathComponent("latest"), encoding: .utf8) else { return nil }
-        return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    /// Restores this rank's workload and reducer from `<root>/step-<N>/rank-<r>.state` and
-    /// returns the step to continue from.
-    public static func restore(from root: URL, step: Int, workload: Workload, reducer: inout any GradientReducer,
-                               group: any Communicator) throws -> Int {
-        let file = Checkpoint.file(directory(root, step: step), rank: group.rank)
-        let data: Data
-        do { data = try Data(contentsOf: file) } catch {
-            throw TrainingError.checkpoint("cannot read \(file.path): \(error.localizedDescription)")
-        }
-        var reader = StateReader([UInt8](data))
-        do {
-            try reader.expect(magic)
-            let saved = try reader.readInt()
-            let workers = try reader.readInt()
-            guard saved == step else { throw TrainingError.checkpoint("\(file.path) holds step \(saved), expected \(step)") }
-            guard workers == group.size else {
-                throw TrainingError.checkpoint("\(file.path) was written by \(workers) workers; this run has \(group.size)")
-            }
-            try workload.restoreState(from: &reader)
-            try reader.expect(reducer.name)
-            try reducer.restoreState(from: &reader)
-            guard reader.isAtEnd else { throw TrainingError.checkpoint("\(file.path) has trailing bytes") }
-        } catch let error as StateArchiveError {
-            throw TrainingError.checkpoint("\(file.path): \(error)")
-        }
-        return step
-    }
 }
 
 func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
@@ -236,11 +198,31 @@ public enum TrainingError: Error, CustomStringConvertible {
     case emptyEpoch(workers: Int)
     case checkpoint(String)
     case doubleMomentum(reducer: String, optimizerMomentum: Float)
+    /// A checkpoint written by a run with other settings (worker count, seed, batch size, ...):
+    /// resuming would not continue that run. A usage error: the flags must match the checkpoint.
+    case configurationChanged(file: String, differences: [SettingDifference])
+    /// After a restore, these ranks hold another step or replicated state than rank 0.
+    case replicasDiffer(step: Int, ranks: [Int], steps: [Int], referenceStep: Int)
+
+    /// One setting that differs between a checkpoint and the run resuming from it.
+    public struct SettingDifference: Sendable, Equatable {
+        /// The command-line flag without its dashes (`batch-size`), or `workers`, `reducer`.
+        public var key: String
+        public var saved: String
+        public var current: String
+        public init(key: String, saved: String, current: String) {
+            self.key = key
+            self.saved = saved
+            self.current = current
+        }
+    }
 
     public var description: String {
         switch self {
         case let .nonFinite(step, loss, checkpoint):
-            let saved = checkpoint.map { "; state saved in \($0.path) for inspection" } ?? "; no checkpoint directory was given"
+            let saved = checkpoint.map {
+                "; the state after the failed step is in \($0.path) for inspection (--resume continues from the last good checkpoint)"
+            } ?? "; no checkpoint directory was given"
             return "training stopped at step \(step): the loss (\(loss)) or a reduced gradient is not finite — "
                 + "lower the learning rate or check the data\(saved)"
         case let .emptyEpoch(workers):
@@ -250,6 +232,17 @@ public enum TrainingError: Error, CustomStringConvertible {
         case let .doubleMomentum(reducer, momentum):
             return "\(reducer) applies momentum itself; an optimizer with momentum \(momentum) would apply it twice "
                 + "(build the workload's optimizer with momentum 0)"
+        case let .configurationChanged(file, differences):
+            let list = differences.map { "--\($0.key) \($0.saved) in the checkpoint, \($0.current) now" }.joined(separator: "; ")
+            return "--resume: \(file) was written by a run with other settings (\(list)); resume with the checkpoint's "
+                + "settings, or start a new run with another --checkpoint-dir"
+        case let .replicasDiffer(step, ranks, steps, referenceStep):
+            let what = zip(ranks, steps).map { rank, restored in
+                restored == referenceStep ? "rank \(rank) holds another model or optimizer state than rank 0"
+                                          : "rank \(rank) restored step \(restored), rank 0 step \(referenceStep)"
+            }.joined(separator: "; ")
+            return "checkpoint: after restoring step \(step), the replicas differ (\(what)): its rank files come from "
+                + "different runs or steps; refusing to train replicas that would diverge"
         }
     }
 }

@@ -92,4 +92,9 @@ public final class LanguageModelWorkload: Workload {
         try model.load(from: &archive)
         try optimizer.load(from: &archive)
     }
+
+    public func saveReplicatedState(to archive: inout StateWriter) {
+        for p in parameters { archive.write(p.value) }
+        optimizer.save(to: &archive)
+    }
 }

@@ -32,6 +32,10 @@ public protocol Workload: AnyObject {
     /// Model parameters, buffers and optimizer state, in the checkpoint format.
     func saveState(to archive: inout StateWriter)
     func restoreState(from archive: inout StateReader) throws
+
+    /// The part of the state every replica holds identically (parameters and optimizer state,
+    /// not batch-norm statistics or carried hidden state): what a resume compares across ranks.
+    func saveReplicatedState(to archive: inout StateWriter)
 }
 
 /// A worker's share of an evaluation: Σ metric over its examples and how many there were.

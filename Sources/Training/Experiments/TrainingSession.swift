@@ -13,6 +13,8 @@ public struct TrainingSession {
     public var projection: ProjectionTarget
     public var checkpointDirectory: URL?
     public var checkpointEvery = 0
+    /// Checkpoints to keep in `checkpointDirectory` (older ones are removed); 0 keeps all.
+    public var keepCheckpoints = 3
     public var resume = false
     /// Rank 0 writes JSON lines here (see docs/reports.md for the fields).
     public var logFile: URL?
@@ -35,23 +37,74 @@ public struct TrainingSession {
         public var parameterCount: Int
     }
 
-    /// Runs this worker. `onStep` / `onEvaluation` are called on rank 0 with each record.
+    /// The settings that fix a run's trajectory, by command-line flag (without dashes): every
+    /// field of the configuration except where the data live, how often to evaluate and the
+    /// length (which may change on a resume), plus the reducer and the worker count. A checkpoint
+    /// records them; resuming with any of them changed is refused.
+    public static func trajectorySettings(_ configuration: ExperimentConfiguration, reducer: String) -> [String: String] {
+        let excluded: Set<String> = ["dataDirectory", "evaluateEvery", "steps", "epochs"]
+        var settings: [String: String] = ["reducer": reducer]
+        for child in Mirror(reflecting: configuration).children {
+            guard let label = child.label, !excluded.contains(label) else { continue }
+            settings[flagName(label)] = describe(child.value)
+        }
+        return settings
+    }
+
+    /// `batchSize` → `batch-size`.
+    static func flagName(_ property: String) -> String {
+        property.reduce(into: "") { name, c in
+            if c.isUppercase { name += "-" + c.lowercased() } else { name.append(c) }
+        }
+    }
+
+    private static func describe(_ value: Any) -> String {
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional { return mirror.children.first.map { describe($0.value) } ?? "none" }
+        return "\(value)"
+    }
+
+    /// Runs this worker. `onStep` / `onEvaluation` are called on rank 0 with each record, and
+    /// `onNotice` with what a resume does (from which step to which, a changed length).
     public func run(group: any Communicator, onStep: (StepRecord, Int) -> Void = { _, _ in },
-                    onEvaluation: (EvaluationRecord) -> Void = { _ in }) throws -> Result {
+                    onEvaluation: (EvaluationRecord) -> Void = { _ in },
+                    onNotice: (String) -> Void = { _ in }) throws -> Result {
         var reducer = try ReducerCatalog.make(self.reducer, seed: experiment.configuration.seed)
         let workload = try experiment.makeWorkload(rank: group.rank, workers: group.size, threads: threads,
                                                    reducerAppliesMomentum: reducer.appliesMomentum)
         let total = try experiment.totalSteps(workers: group.size)
-        var start = 0
-        if resume, let directory = checkpointDirectory {
-            guard let step = Checkpoint.latestStep(in: directory) else {
-                throw TrainingError.checkpoint("--resume: no checkpoint in \(directory.path) (expected a 'latest' file)")
-            }
-            start = try Checkpoint.restore(from: directory, step: step, workload: workload, reducer: &reducer, group: group)
-        }
+        let trajectory = Self.trajectorySettings(experiment.configuration, reducer: reducer.name)
+        func notice(_ text: String) { if group.rank == 0 { onNotice(text) } }
         let c = experiment.configuration
         let settings = RunSettings(reducer: reducer.name, model: c.model, dataset: c.dataset, workers: group.size,
                                    batchSizePerWorker: c.batchSize, seed: c.seed, projection: projection)
+        let parameterCount = workload.gradients.reduce(0) { $0 + $1.count }
+        var start = 0
+        if let directory = checkpointDirectory {
+            Checkpoint.removeTemporaryFiles(in: directory, rank: group.rank)
+        }
+        if resume, let directory = checkpointDirectory {
+            guard let step = try Checkpoint.latestStep(in: directory) else {
+                throw TrainingError.checkpoint("--resume: no checkpoint in \(directory.path) (expected a 'latest' file)")
+            }
+            let header = try Checkpoint.restoreHeader(from: directory, step: step, workload: workload, reducer: &reducer,
+                                                      group: group, settings: trajectory)
+            start = header.step
+            if total <= start {
+                notice("nothing to do: the checkpoint in \(directory.path) is at step \(start), and this run ends at step "
+                       + "\(total) (--steps/--epochs); give more steps to train on")
+                return Result(run: RunRecord(settings: settings), parameterCount: parameterCount)
+            }
+            var text = "resuming from step \(start) to step \(total) (checkpoint \(Checkpoint.directory(directory, step: start).path))"
+            if header.totalSteps != total {
+                text += "; the checkpoint's run was \(header.totalSteps) steps long"
+                text += experiment.configuration.schedule == .constant
+                    ? " (constant learning rate: the steps already taken are unaffected)"
+                    : ", and the \(experiment.configuration.schedule.rawValue) learning-rate schedule now spans \(total) steps, "
+                        + "so the rates from step \(start) on differ from those of the original run"
+            }
+            notice(text)
+        }
         var recorder: RunRecorder?
         if group.rank == 0 {
             if start > 0, let logFile, FileManager.default.fileExists(atPath: logFile.path),
@@ -66,8 +119,9 @@ public struct TrainingSession {
         var options = DataParallelTrainer.Options(totalSteps: total, evaluateEvery: evaluateEvery,
                                                   checkpointEvery: checkpointEvery, checkpointDirectory: checkpointDirectory)
         options.evaluates = evaluates
+        options.keepCheckpoints = keepCheckpoints
+        options.settings = trajectory
         let trainer = DataParallelTrainer(options: options)
-        let parameterCount = workload.gradients.reduce(0) { $0 + $1.count }
         try trainer.run(workload: workload, reducer: &reducer, group: group, startStep: start, onStep: { step in
             if let record = try recorder?.record(step) { onStep(record, total) }
         }, onEvaluation: { evaluation in

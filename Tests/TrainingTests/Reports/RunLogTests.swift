@@ -83,4 +83,39 @@ import Testing
         }
         #expect(throws: ReportError.self) { try RunLog.read(URL(fileURLWithPath: "/nonexistent/run.jsonl")) }
     }
+
+    /// A log cut off inside its last line (disk full, kill): the complete lines are read, and
+    /// appending after it (a resume) starts on a fresh line instead of gluing onto the fragment.
+    @Test func aTornFinalLineIsDroppedAndAResumeAppendsAfterIt() throws {
+        let url = Self.temporaryFile("torn.jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let run = try SyntheticRuns.run(reducer: "sgd", payload: 1000, steps: 4, evaluations: [], log: try RunLogWriter(url: url))
+        let complete = try String(contentsOf: url, encoding: .utf8)
+        try (complete + "{\"record\":\"step\",\"st").write(to: url, atomically: true, encoding: .utf8)
+        var warnings: [String] = []
+        #expect(try RunLog.read(url, warn: { warnings.append($0) }) == [run])
+        #expect(warnings.count == 1)
+        #expect(warnings.first?.contains("\(url.path):6:") == true, "\(warnings)")
+
+        let resumed = RunRecorder(resuming: run, atStep: 4, log: try RunLogWriter(url: url, append: true))
+        try resumed.recordStep(step: 4, epoch: 0, loss: 1, computeSeconds: 0.1, compressionSeconds: 0, communicationSeconds: 0,
+                               optimizerSeconds: 0, reduction: ReductionStats(payloadBytes: 1000, uncompressedBytes: 1000))
+        warnings = []
+        let again = try RunLog.read(url, warn: { warnings.append($0) })
+        #expect(again == [resumed.run])
+        #expect(warnings.isEmpty)
+        #expect(again.first?.steps.map(\.step) == Array(0..<5))
+    }
+
+    /// Only the last line may be torn: a broken line with complete lines after it is an error.
+    @Test func aBrokenLineInTheMiddleIsStillAnError() throws {
+        let good = try RunLog.encode(.run(RunSettings(reducer: "sgd", model: "m", dataset: "d", workers: 2,
+                                                      projection: SyntheticRuns.projection)))
+        do {
+            _ = try RunLog.parse("\(good)\n{\"record\":\"st\n\(good)\n", path: "x.jsonl")
+            Issue.record("a broken line in the middle was accepted")
+        } catch let error as ReportError {
+            #expect(error.description.hasPrefix("x.jsonl:2: "), "\(error)")
+        }
+    }
 }

@@ -14,15 +14,24 @@ public enum RunLog {
         return String(decoding: try encoder.encode(line), as: UTF8.self)
     }
 
-    /// The runs in `text`; `path` names the source in errors.
-    public static func parse(_ text: String, path: String = "<log>") throws -> [RunRecord] {
+    /// The runs in `text`; `path` names the source in errors and warnings.
+    ///
+    /// A last line without its newline that does not decode is what a writer cut off (a full
+    /// disk, a kill) leaves: it is dropped with a warning passed to `warn`. Any other line that
+    /// does not decode is an error naming the file and the line.
+    public static func parse(_ text: String, path: String = "<log>", warn: (String) -> Void = { _ in }) throws -> [RunRecord] {
         let decoder = JSONDecoder()
         var runs: [RunRecord] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        for (index, rawLine) in lines.enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             let record: RunLogLine
             do { record = try decoder.decode(RunLogLine.self, from: Data(line.utf8)) } catch {
+                if index == lines.count - 1 {
+                    warn("warning: \(path):\(index + 1): the last line is incomplete (the writer was cut off); ignoring it")
+                    break
+                }
                 throw ReportError.malformedLogLine(path: path, line: index + 1, reason: describe(error))
             }
             if case .run(let settings) = record {
@@ -48,8 +57,13 @@ public enum RunLog {
         return runs
     }
 
-    /// The runs in the log file at `url`.
-    public static func read(_ url: URL) throws -> [RunRecord] {
+    /// Writes a warning of `parse` to standard error.
+    public static func warnOnStandardError(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    /// The runs in the log file at `url` (a torn last line is dropped with a warning to `warn`).
+    public static func read(_ url: URL, warn: (String) -> Void = RunLog.warnOnStandardError) throws -> [RunRecord] {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ReportError.unreadableLog(path: url.path, reason: error.localizedDescription)
@@ -57,7 +71,7 @@ public enum RunLog {
         guard let text = String(data: data, encoding: .utf8) else {
             throw ReportError.unreadableLog(path: url.path, reason: "not UTF-8 text")
         }
-        return try parse(text, path: url.path)
+        return try parse(text, path: url.path, warn: warn)
     }
 
     /// All lines of `run`, in log order (settings, then steps and evaluations interleaved by step).
@@ -94,7 +108,9 @@ public final class RunLogWriter {
     private let handle: FileHandle
     public let url: URL
 
-    /// Opens `url` for appending (`append: true`, for a resume) or truncates it.
+    /// Opens `url` for appending (`append: true`, for a resume) or truncates it. Appending to a
+    /// log whose last line was cut off first removes that fragment, so the next line starts on a
+    /// line of its own instead of turning the fragment into a corrupt line in the middle.
     public init(url: URL, append: Bool = false) throws {
         self.url = url
         let manager = FileManager.default
@@ -103,10 +119,18 @@ public final class RunLogWriter {
                 throw ReportError.unreadableLog(path: url.path, reason: "cannot create the file")
             }
         }
-        do { handle = try FileHandle(forWritingTo: url) } catch {
+        do { handle = try FileHandle(forUpdating: url) } catch {
             throw ReportError.unreadableLog(path: url.path, reason: error.localizedDescription)
         }
-        try handle.seekToEnd()
+        do {
+            if append, let data = try handle.readToEnd(), let last = data.last, last != UInt8(ascii: "\n") {
+                let kept = data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? data.startIndex
+                try handle.truncate(atOffset: UInt64(kept - data.startIndex))
+            }
+            try handle.seekToEnd()
+        } catch {
+            throw ReportError.unreadableLog(path: url.path, reason: error.localizedDescription)
+        }
     }
 
     deinit { try? handle.close() }
