@@ -1,3 +1,4 @@
+import Collectives
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
@@ -68,6 +69,42 @@ import LinearAlgebra
         let decoded = try c.decode(try c.encode(zero, key: key), shape: zero.shape, key: key)
         let expected: Float = (c as? SignCompressor)?.scaling == SignCompressor.Scaling.none ? 1 : 0
         #expect(decoded.scalars.allSatisfy { $0 == expected }, "\(c.name)")
+    }
+
+    /// LQ-SGD follows the same policy: NaN or ±Inf anywhere in a compressed gradient (on the
+    /// first step and on a warm-started one) throws `nonFiniteInput` naming the method and the
+    /// tensor, instead of trapping on NaN or sending zeros for ±Inf; zero gradients give zeros.
+    @Test func lqsgdFollowsTheInputPolicy() throws {
+        let shapes: [[Int]] = [[7], [24, 40]]
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for position in [0, 517, 959] {
+                for goodSteps in [0, 2] {
+                    let outcome = try InProcessGroup.run(workers: 1) { group -> String in
+                        var reducer = try LQSGD(rank: 2, bits: 4)
+                        for step in 0..<goodSteps {
+                            var g = LowRankFixtures.gradients(shapes, rank: 0, step: step)
+                            _ = try reducer.reduce(&g, over: group)
+                        }
+                        var g = LowRankFixtures.gradients(shapes, rank: 0, step: goodSteps)
+                        g[1].scalars[position] = bad
+                        do {
+                            _ = try reducer.reduce(&g, over: group)
+                            return "no error; output finite: \(g[1].scalars.allSatisfy(\.isFinite))"
+                        } catch let CompressorError.nonFiniteInput(method, tensor, _) {
+                            return "\(method) \(tensor)"
+                        }
+                    }[0]
+                    #expect(outcome == "lqsgd 1", "\(bad) at \(position) after \(goodSteps) steps")
+                }
+            }
+        }
+        let zeros = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
+            var reducer = try LQSGD(rank: 2, bits: 4)
+            var g = shapes.map { Tensor(shape: $0) }
+            for _ in 0..<2 { _ = try reducer.reduce(&g, over: group) }
+            return g
+        }[0]
+        #expect(zeros == shapes.map { Tensor(shape: $0) })
     }
 
     @Test func randomKChecksTheValuesItSends() throws {
