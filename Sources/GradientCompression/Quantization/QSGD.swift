@@ -447,14 +447,24 @@ public struct QSGD: Compressor {
         guard format == .fixedWidth || bytes0 <= rest.count else {
             throw GradientCompressionError.corruptMessage("QSGD stream 0 of \(bytes0) bytes exceeds the \(rest.count) bytes left")
         }
-        try units.withUnsafeBufferPointer { u in
-            if format == .fixedWidth {
-                try decodeFixedWidth(BitSource(rest, context: "QSGD"), n: n, units: u.baseAddress!, into: out)
-            } else {
-                try decodeElias(BitSource(UnsafeRawBufferPointer(rebasing: rest[..<bytes0]), context: "QSGD stream 0"),
-                                BitSource(UnsafeRawBufferPointer(rebasing: rest[bytes0...]), context: "QSGD stream 1"),
-                                nonzeros: nonzeros, n: n, units: u.baseAddress!, into: out)
+        // The streams are checked while they are decoded, so a corrupt one is found after earlier
+        // elements were added: the output's previous values are kept and put back on a throw.
+        let saved = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+        defer { saved.deallocate() }
+        _ = saved.initialize(fromContentsOf: output)
+        do {
+            try units.withUnsafeBufferPointer { u in
+                if format == .fixedWidth {
+                    try decodeFixedWidth(BitSource(rest, context: "QSGD"), n: n, units: u.baseAddress!, into: out)
+                } else {
+                    try decodeElias(BitSource(UnsafeRawBufferPointer(rebasing: rest[..<bytes0]), context: "QSGD stream 0"),
+                                    BitSource(UnsafeRawBufferPointer(rebasing: rest[bytes0...]), context: "QSGD stream 1"),
+                                    nonzeros: nonzeros, n: n, units: u.baseAddress!, into: out)
+                }
             }
+        } catch {
+            _ = output.update(fromContentsOf: saved)
+            throw error
         }
     }
 

@@ -6,7 +6,9 @@ import LinearAlgebra
 /// Every decoder, fed 10,000 randomly mutated, truncated and extended messages, either throws
 /// `GradientCompressionError.corruptMessage` or decodes finite values; it never traps (a trap
 /// would kill the test process) and never reads out of bounds (run the suite with
-/// `--sanitize=address` to check the latter: see docs/compressors.md).
+/// `--sanitize=address` to check the latter: see docs/compressors.md). A decode that throws
+/// leaves its output bit for bit as it was ("decodes or throws": the output already holds other
+/// workers' contributions).
 @Suite struct RobustnessTests {
     static func compressors() throws -> [any Compressor] {
         [
@@ -30,18 +32,27 @@ import LinearAlgebra
         let t = gaussian([12, 10], seed: 3)
         let key = CompressionKey(rank: 0, step: 0, tensor: 0)
         let message = try c.encode(t, key: key)
-        var thrown = 0, decoded = 0
+        // The output holds earlier contributions (nonzero, so that an added zero is seen too: −0 + 0 = +0).
+        let earlier = gaussian(t.shape, seed: 23).scalars
+        var thrown = 0, decoded = 0, nonFinite = 0, changedByAThrow = 0
         for m in mutations(of: message, count: 10_000, seed: 17) {
+            var out = earlier
             do {
-                let d = try c.decode(m, shape: t.shape, key: key)
-                let finite = d.scalars.allSatisfy(\.isFinite)
-                #expect(finite, "\(c.name) decoded a non-finite value")
+                try m.withUnsafeBytes { bytes in
+                    try out.withUnsafeMutableBufferPointer {
+                        try c.decode(bytes, shape: t.shape, key: key, weight: 0.5, accumulatingInto: $0)
+                    }
+                }
+                if !out.allSatisfy(\.isFinite) { nonFinite += 1 }
                 decoded += 1
             } catch is GradientCompressionError {
+                if !zip(out, earlier).allSatisfy({ $0.bitPattern == $1.bitPattern }) { changedByAThrow += 1 }
                 thrown += 1
             }
         }
         #expect(thrown + decoded == 10_000)
+        #expect(nonFinite == 0, "\(c.name) decoded a non-finite value \(nonFinite) times")
+        #expect(changedByAThrow == 0, "\(c.name): \(changedByAThrow) of \(thrown) throwing decodes changed the output")
         #expect(thrown > 0, "\(c.name): no mutation was detected at all")
     }
 }
