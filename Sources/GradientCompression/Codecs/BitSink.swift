@@ -1,11 +1,12 @@
 /// An unchecked least-significant-bit-first bit writer into memory the caller has sized, for
 /// the hot loops of the encoders (the same bit order as `BitWriter`).
 ///
-/// Every `append` ORs the field into a 64-bit accumulator and stores the accumulator as one
-/// unaligned 8-byte word at the current byte, then advances by the whole bytes completed: no
-/// branch and no per-field bounds check. The accumulator keeps fewer than 8 bits between calls,
-/// so a field of up to 56 bits always fits. The caller guarantees a capacity of at least
-/// ⌈bits written/8⌉ + 8 bytes (the last store writes 8 bytes), from a bound proven for its format.
+/// Every `append` masks the field to its width, ORs it into a 64-bit accumulator and stores the
+/// accumulator as one unaligned 8-byte word at the current byte, then advances by the whole bytes
+/// completed: no branch and no per-field bounds check. The accumulator keeps fewer than 8 bits
+/// between calls, so a field of up to 56 bits always fits. The caller guarantees a capacity of at
+/// least ⌈bits written/8⌉ + 8 bytes (the last store writes 8 bytes), from a bound proven for its
+/// format.
 @usableFromInline
 struct BitSink {
     @usableFromInline let base: UnsafeMutableRawPointer
@@ -21,10 +22,11 @@ struct BitSink {
         self.byte = byte
     }
 
-    /// Appends the low `bits` bits of `value` (0 ≤ bits ≤ 56; higher bits of `value` must be zero).
+    /// Appends the low `bits` bits of `value` (0 ≤ bits ≤ 56); higher bits of `value` are masked
+    /// off, so a wrong value cannot reach the fields after it.
     @inlinable @inline(__always)
     mutating func append(_ value: UInt64, bits: Int) {
-        accumulator |= value &<< UInt64(truncatingIfNeeded: filled)
+        accumulator |= (value & ((1 &<< UInt64(truncatingIfNeeded: bits)) &- 1)) &<< UInt64(truncatingIfNeeded: filled)
         filled &+= bits
         (base + byte).storeBytes(of: accumulator.littleEndian, as: UInt64.self)
         byte &+= filled &>> 3
@@ -68,12 +70,12 @@ struct PositionedBits {
         return s
     }
 
-    /// Appends the low `bits` bits of `value` (0 ≤ bits ≤ 56; higher bits of `value` zero): one
+    /// Appends the low `bits` bits of `value` (0 ≤ bits ≤ 56; higher bits masked off): one
     /// unaligned 8-byte store at the current byte, then the pending bits move down by the whole
     /// bytes completed.
     @inlinable @inline(__always)
     mutating func append(_ value: UInt64, bits: Int, _ base: UnsafeMutableRawPointer) {
-        pending |= value &<< UInt64(truncatingIfNeeded: bit & 7)
+        pending |= (value & ((1 &<< UInt64(truncatingIfNeeded: bits)) &- 1)) &<< UInt64(truncatingIfNeeded: bit & 7)
         (base + (bit &>> 3)).storeBytes(of: pending.littleEndian, as: UInt64.self)
         let next = bit &+ bits
         pending = pending &>> UInt64(truncatingIfNeeded: (next & ~7) &- (bit & ~7))

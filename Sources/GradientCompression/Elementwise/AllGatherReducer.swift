@@ -62,8 +62,13 @@ public struct AllGatherReducer<C: Compressor>: CompressedAveraging {
                     }
                     let message = try reader.take(length, "tensor \(i)'s message")
                     let key = CompressionKey(rank: rank, step: step, tensor: i)
-                    try average[i].withUnsafeMutableBufferPointer {
-                        try compressor.decode(message, shape: shape, key: key, weight: weight, accumulatingInto: $0)
+                    do {
+                        try average[i].withUnsafeMutableBufferPointer {
+                            try compressor.decode(message, shape: shape, key: key, weight: weight, accumulatingInto: $0)
+                        }
+                    } catch let GradientCompressionError.corruptMessage(text) {
+                        // Name the sender: the compressor's text knows only its own format.
+                        throw GradientCompressionError.corruptMessage("\(name) frame from worker \(rank), tensor \(i): \(text)")
                     }
                     if rank == group.rank, local != nil {
                         try local![i].withUnsafeMutableBufferPointer {

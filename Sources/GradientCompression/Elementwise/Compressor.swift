@@ -38,7 +38,8 @@ public struct CompressionKey: Sendable, Hashable {
 /// Messages are real byte streams: what the reducer all-gathers is exactly
 /// what `encode` returned. `decode` must treat its input as untrusted: given
 /// any bytes, it either decodes values it could have produced or throws
-/// `GradientCompressionError.corruptMessage`; it never traps, reads out of
+/// `GradientCompressionError.corruptMessage` with `output` bit for bit as it
+/// was (it holds other workers' contributions); it never traps, reads out of
 /// bounds, or allocates from a length field (the shape bounds every size).
 ///
 /// Input policy, shared by every compressor (docs/compressors.md):

@@ -24,6 +24,11 @@ import Darwin
 ///   Received bytes therefore grow with W, as for every all-gather scheme.
 /// - **Error feedback (variant B):** E_w ← M_w − P̂·D(C(Q_w))ᵀ, the worker's input minus its
 ///   own dequantized contribution, so Σ_w E_w = Σ_w M_w − W·P̂Q̄ᵀ and mass is conserved.
+/// - **Input policy (docs/compressors.md):** a NaN or ±Inf in a compressed gradient (or in its
+///   error-corrected M = G + E, e.g. by overflow) reaches every entry of its row of P = M·Q
+///   (NaN·q, ∞·0 and ∞ − ∞ are NaN), so the encoder's check of the factor blocks throws
+///   `CompressorError.nonFiniteInput` naming the tensor, before anything is sent. The error
+///   memory then holds that M (what the trainer's inspection checkpoint shows).
 /// Payload per compressed matrix per step: ⌈b·n·r/8⌉ + ⌈b·m·r/8⌉ + 8 bytes.
 public struct LQSGD: GradientReducer {
     public let rank: Int
@@ -89,8 +94,9 @@ public struct LQSGD: GradientReducer {
             }
         } } }
         // 2. Quantized P's all-gathered, dequantized, summed in rank order; P̂ = orth(P).
-        let pBlocks = layout.entries.filter(\.isCompressed).map { ($0.pOffset, $0.rows * $0.rank) }
-        (p, _) = try exchange(p, blocks: pBlocks, codec: codec, over: group, average: false)
+        let compressed = layout.entries.enumerated().filter(\.element.isCompressed)
+        let pBlocks = compressed.map { Block(offset: $0.element.pOffset, count: $0.element.rows * $0.element.rank, tensor: $0.offset) }
+        (p, _) = try exchange(p, blocks: pBlocks, factor: "P", codec: codec, over: group, average: false)
         try p.withUnsafeMutableBufferPointer { pb in
             for entry in layout.entries where entry.isCompressed {
                 try Orthonormalization.preferred(rank: entry.rank).apply(pb.baseAddress! + entry.pOffset, rows: entry.rows, columns: entry.rank)
@@ -104,8 +110,8 @@ public struct LQSGD: GradientReducer {
                                               by: pb.baseAddress! + entry.pOffset, rank: entry.rank, into: lq.baseAddress! + entry.qOffset)
             }
         } } }
-        let qBlocks = layout.entries.filter(\.isCompressed).map { ($0.qOffset, $0.columns * $0.rank) }
-        let (meanQ, ownQ) = try exchange(localQ, blocks: qBlocks, codec: codec, over: group, average: true)
+        let qBlocks = compressed.map { Block(offset: $0.element.qOffset, count: $0.element.columns * $0.element.rank, tensor: $0.offset) }
+        let (meanQ, ownQ) = try exchange(localQ, blocks: qBlocks, factor: "Q", codec: codec, over: group, average: true)
         q = meanQ
         // 4. G ← P̂Q̄ᵀ, E ← M − P̂·D(C(Q_w))ᵀ.
         var norms = LowRankKernels.Norms()
@@ -131,13 +137,26 @@ public struct LQSGD: GradientReducer {
         return meter.finish(uncompressedBytes: 4 * layout.totalCount, relativeError: relative)
     }
 
+    /// One factor block of a compressed tensor in a packed factor buffer.
+    struct Block {
+        var offset: Int, count: Int, tensor: Int
+    }
+
     /// Quantizes each block of `values`, all-gathers the codes, and returns the sum (or mean)
     /// of every worker's dequantized blocks, summed in rank order, and this worker's own
-    /// dequantized values.
-    func exchange(_ values: [Float], blocks: [(offset: Int, count: Int)], codec: LogQuantizer,
+    /// dequantized values. Throws `nonFiniteInput` (before the all-gather) for a block holding
+    /// NaN/Inf, `corruptMessage` for a peer's invalid block.
+    func exchange(_ values: [Float], blocks: [Block], factor: String, codec: LogQuantizer,
                   over group: any Communicator, average: Bool) throws -> ([Float], [Float]) {
         var message: [UInt8] = []
-        for block in blocks { codec.encode(values[block.offset ..< block.offset + block.count], into: &message) }
+        for block in blocks {
+            let slice = values[block.offset ..< block.offset + block.count]
+            if let bad = slice.firstIndex(where: { !$0.isFinite }) {
+                throw CompressorError.nonFiniteInput(method: "lqsgd", tensor: block.tensor,
+                    detail: "its \(factor) factor holds \(values[bad]) (the gradient or its error-corrected sum holds NaN/Inf or overflows)")
+            }
+            codec.encode(slice, into: &message)
+        }
         let all = try group.allGather(message)
         var total = [Float](repeating: 0, count: values.count), own = total
         for (worker, bytes) in all.enumerated() {
@@ -146,7 +165,7 @@ public struct LQSGD: GradientReducer {
             }
             var cursor = 0
             for block in blocks {
-                let decoded = codec.decode(bytes, cursor: &cursor, count: block.count)
+                let decoded = try codec.decode(bytes, cursor: &cursor, count: block.count, context: "worker \(worker)'s \(factor) factor of tensor \(block.tensor)")
                 for j in 0..<block.count { total[block.offset + j] += decoded[j] }
                 if worker == group.rank { for j in 0..<block.count { own[block.offset + j] = decoded[j] } }
             }
@@ -190,10 +209,10 @@ struct LogQuantizer {
     let alpha: Float
     var levels: Int { (1 << (bits - 1)) - 1 }
 
+    /// Appends the block's scale and codes; `values` must be finite (the caller checks).
     func encode(_ values: ArraySlice<Float>, into bytes: inout [UInt8]) {
         var scale: Float = 0
         for v in values { scale = max(scale, abs(v)) }
-        if !scale.isFinite { scale = 0 }
         withUnsafeBytes(of: scale.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
         let l = Float(levels), logBase = (1 + alpha).logNatural
         var accumulator: UInt32 = 0, filled = 0
@@ -210,11 +229,16 @@ struct LogQuantizer {
         if filled > 0 { bytes.append(UInt8(truncatingIfNeeded: accumulator)) }
     }
 
-    func decode(_ bytes: [UInt8], cursor: inout Int, count: Int) -> [Float] {
+    /// Decodes one block at `cursor` (the caller checked the message's length). Throws on a
+    /// non-finite or negative scale or a code beyond ±L, which the encoder never sends.
+    func decode(_ bytes: [UInt8], cursor: inout Int, count: Int, context: @autoclosure () -> String) throws -> [Float] {
         var pattern: UInt32 = 0
         for i in 0..<4 { pattern |= UInt32(bytes[cursor + i]) << (8 * UInt32(i)) }
         cursor += 4
         let scale = Float(bitPattern: pattern)
+        guard scale.isFinite, scale >= 0 else {
+            throw GradientCompressionError.corruptMessage("LQ-SGD: \(context()) has scale \(scale)")
+        }
         let l = Float(levels), mask = UInt32((1 << bits) - 1)
         var result = [Float](repeating: 0, count: count)
         var accumulator: UInt32 = 0, filled = 0
@@ -222,6 +246,9 @@ struct LogQuantizer {
             while filled < bits { accumulator |= UInt32(bytes[cursor]) << UInt32(filled); cursor += 1; filled += 8 }
             let code = Int(accumulator & mask) - levels
             accumulator >>= UInt32(bits); filled -= bits
+            guard code <= levels else {
+                throw GradientCompressionError.corruptMessage("LQ-SGD: \(context()) has code \(code) beyond ±\(levels) at entry \(j)")
+            }
             if code != 0 {
                 let q = Float(abs(code)) / l
                 let magnitude = scale * ((1 + alpha).power(q) - 1) / alpha

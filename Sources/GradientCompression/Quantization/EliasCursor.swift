@@ -5,6 +5,7 @@
 struct EliasCursor {
     struct Layout {
         let n: Int, bucketSize: Int, buckets: Int
+        /// (unit, undo) per bucket: a level ζ decodes to (unit·ζ)·undo (see `QSGD`).
         let units: UnsafePointer<Float>
     }
 
@@ -12,6 +13,7 @@ struct EliasCursor {
     var index: Int
     var remaining: Int
     var unit: Float
+    var undo: Float
     var bucket: Int
     let stream: Int
 
@@ -21,7 +23,8 @@ struct EliasCursor {
         bucket = k
         index = k &* layout.bucketSize &- 1
         remaining = k < layout.buckets ? Swift.min(layout.bucketSize, layout.n &- k &* layout.bucketSize) : 0
-        unit = k < layout.buckets ? layout.units[k] : 0
+        unit = k < layout.buckets ? layout.units[2 &* k] : 0
+        undo = k < layout.buckets ? layout.units[2 &* k &+ 1] : 1
     }
 
     /// Reads γ(gap), the sign and γ(level) of the next nonzero and adds its value to `out`.
@@ -55,7 +58,7 @@ struct EliasCursor {
         } else {
             try crossBuckets(gap, layout)
         }
-        let magnitude = unit * (narrow ? Float(bitPattern: 0x4B00_0000 | UInt32(truncatingIfNeeded: level)) - 0x1p23 : QSGD.exactFloat(level))
+        let magnitude = unit * (narrow ? Float(bitPattern: 0x4B00_0000 | UInt32(truncatingIfNeeded: level)) - 0x1p23 : QSGD.exactFloat(level)) * undo
         // The sign bit xor-ed in: `negative ? -m : m` compiled to a branch that random signs mispredict half the time.
         out[index] += Float(bitPattern: magnitude.bitPattern ^ negative &<< 31)
     }
@@ -80,7 +83,8 @@ struct EliasCursor {
             if left <= count {
                 index = bucket &* layout.bucketSize &- 1 &+ Int(left)
                 remaining = Int(count &- left)
-                unit = layout.units[bucket]
+                unit = layout.units[2 &* bucket]
+                undo = layout.units[2 &* bucket &+ 1]
                 return
             }
             left &-= count

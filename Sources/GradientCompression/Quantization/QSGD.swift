@@ -8,6 +8,16 @@ import LinearAlgebra
 /// E[ζᵢ] = aᵢ, so the decoded vector is unbiased (§3.1; the `U < frac` rule of §3.4).
 /// A zero bucket has scale 0 and decodes to zeros (§3.4: Q(0) = 0).
 ///
+/// Tiny buckets (scale below 2⁻⁶⁰, `smallScale`) are quantized on the bucket times 2¹⁰⁰: for them
+/// s/‖v‖ can overflow fp32 (max-norm: ‖v‖ < s·2⁻¹²⁸, e.g. a subnormal maximum; 0·∞ would then make
+/// NaN levels), and L2's squares underflow (the norm of a subnormal bucket comes out 0 or short).
+/// Scaled, every value lies in [2⁻⁴⁹, 2⁴⁰) or is 0: the product by a power of two is exact, every
+/// square is a normal float and their sum cannot overflow (d < 2⁴⁸), so the levels are those of
+/// aᵢ = s·|vᵢ|/‖v‖ as for any bucket; the scale sent is ‖2¹⁰⁰v‖·2⁻¹⁰⁰ rounded to fp32 (exact for
+/// max-norm) and the levels are drawn against it. The decoder applies the same power of two to
+/// its unit and undoes it after multiplying by the level, so a decoded value is rounded once, to
+/// fp32's subnormal grid (2⁻¹⁴⁹), rather than through a subnormal unit ‖v‖/s.
+///
 /// Two wire formats (both start with the ⌈n/d⌉ bucket scales as fp32):
 /// - `.fixedWidth`: every element as 1 sign bit + ⌈log₂(s+1)⌉ level bits, so a message is exactly
 ///   ⌈(32·⌈n/d⌉ + n·(1 + ⌈log₂(s+1)⌉)) / 8⌉ bytes (§3.2, §10).
@@ -84,11 +94,38 @@ public struct QSGD: Compressor {
             throw CompressorError.nonFiniteInput(method: "qsgd", tensor: key.tensor,
                                                  detail: "bucket \(b) has a NaN/Inf element or an fp32-overflowing norm")
         }
-        if scale == 0 {
-            words.initialize(repeating: 0, count: count)
-            return (0, count, 0)
+        if scale < QSGD.smallScale {
+            // A zero bucket draws no uniforms. An L2 norm of 0 may be underflow: zero only if the maximum is.
+            if scale == 0, scaling == .max || maximumMagnitude(bucket) == 0 {
+                words.initialize(repeating: 0, count: count)
+                return (0, count, 0)
+            }
+            return quantizeSmallBucket(bucket, lanes: &lanes, into: words)
         }
         return (scale, count, quantizeLevels(bucket, lanes: &lanes, factor: Float(levels) / scale, into: words))
+    }
+
+    /// Scales below this take `quantizeSmallBucket` (see the type's documentation): above it
+    /// s/scale ≤ 2⁸⁴, and an L2 bucket's largest squares are normal floats.
+    @usableFromInline static let smallScale: Float = 0x1p-60
+    /// The power of two by which a small bucket is scaled before quantizing (and the decoder's
+    /// unit for it), and its inverse.
+    @usableFromInline static let smallScaleFactor: Float = 0x1p100
+    @usableFromInline static let smallScaleUndo: Float = 0x1p-100
+
+    /// A nonzero bucket of scale below `smallScale`: quantized as 2¹⁰⁰·v, its scale sent as
+    /// fp32(‖2¹⁰⁰v‖·2⁻¹⁰⁰) (≥ max|vᵢ|, since rounding is monotone; > 0), with the factor
+    /// s/(sent·2¹⁰⁰) (sent·2¹⁰⁰ is exact).
+    @inline(never)
+    func quantizeSmallBucket(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes,
+                             into words: UnsafeMutablePointer<UInt32>) -> (scale: Float, count: Int, nonzeros: Int) {
+        let scaled = bucket.map { $0 * QSGD.smallScaleFactor }
+        let scaledScale = scaled.withUnsafeBufferPointer { scaling == .l2 ? Vector.norm2($0) : maximumMagnitude($0) }
+        let sent = scaledScale * QSGD.smallScaleUndo
+        let nonzeros = scaled.withUnsafeBufferPointer {
+            quantizeLevels($0, lanes: &lanes, factor: Float(levels) / (sent * QSGD.smallScaleFactor), into: words)
+        }
+        return (sent, bucket.count, nonzeros)
     }
 
     func encodeFixedWidth(_ values: UnsafeBufferPointer<Float>, key: CompressionKey) throws -> [UInt8] {
@@ -388,14 +425,17 @@ public struct QSGD: Compressor {
                     "QSGD message claims \(count) nonzeros in stream \(k) of \(streamElements(k, n)) elements")
             }
         }
-        // The decoded value of level ζ in bucket b is weight·scale_b/s·ζ.
-        var units = [Float](repeating: 0, count: buckets)
+        // The decoded value of level ζ in bucket b is weight·scale_b/s·ζ: (unit_b·ζ)·undo_b, where a
+        // small scale's unit is scaled by 2¹⁰⁰ and undo_b = 2⁻¹⁰⁰ (see the type's documentation), else 1.
+        var units = [Float](repeating: 0, count: 2 * buckets)
         for b in 0..<buckets {
             let scale = try reader.readFloat("the scale of bucket \(b)")
             guard scale.isFinite, scale >= 0 else {
                 throw GradientCompressionError.corruptMessage("QSGD bucket \(b) has scale \(scale)")
             }
-            units[b] = weight * scale / Float(levels)
+            let small = scale < QSGD.smallScale
+            units[2 * b] = weight * (small ? scale * QSGD.smallScaleFactor : scale) / Float(levels)
+            units[2 * b + 1] = small ? QSGD.smallScaleUndo : 1
         }
         let rest = UnsafeRawBufferPointer(rebasing: message[reader.offset...])
         guard let out = output.baseAddress else {
@@ -404,17 +444,27 @@ public struct QSGD: Compressor {
             }
             return
         }
-        try units.withUnsafeBufferPointer { u in
-            if format == .fixedWidth {
-                try decodeFixedWidth(BitSource(rest, context: "QSGD"), n: n, units: u, into: out)
-            } else {
-                guard bytes0 <= rest.count else {
-                    throw GradientCompressionError.corruptMessage("QSGD stream 0 of \(bytes0) bytes exceeds the \(rest.count) bytes left")
+        guard format == .fixedWidth || bytes0 <= rest.count else {
+            throw GradientCompressionError.corruptMessage("QSGD stream 0 of \(bytes0) bytes exceeds the \(rest.count) bytes left")
+        }
+        // The streams are checked while they are decoded, so a corrupt one is found after earlier
+        // elements were added: the output's previous values are kept and put back on a throw.
+        let saved = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+        defer { saved.deallocate() }
+        _ = saved.initialize(fromContentsOf: output)
+        do {
+            try units.withUnsafeBufferPointer { u in
+                if format == .fixedWidth {
+                    try decodeFixedWidth(BitSource(rest, context: "QSGD"), n: n, units: u.baseAddress!, into: out)
+                } else {
+                    try decodeElias(BitSource(UnsafeRawBufferPointer(rebasing: rest[..<bytes0]), context: "QSGD stream 0"),
+                                    BitSource(UnsafeRawBufferPointer(rebasing: rest[bytes0...]), context: "QSGD stream 1"),
+                                    nonzeros: nonzeros, n: n, units: u.baseAddress!, into: out)
                 }
-                try decodeElias(BitSource(UnsafeRawBufferPointer(rebasing: rest[..<bytes0]), context: "QSGD stream 0"),
-                                BitSource(UnsafeRawBufferPointer(rebasing: rest[bytes0...]), context: "QSGD stream 1"),
-                                nonzeros: nonzeros, n: n, units: u.baseAddress!, into: out)
             }
+        } catch {
+            _ = output.update(fromContentsOf: saved)
+            throw error
         }
     }
 
@@ -429,12 +479,13 @@ public struct QSGD: Compressor {
         return low + Float(bitPattern: k == 0 ? 0 : 0x4A80_0000 &+ k &<< 23)
     }
 
-    func decodeFixedWidth(_ bits: BitSource, n: Int, units: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>) throws {
+    /// `units`: (unit, undo) per bucket.
+    func decodeFixedWidth(_ bits: BitSource, n: Int, units: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) throws {
         var p = 0  // the bit position, a local so that it stays in a register
         let fieldBits = 1 + levelBits, mask = (UInt64(1) << UInt64(levelBits)) - 1, shift = UInt64(levelBits)
         let maxLevel = UInt64(levels)
-        for b in 0..<units.count {
-            let unit = units[b]
+        for b in 0..<bucketCount(n) {
+            let unit = units[2 &* b], undo = units[2 &* b &+ 1]
             for i in b &* bucketSize ..< Swift.min(n, (b &+ 1) &* bucketSize) {
                 let field = try bits.field(fieldBits, at: p, "element \(i)")
                 p &+= fieldBits
@@ -442,7 +493,7 @@ public struct QSGD: Compressor {
                 guard level <= maxLevel else {
                     throw GradientCompressionError.corruptMessage("QSGD element \(i) has level \(level) > s = \(levels)")
                 }
-                let magnitude = unit * QSGD.exactFloat(level)
+                let magnitude = unit * QSGD.exactFloat(level) * undo
                 // The sign bit xor-ed in: `sign ? -m : m` compiled to a branch that random signs mispredict half the time.
                 out[i] += Float(bitPattern: magnitude.bitPattern ^ UInt32(truncatingIfNeeded: field &>> shift) &<< 31)
             }

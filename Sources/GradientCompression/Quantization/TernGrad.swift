@@ -104,32 +104,44 @@ public struct TernGrad: Compressor {
         let value = weight * scaler
         let n = output.count
         guard let out = output.baseAddress, let m = message.baseAddress else { return }
-        let fields = m + 4
-        // Four elements per byte: the byte's four multipliers (0, +1, −1) from a 256-entry table;
-        // invalid codes (10) are collected in `invalid` and located only if there are any.
+        let fields = m + 4, fieldBytes = (2 * n + 7) / 8
+        // Checked before anything is added, so that a throw leaves `output` as it was: nonzero
+        // padding bits, and the invalid code 10 (a pair whose high bit is set and low bit clear).
+        if n % 4 != 0, fields.load(fromByteOffset: fieldBytes - 1, as: UInt8.self) >> UInt8(2 * (n % 4)) != 0 {
+            throw GradientCompressionError.corruptMessage("TernGrad message has nonzero padding bits")
+        }
+        var invalid: UInt64 = 0
+        var k = 0
+        while k &+ 8 <= fieldBytes {
+            let w = fields.loadUnaligned(fromByteOffset: k, as: UInt64.self)
+            invalid |= (w &>> 1) & ~w & 0x5555_5555_5555_5555
+            k &+= 8
+        }
+        while k < fieldBytes {
+            let w = UInt64(fields.load(fromByteOffset: k, as: UInt8.self))
+            invalid |= (w &>> 1) & ~w & 0x55
+            k &+= 1
+        }
+        if invalid != 0 {
+            let first = (0..<n).first { (fields.load(fromByteOffset: $0 / 4, as: UInt8.self) >> UInt8(2 * ($0 % 4))) & 3 == 2 } ?? -1
+            throw GradientCompressionError.corruptMessage("TernGrad element \(first) has the invalid code 10")
+        }
+        // Four elements per byte: the byte's four multipliers (0, +1, −1) from a 256-entry table.
         var table = [SIMD4<Float>](repeating: .zero, count: 256)
         for byte in 0..<256 {
             for j in 0..<4 { let f = (byte >> (2 * j)) & 3; table[byte][j] = f == 1 ? 1 : f == 3 ? -1 : 0 }
         }
-        var invalid = 0
         let groups = n / 4
         table.withUnsafeBufferPointer { t in
             for g in 0..<groups {
                 let byte = Int(fields.load(fromByteOffset: g, as: UInt8.self))
-                invalid |= (byte >> 1) & ~byte & 0x55
                 let o = UnsafeMutableRawPointer(out + 4 &* g)
                 o.storeBytes(of: o.loadUnaligned(as: SIMD4<Float>.self) + t[byte] * value, as: SIMD4<Float>.self)
             }
         }
         if n > 4 * groups {
-            let byte = Int(fields.load(fromByteOffset: groups, as: UInt8.self)), used = 2 * (n - 4 * groups)
-            guard byte >> used == 0 else { throw GradientCompressionError.corruptMessage("TernGrad message has nonzero padding bits") }
-            invalid |= (byte >> 1) & ~byte & 0x55
+            let byte = Int(fields.load(fromByteOffset: groups, as: UInt8.self))
             for j in 0 ..< n - 4 * groups { out[4 * groups + j] += table[byte][j] * value }
-        }
-        if invalid != 0 {
-            let first = (0..<n).first { (fields.load(fromByteOffset: $0 / 4, as: UInt8.self) >> UInt8(2 * ($0 % 4))) & 3 == 2 } ?? -1
-            throw GradientCompressionError.corruptMessage("TernGrad element \(first) has the invalid code 10")
         }
     }
 }

@@ -18,14 +18,17 @@ enum SparseMessage {
     }
 
     /// Adds `weight × value` at each index; throws on a wrong length, an index out of range or out
-    /// of order, or a non-finite value (which the encoders never send).
+    /// of order, or a non-finite value (which the encoders never send), before adding anything.
     static func decode(_ message: UnsafeRawBufferPointer, count k: Int, context: String, shape: [Int], weight: Float,
                        accumulatingInto output: UnsafeMutableBufferPointer<Float>) throws {
         try expectMessageBytes(message, 8 * k, context, shape: shape)
+        func entry(_ j: Int) -> (value: Float, index: Int) {
+            (Float(bitPattern: UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 4 * j, as: UInt32.self))),
+             Int(UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 4 * (k + j), as: UInt32.self))))
+        }
         var previous = -1
         for j in 0..<k {
-            let value = Float(bitPattern: UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 4 * j, as: UInt32.self)))
-            let index = Int(UInt32(littleEndian: message.loadUnaligned(fromByteOffset: 4 * (k + j), as: UInt32.self)))
+            let (value, index) = entry(j)
             guard index > previous, index < output.count else {
                 throw GradientCompressionError.corruptMessage(
                     "\(context) entry \(j) has index \(index) (previous \(previous), tensor of \(output.count) elements)")
@@ -33,8 +36,11 @@ enum SparseMessage {
             guard value.isFinite else {
                 throw GradientCompressionError.corruptMessage("\(context) entry \(j) has value \(value)")
             }
-            output[index] += weight * value
             previous = index
+        }
+        for j in 0..<k {
+            let (value, index) = entry(j)
+            output[index] += weight * value
         }
     }
 }

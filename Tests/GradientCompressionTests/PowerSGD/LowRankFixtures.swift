@@ -53,5 +53,32 @@ enum LowRankFixtures {
         return s.dropFirst(r).reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
     }
 
+    /// The top-r left singular vectors of `output` (an orthonormal basis of its column space when
+    /// its rank is r), n×r row-major in Double.
+    static func columnBasis(of output: Tensor, rank r: Int) throws -> [Double] {
+        let svd = try SingularValueDecomposition(output)
+        let (n, k) = (svd.u.shape[0], svd.u.shape[1])
+        return (0 ..< n * r).map { Double(svd.u.scalars[($0 / r) * k + $0 % r]) }
+    }
+
+    /// UUᵀ·M for an n×r basis U (Double), M an n×m matrix.
+    static func project(_ m: Tensor, onto u: [Double], rank r: Int) -> [Double] {
+        let (n, cols) = (m.shape[0], m.count / m.shape[0])
+        var utm = [Double](repeating: 0, count: r * cols)
+        for i in 0..<n { for k in 0..<r { for j in 0..<cols { utm[k * cols + j] += u[i * r + k] * Double(m.scalars[i * cols + j]) } } }
+        var result = [Double](repeating: 0, count: n * cols)
+        for i in 0..<n { for k in 0..<r { for j in 0..<cols { result[i * cols + j] += u[i * r + k] * utm[k * cols + j] } } }
+        return result
+    }
+
+    /// Uᵀ·e for an n×r basis U, e an n×m matrix given as its scalars.
+    static func transposedProduct(_ u: [Double], rank r: Int, _ e: [Float], columns: Int) -> [Double] {
+        var result = [Double](repeating: 0, count: r * columns)
+        for i in 0 ..< e.count / columns { for k in 0..<r { for j in 0..<columns { result[k * columns + j] += u[i * r + k] * Double(e[i * columns + j]) } } }
+        return result
+    }
+
+    static func norm(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+
     static func norm(_ t: Tensor) -> Double { t.scalars.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
 }

@@ -68,19 +68,26 @@ import Testing
         #expect(errors[24] >= optimum * 0.999, "no approximation beats Eckart–Young")
     }
 
-    /// Σ_t applied + mean_w e_w(T) = Σ_t mean_w g_w^t (§1.5): both variants conserve mass.
+    /// Σ_t applied + mean_w e_w(T) = Σ_t mean_w g_w^t (§1.5): both variants conserve mass. And
+    /// every step's output is what PowerSGD computes: P̂P̂ᵀM̄, the mean error-corrected input
+    /// M̄ = mean_w(G_w + E_w) projected on the output's own column space (computed here from the
+    /// inputs and the memories before the step), so a reducer that sent zeros, or the input
+    /// unchanged, would fail.
     @Test(arguments: [PowerSGD.ErrorFeedback.local, .global])
     func errorFeedbackConservesMass(variant: PowerSGD.ErrorFeedback) throws {
         let shapes = smallShapes, steps = 5, workers = 4
-        let results = try InProcessGroup.run(workers: workers) { group -> ([Tensor], [Float], MatrixLayout) in
+        let results = try InProcessGroup.run(workers: workers) { group -> ([Tensor], [Float], MatrixLayout, [[Tensor]], [[Float]]) in
             var reducer = try PowerSGD(PowerSGD.Options(rank: 1, errorFeedback: variant))
             var applied = shapes.map { Tensor(shape: $0) }
+            var outputs: [[Tensor]] = [], memories: [[Float]] = []
             for step in 0..<steps {
+                memories.append(reducer.errorMemory)
                 var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                 _ = try reducer.reduce(&g, over: group)
+                outputs.append(g)
                 for i in applied.indices { for j in applied[i].scalars.indices { applied[i].scalars[j] += g[i].scalars[j] } }
             }
-            return (applied, reducer.errorMemory, reducer.layout!)
+            return (applied, reducer.errorMemory, reducer.layout!, outputs, memories)
         }
         let layout = results[0].2
         var lhs = results[0].0
@@ -97,27 +104,42 @@ import Testing
         let difference = LowRankFixtures.relativeDifference(lhs, rhs)
         #expect(difference < 1e-5, "\(variant): relative difference \(difference)")
         #expect(results.allSatisfy { $0.1.allSatisfy { $0.isFinite } })
+        for step in 0..<steps {
+            for (index, entry) in layout.entries.enumerated() where entry.isCompressed {
+                var corrected = (0..<workers).map { LowRankFixtures.gradients(shapes, rank: $0, step: step)[index] }
+                for w in 0..<workers where !results[w].4[step].isEmpty {
+                    for j in 0..<entry.count { corrected[w].scalars[j] += results[w].4[step][entry.errorOffset + j] }
+                }
+                let meanInput = try LowRankFixtures.mean(corrected.map { [$0] })[0].reshaped(to: [entry.rows, entry.columns])
+                let output = try results[0].3[step][index].reshaped(to: [entry.rows, entry.columns])
+                let basis = try LowRankFixtures.columnBasis(of: output, rank: entry.rank)
+                let expected = LowRankFixtures.project(meanInput, onto: basis, rank: entry.rank)
+                let error = LowRankFixtures.norm(zip(output.scalars, expected).map { Double($0) - $1 }) / LowRankFixtures.norm(expected)
+                #expect(error < 1e-4, "\(variant) step \(step) tensor \(index): output differs from P̂P̂ᵀM̄ by \(error)")
+            }
+        }
     }
 
-    /// Variant B keeps every worker's buffer at most the size of its own input's residual, while
-    /// variant A's buffers also collect the inter-worker differences (§1.5).
+    /// Variant B keeps every worker's memory at its own projection error (§1.5): with the output's
+    /// column basis P̂, e_w = M_w − P̂P̂ᵀM_w (computed here from the input; M_w = G_w on the first
+    /// step), so P̂ᵀe_w = 0. A memory of 0 or of M_w, or variant A's M_w − P̂Q̄ᵀ, fails.
     @Test func localResidualIsTheWorkersOwnProjectionError() throws {
         let shapes: [[Int]] = [[24, 40]]
-        let results = try InProcessGroup.run(workers: 2) { group -> (Tensor, [Float]) in
+        let results = try InProcessGroup.run(workers: 2) { group -> (Tensor, [Float], Tensor) in
             var reducer = try PowerSGD(PowerSGD.Options(rank: 2, errorFeedback: .local))
             var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: 0)
             let input = g[0]
             _ = try reducer.reduce(&g, over: group)
-            return (input, reducer.errorMemory)
+            return (input, reducer.errorMemory, g[0])
         }
-        // e_w = M_w − P̂P̂ᵀM_w is orthogonal to the shared column space: P̂ᵀ e_w = 0, so
-        // e_w·(output)ᵀ summed elementwise with any P̂-spanned matrix vanishes. Check the
-        // Pythagorean identity ‖M_w‖² = ‖P̂P̂ᵀM_w‖² + ‖e_w‖².
-        for (input, error) in results {
-            let projection = zip(input.scalars, error).map { $0 - $1 }
-            let lhs = input.scalars.reduce(0.0) { $0 + Double($1 * $1) }
-            let rhs = projection.reduce(0.0) { $0 + Double($1 * $1) } + error.reduce(0.0) { $0 + Double($1 * $1) }
-            #expect(abs(lhs - rhs) < 1e-4 * lhs)
+        for (input, error, output) in results {
+            let basis = try LowRankFixtures.columnBasis(of: output, rank: 2)
+            let orthogonality = LowRankFixtures.transposedProduct(basis, rank: 2, error, columns: 40)
+            #expect(LowRankFixtures.norm(orthogonality) < 1e-5 * LowRankFixtures.norm(input), "P̂ᵀe_w = \(LowRankFixtures.norm(orthogonality))")
+            let projection = LowRankFixtures.project(input, onto: basis, rank: 2)
+            let expected = zip(input.scalars, projection).map { Double($0) - $1 }
+            let difference = LowRankFixtures.norm(zip(error, expected).map { Double($0) - $1 })
+            #expect(difference < 1e-5 * LowRankFixtures.norm(input), "‖e_w − (M_w − P̂P̂ᵀM_w)‖ = \(difference)")
         }
     }
 

@@ -50,6 +50,33 @@ import Collectives
         }
     }
 
+    /// `BitSink` and `PositionedBits` write only the low `bits` bits of a value: set bits above
+    /// the field never reach the fields after it.
+    @Test func bitSinksMaskEveryField() throws {
+        var rng = Xoshiro256(seed: 5)
+        let fields = (0..<2000).map { _ in (value: rng.next(), bits: Int(rng.next() % 57)) }
+        let capacity = fields.reduce(0) { $0 + $1.bits } / 8 + 16
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 2 * capacity, alignment: 8)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: 2 * capacity)
+        var sink = BitSink(buffer, startingAtByte: 0)
+        var positioned = PositionedBits(bit: 8 * capacity)
+        for f in fields {
+            sink.append(f.value, bits: f.bits)
+            positioned.append(f.value, bits: f.bits, buffer)
+        }
+        for start in [0, capacity] {
+            let source = BitSource(UnsafeRawBufferPointer(start: buffer + start, count: capacity), context: "test")
+            var p = 0, wrong = 0
+            for f in fields {
+                let mask: UInt64 = f.bits == 64 ? .max : (1 << UInt64(f.bits)) - 1
+                if try source.field(f.bits, at: p, "field") != f.value & mask { wrong += 1 }
+                p += f.bits
+            }
+            #expect(wrong == 0, "\(wrong) of \(fields.count) fields differ (stream at byte \(start))")
+        }
+    }
+
     @Test func bitReaderThrowsAtTheEndAndOnLongZeroRuns() throws {
         let zeros = [UInt8](repeating: 0, count: 16)
         zeros.withUnsafeBytes { raw in

@@ -173,23 +173,42 @@ import LinearAlgebra
         }
     }
 
+    /// A compressor whose rank-1 messages lose their last byte, as a peer's corrupted frame.
+    struct TruncatingOnRank1<C: Compressor>: Compressor {
+        let inner: C
+        var name: String { inner.name }
+        func fixedMessageBytes(shape: [Int]) -> Int? { inner.fixedMessageBytes(shape: shape) }
+        func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
+            var message = try inner.encode(values, shape: shape, key: key)
+            if key.rank == 1 { message.removeLast() }
+            return message
+        }
+        func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,
+                    accumulatingInto output: UnsafeMutableBufferPointer<Float>) throws {
+            try inner.decode(message, shape: shape, key: key, weight: weight, accumulatingInto: output)
+        }
+    }
+
+    /// A frame one byte short from worker 1 makes `AllGatherReducer.reduce` throw
+    /// `.corruptMessage` naming worker 1 on every worker (not a crash, a hang or another error),
+    /// for a fixed-size message (Top-K) and a length-prefixed one (QSGD's Elias stream).
     @Test func corruptFramesFromAPeerThrowOnEveryWorker() throws {
-        // A frame one byte short is rejected by every worker's decoder (not a crash, not a hang).
-        let c = try TopK(ratio: 0.5)
-        #expect(throws: (any Error).self) {
-            _ = try InProcessGroup.run(workers: 2) { group -> Bool in
-                let reducer = AllGatherReducer(c)
-                var frame = try c.encode(gaussian([10], seed: 1), key: .init(rank: group.rank, step: 0, tensor: 0))
-                if group.rank == 1 { frame.removeLast() }
-                let frames = try group.allGather(frame)
-                try frames[1].withUnsafeBytes { m in
-                    var out = [Float](repeating: 0, count: 10)
-                    try out.withUnsafeMutableBufferPointer {
-                        try reducer.compressor.decode(m, shape: [10], key: .init(rank: 1, step: 0, tensor: 0), weight: 1, accumulatingInto: $0)
+        let compressors: [any Compressor] = [try TopK(ratio: 0.5), try QSGD(levels: 4, bucketSize: 4, format: .elias)]
+        for c in compressors {
+            let outcomes = try InProcessGroup.run(workers: 3) { group -> String in
+                func run(_ c: some Compressor) throws -> String {
+                    var reducer = AllGatherReducer(TruncatingOnRank1(inner: c))
+                    var g = [gaussian([10], seed: UInt64(group.rank))]
+                    do {
+                        _ = try reducer.reduce(&g, over: group)
+                        return "no error"
+                    } catch let GradientCompressionError.corruptMessage(text) {
+                        return text.contains("worker 1") ? "corrupt frame of worker 1" : "corrupt: \(text)"
                     }
                 }
-                return true
+                return try run(c)
             }
+            #expect(outcomes == Array(repeating: "corrupt frame of worker 1", count: 3), "\(c.name): \(outcomes)")
         }
     }
 }

@@ -90,6 +90,52 @@ import LinearAlgebra
         #expect(throws: GradientCompressionError.self) { _ = try QSGD(levels: 4, bucketSize: 0) }
     }
 
+    /// Buckets of tiny magnitude between normal ones: subnormal values (s/scale overflows fp32
+    /// under max-norm, and every square underflows under L2) and normal values below 2⁻¹²² (s/scale
+    /// still overflows for s = 64). Every decode is finite and within the bucket's scale, each
+    /// coordinate's mean over 2000 encodings is within 5 standard errors of its value (plus half a
+    /// subnormal step, the resolution of fp32 there), the normal neighbours too (a field leaking
+    /// into them would bias them), and under L2 each bucket's error is within QSGD's variance bound.
+    @Test(arguments: [(QSGD.Scaling.l2, QSGD.Format.fixedWidth), (.l2, .elias), (.max, .fixedWidth), (.max, .elias)])
+    func tinyBucketsQuantizeLikeAnyOther(scaling: QSGD.Scaling, format: QSGD.Format) throws {
+        let d = 16, s = 64, n = 64
+        var values = gaussian([n], seed: 21).scalars
+        for j in 0..<d { values[d + j] = Float(j - 8) * 0x1p-146 }        // subnormal, max 2⁻¹⁴³, one zero
+        for j in 0..<d { values[2 * d + j] = Float(j % 5 - 2) * 0x1p-125 }  // normal, max 2⁻¹²⁴, zeros
+        let t = try Tensor(shape: [n], scalars: values)
+        let q = try QSGD(levels: s, bucketSize: d, scaling: scaling, format: format, seed: 3)
+        let scales = (0 ..< n / d).map { b -> Double in
+            let bucket = values[b * d ..< (b + 1) * d].map { Double($0) }
+            return scaling == .l2 ? bucket.reduce(0) { $0 + $1 * $1 }.squareRoot() : bucket.map(abs).max()!
+        }
+        let trials = 2000
+        var sum = [Double](repeating: 0, count: n), sumSq = sum, squaredError = [Double](repeating: 0, count: n / d)
+        var nonFinite = 0, beyondScale = 0
+        for trial in 0..<trials {
+            let key = CompressionKey(rank: 0, step: trial, tensor: 0)
+            let decoded = try q.decode(try q.encode(t, key: key), shape: t.shape, key: key).scalars
+            for i in 0..<n {
+                let x = Double(decoded[i])
+                if !x.isFinite { nonFinite += 1; continue }
+                if abs(x) > scales[i / d] * (1 + 1e-6) + 0x1p-149 { beyondScale += 1 }
+                sum[i] += x; sumSq[i] += x * x
+                squaredError[i / d] += (x - Double(values[i])) * (x - Double(values[i])) / Double(trials)
+            }
+        }
+        #expect(nonFinite == 0 && beyondScale == 0, "\(q.name): \(nonFinite) non-finite, \(beyondScale) beyond the scale")
+        for i in 0..<n {
+            let mean = sum[i] / Double(trials), x = Double(values[i])
+            let se = (max(0, sumSq[i] / Double(trials) - mean * mean) / Double(trials - 1)).squareRoot()
+            #expect(abs(mean - x) <= 5 * se + 1e-5 * abs(x) + 0x1p-150, "\(q.name) element \(i): mean \(mean) for \(x)")
+        }
+        if scaling == .l2 {
+            for b in 0 ..< n / d {
+                let bound = min(Double(d) / Double(s * s), Double(d).squareRoot() / Double(s)) * scales[b] * scales[b]
+                #expect(squaredError[b] <= 1.1 * bound + Double(d) * 0x1p-298, "\(q.name) bucket \(b): \(squaredError[b]) > \(bound)")
+            }
+        }
+    }
+
     @Test func sameKeySameBitsAndDifferentWorkersDrawDifferently() throws {
         let t = gaussian([300], seed: 8)
         let q = try QSGD(levels: 4, bucketSize: 64, seed: 3)

@@ -1,3 +1,4 @@
+import Collectives
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
@@ -5,7 +6,9 @@ import LinearAlgebra
 /// Every decoder, fed 10,000 randomly mutated, truncated and extended messages, either throws
 /// `GradientCompressionError.corruptMessage` or decodes finite values; it never traps (a trap
 /// would kill the test process) and never reads out of bounds (run the suite with
-/// `--sanitize=address` to check the latter: see docs/compressors.md).
+/// `--sanitize=address` to check the latter: see docs/compressors.md). A decode that throws
+/// leaves its output bit for bit as it was ("decodes or throws": the output already holds other
+/// workers' contributions).
 @Suite struct RobustnessTests {
     static func compressors() throws -> [any Compressor] {
         [
@@ -29,18 +32,27 @@ import LinearAlgebra
         let t = gaussian([12, 10], seed: 3)
         let key = CompressionKey(rank: 0, step: 0, tensor: 0)
         let message = try c.encode(t, key: key)
-        var thrown = 0, decoded = 0
+        // The output holds earlier contributions (nonzero, so that an added zero is seen too: −0 + 0 = +0).
+        let earlier = gaussian(t.shape, seed: 23).scalars
+        var thrown = 0, decoded = 0, nonFinite = 0, changedByAThrow = 0
         for m in mutations(of: message, count: 10_000, seed: 17) {
+            var out = earlier
             do {
-                let d = try c.decode(m, shape: t.shape, key: key)
-                let finite = d.scalars.allSatisfy(\.isFinite)
-                #expect(finite, "\(c.name) decoded a non-finite value")
+                try m.withUnsafeBytes { bytes in
+                    try out.withUnsafeMutableBufferPointer {
+                        try c.decode(bytes, shape: t.shape, key: key, weight: 0.5, accumulatingInto: $0)
+                    }
+                }
+                if !out.allSatisfy(\.isFinite) { nonFinite += 1 }
                 decoded += 1
             } catch is GradientCompressionError {
+                if !zip(out, earlier).allSatisfy({ $0.bitPattern == $1.bitPattern }) { changedByAThrow += 1 }
                 thrown += 1
             }
         }
         #expect(thrown + decoded == 10_000)
+        #expect(nonFinite == 0, "\(c.name) decoded a non-finite value \(nonFinite) times")
+        #expect(changedByAThrow == 0, "\(c.name): \(changedByAThrow) of \(thrown) throwing decodes changed the output")
         #expect(thrown > 0, "\(c.name): no mutation was detected at all")
     }
 }
@@ -68,6 +80,42 @@ import LinearAlgebra
         let decoded = try c.decode(try c.encode(zero, key: key), shape: zero.shape, key: key)
         let expected: Float = (c as? SignCompressor)?.scaling == SignCompressor.Scaling.none ? 1 : 0
         #expect(decoded.scalars.allSatisfy { $0 == expected }, "\(c.name)")
+    }
+
+    /// LQ-SGD follows the same policy: NaN or ±Inf anywhere in a compressed gradient (on the
+    /// first step and on a warm-started one) throws `nonFiniteInput` naming the method and the
+    /// tensor, instead of trapping on NaN or sending zeros for ±Inf; zero gradients give zeros.
+    @Test func lqsgdFollowsTheInputPolicy() throws {
+        let shapes: [[Int]] = [[7], [24, 40]]
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for position in [0, 517, 959] {
+                for goodSteps in [0, 2] {
+                    let outcome = try InProcessGroup.run(workers: 1) { group -> String in
+                        var reducer = try LQSGD(rank: 2, bits: 4)
+                        for step in 0..<goodSteps {
+                            var g = LowRankFixtures.gradients(shapes, rank: 0, step: step)
+                            _ = try reducer.reduce(&g, over: group)
+                        }
+                        var g = LowRankFixtures.gradients(shapes, rank: 0, step: goodSteps)
+                        g[1].scalars[position] = bad
+                        do {
+                            _ = try reducer.reduce(&g, over: group)
+                            return "no error; output finite: \(g[1].scalars.allSatisfy(\.isFinite))"
+                        } catch let CompressorError.nonFiniteInput(method, tensor, _) {
+                            return "\(method) \(tensor)"
+                        }
+                    }[0]
+                    #expect(outcome == "lqsgd 1", "\(bad) at \(position) after \(goodSteps) steps")
+                }
+            }
+        }
+        let zeros = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
+            var reducer = try LQSGD(rank: 2, bits: 4)
+            var g = shapes.map { Tensor(shape: $0) }
+            for _ in 0..<2 { _ = try reducer.reduce(&g, over: group) }
+            return g
+        }[0]
+        #expect(zeros == shapes.map { Tensor(shape: $0) })
     }
 
     @Test func randomKChecksTheValuesItSends() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
@@ -26,25 +27,45 @@ import LinearAlgebra
         #expect(try roundTrip(c, Tensor(shape: [5])).decoded == Tensor(shape: [5]))
     }
 
-    @Test func atomoProbabilitiesMinimizeVarianceUnderTheBudget() {
+    @Test func atomoProbabilitiesOfWorkedExamples() {
         // λ = (10, 1, 1, 1), s = 2: atom 0 saturates, the rest share the remaining budget 1 → 1/3 each.
         let p = ATOMO.probabilities(for: [10, 1, 1, 1], budget: 2)
         #expect(p[0] == 1 && p[1...].allSatisfy { abs($0 - 1.0 / 3) < 1e-12 })
         // Proportional when nothing saturates; all ones when the budget covers every atom; zeros stay 0.
         #expect(ATOMO.probabilities(for: [4, 3, 2, 1], budget: 1) == [0.4, 0.3, 0.2, 0.1])
         #expect(ATOMO.probabilities(for: [4, 3, 0], budget: 5) == [1, 1, 0])
-        // Σ p = s, and no other feasible p of this example has a smaller Σ λ²/p (checked on a grid).
-        let lambda: [Float] = [5, 4, 1, 0.5]
-        let best = ATOMO.probabilities(for: lambda, budget: 2)
-        #expect(abs(best.reduce(0, +) - 2) < 1e-12)
-        func variance(_ p: [Double]) -> Double { zip(lambda, p).reduce(0) { $0 + Double($1.0 * $1.0) / $1.1 } }
-        for a in stride(from: 0.05, through: 1, by: 0.05) { for b in stride(from: 0.05, through: 1, by: 0.05) {
-            let rest = 2 - a - b
-            guard rest > 0.02, rest < 1.98 else { continue }
-            let c = min(1, rest * 0.66), d = rest - c
-            guard d > 0, d <= 1 else { continue }
-            #expect(variance([a, b, c, d]) >= variance(best) - 1e-9)
-        } }
+    }
+
+    /// The optimality (KKT) conditions of min Σ λᵢ²/pᵢ subject to Σ pᵢ = s, 0 ≤ pᵢ ≤ 1 (§4.2), on
+    /// 5000 random spectra (lengths 1–24, magnitudes over six decades, some zeros, budgets from
+    /// 0.01 to beyond the length): 0 ≤ p ≤ 1; Σ p = min(s, #nonzero λ); λ = 0 gets p = 0; the
+    /// unsaturated pᵢ (0 < pᵢ < 1) are λᵢ/c with one common c; every saturated atom (p = 1) has
+    /// λᵢ ≥ c (else moving probability to it would lower the variance).
+    @Test func atomoProbabilitiesSatisfyTheOptimalityConditions() {
+        var rng = Xoshiro256(seed: 41)
+        func uniform() -> Double { Double(rng.next() >> 11) * 0x1p-53 }
+        var violations: [String] = []
+        for trial in 0..<5000 {
+            let count = 1 + Int(rng.next() % 24)
+            var lambda = (0..<count).map { _ in Float(pow(10, 6 * uniform() - 3)) }
+            for i in lambda.indices where rng.next() % 6 == 0 { lambda[i] = 0 }
+            lambda.sort(by: >)
+            let budget = 0.01 + uniform() * Double(count + 2)
+            let p = ATOMO.probabilities(for: lambda, budget: budget)
+            let nonzero = lambda.filter { $0 > 0 }.count
+            func fail(_ what: String) { violations.append("trial \(trial) λ=\(lambda) s=\(budget) p=\(p): \(what)") }
+            if p.count != count || !p.allSatisfy({ $0 >= 0 && $0 <= 1 }) { fail("p outside [0, 1]"); continue }
+            if abs(p.reduce(0, +) - min(budget, Double(nonzero))) > 1e-9 * max(1, budget) { fail("Σp ≠ min(s, #nonzero)") }
+            if zip(lambda, p).contains(where: { $0.0 == 0 && $0.1 != 0 }) { fail("λ = 0 with p > 0") }
+            let ratios = zip(lambda, p).filter { $0.1 > 0 && $0.1 < 1 }.map { Double($0.0) / $0.1 }
+            guard let c = ratios.first else {
+                if nonzero > 0, budget < Double(nonzero) - 1e-9 { fail("no unsaturated atom though s < #nonzero") }
+                continue
+            }
+            if ratios.contains(where: { abs($0 - c) > 1e-9 * c }) { fail("unsaturated λ/p differ: \(ratios)") }
+            if zip(lambda, p).contains(where: { $0.1 == 1 && Double($0.0) < c * (1 - 1e-9) }) { fail("a saturated atom has λ < c = \(c)") }
+        }
+        #expect(violations.isEmpty, "\(violations.count) violations, first: \(violations.first ?? "")")
     }
 
     @Test func atomoIsUnbiasedAndMessagesHaveTheFormulaSize() throws {
