@@ -42,11 +42,28 @@ public enum ReducerCatalog {
         Entry(name: "lqsgd", summary: "PowerSGD with b-bit log-quantized factors (all-gathered); options rank, bits (2-8), alpha, seed") { o, seed in
             try LQSGD(rank: try o.int("rank", default: 2, in: 1...4096), bits: try o.int("bits", default: 8, in: 2...8),
                       alpha: Float(try o.double("alpha", default: 10, in: 1e-6...1e9)),
-                      seed: UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max)))
+                      seed: UInt64(truncatingIfNeeded: try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max)))
         },
     ] + CompressorCatalog.names.map { name in
-        Entry(name: name, summary: "see docs/compressors.md") { o, seed in try CompressorCatalog.make(name, &o, seed: seed) }
+        Entry(name: name, summary: compressorSummaries[name] ?? name) { o, seed in try CompressorCatalog.make(name, &o, seed: seed) }
     }
+
+    /// One line per `CompressorCatalog` reducer for `powersgd reducers` (details: docs/compressors.md).
+    static let compressorSummaries: [String: String] = [
+        "qsgd": "QSGD: stochastic quantization to `levels` levels per bucket of `bucket` values (l2 or max norm), "
+            + "Elias-coded or fixed-width, all-gathered",
+        "terngrad": "TernGrad: stochastic ternary {-s, 0, s} codes with the shared scaler s, gradients clipped at clip·σ, all-gathered",
+        "atomo": "ATOMO: unbiased sampling of each matrix's singular atoms with an expected `budget` atoms, all-gathered",
+        "onebit": "1-bit SGD: the sign of each value and two means per column (of its positive and its negative values), with error feedback, all-gathered",
+        "signsgd": "signSGD with majority vote: each worker sends gradient signs, the step follows the sign of their sum",
+        "signum": "Signum: majority vote over the signs of each worker's momentum (momentum in the reducer)",
+        "scaled-sign": "EF-signSGD: the sign of each value scaled by the mean magnitude, with error feedback, all-gathered",
+        "topk": "Top-K: the `ratio` largest-magnitude values per tensor (or globally) as index-value pairs, with error feedback, all-gathered",
+        "randomk": "Random-K: `ratio` of the values at positions drawn from the shared seed, all-reduced (error feedback, or unbiased scaling)",
+        "dgc": "Deep Gradient Compression: top-`density` sparsification with momentum correction, momentum masking and a density warm-up",
+        "fp16": "IEEE half precision (16-bit) all-reduce of the gradients",
+        "bf16": "bfloat16 (16-bit, fp32's exponent range) all-reduce of the gradients",
+    ]
 
     /// The reducer a specification names.
     public static func make(_ specification: ReducerSpecification, seed: UInt64) throws -> any GradientReducer {
@@ -80,7 +97,8 @@ private func powerSGDOptions(_ o: inout ReducerOptionReader, seed: UInt64) throw
     options.errorFeedback = !feedback ? .off : (residual == "local" ? .local : .global)
     options.warmStart = try o.bool("warm-start", default: true)
     options.orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
-    options.seed = UInt64(try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))
+    // The default carries the whole 64-bit seed through Int's bit pattern (a given `seed=` is 0...Int.max).
+    options.seed = UInt64(truncatingIfNeeded: try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))
     options.groupSameShapes = try o.bool("group-same-shapes", default: false)
     return options
 }

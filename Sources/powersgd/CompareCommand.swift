@@ -35,7 +35,15 @@ struct CompareCommand: ParsableCommand {
             throw ValidationError("--reducers names \(repeated) twice; each reducer may appear once")
         }
         if let target {
-            guard target.isFinite, target > 0 else { throw ValidationError("--target must be a positive number (got \(target))") }
+            if settings.model == "lstm" {
+                guard target.isFinite, target >= 1 else {
+                    throw ValidationError("--target is a perplexity for \(settings.model), 1 or more (got \(target))")
+                }
+            } else {
+                guard target > 0, target <= 1 else {
+                    throw ValidationError("--target is an accuracy for \(settings.model), a fraction in (0, 1] (got \(target))")
+                }
+            }
         }
     }
 
@@ -45,6 +53,7 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         let experiment = try Experiment(settings.experimentConfiguration)
+        try settings.checkFeasible(experiment)
         let specifications = try parsedReducers().map(\.specification)
         let output = TerminalOutput()
         let directory = URL(fileURLWithPath: outputDir)
@@ -54,7 +63,7 @@ struct CompareCommand: ParsableCommand {
             throw RuntimeError("--output-dir \(outputDir): cannot create the directory (\(error.localizedDescription))")
         }
         if settings.backend == "threads" {
-            output.line("powersgd compare: \(settings.model) on \(experiment.dataDescription); \(settings.workers) workers (threads); "
+            output.line("powersgd compare: \(settings.model) on \(experiment.dataDescription); \(counted(settings.workers, "worker")) (threads); "
                         + "\(specifications.count) reducers")
         }
         // One group for all runs: an MPI job can initialise MPI only once.
@@ -75,6 +84,7 @@ struct CompareCommand: ParsableCommand {
                 }, onEvaluation: { record in
                     progress.line(String(format: "  evaluation after step %d: %@ %.4f", record.step,
                                        record.metric.rawValue, record.value))
+                    progress.evaluationFinished()
                 })
                 return result.run
             }
@@ -88,7 +98,7 @@ struct CompareCommand: ParsableCommand {
         let projection = try ProjectionTarget(network: settings.network, workers: settings.projectWorkers)
         let target = self.target ?? ComparisonTable.suggestedTarget(for: runs)
         let table = ComparisonTable(runs: runs, projection: projection, target: target)
-        let title = self.title ?? "\(settings.model) on \(settings.dataset), \(runs[0].settings.workers) workers"
+        let title = self.title ?? "\(settings.model) on \(settings.dataset), \(counted(runs[0].settings.workers, "worker"))"
         let report = HTMLReport(title: title, runs: runs, projection: projection, target: target)
         let log = try runs.flatMap(RunLog.lines(of:)).map(RunLog.encode).joined(separator: "\n") + "\n"
         let markdown = table.markdown()

@@ -6,15 +6,52 @@ import Yams
 ///
 /// The file is turned into command-line flags placed right after the subcommand names and
 /// before the user's own flags; ArgumentParser keeps the last value of a repeated option, so a
-/// flag on the command line overrides the file. An unknown key is reported by ArgumentParser as
-/// an unknown flag, like a typo on the command line. `true` becomes `--key`, `false`
-/// `--no-key`; a list becomes its elements joined by commas.
+/// flag on the command line overrides the file. Values are passed as `--key=value`, so a
+/// negative number is a value, not a flag. An unknown key is reported by ArgumentParser as an
+/// unknown flag, like a typo on the command line; `annotate` then names the file and the key.
+/// `true` becomes `--key`, `false` `--no-key`; a list becomes its elements joined by commas.
 enum ConfigurationFile {
     struct Error: Swift.Error, CustomStringConvertible {
         var description: String
     }
 
-    static func expand(_ arguments: [String]) throws -> [String] {
+    /// One key of the file, as the flag it became.
+    struct Entry {
+        var key: String
+        /// The value as the file writes it.
+        var value: String
+        /// For a YAML boolean: the flag is a switch (`--key` or `--no-key`).
+        var switchValue: Bool?
+        var line: Int
+        var flag: String
+    }
+
+    /// The command line with the file's flags inserted, and where they came from.
+    struct Expansion {
+        var arguments: [String]
+        var path: String?
+        var entries: [Entry] = []
+        /// The user's own arguments (without `--config`).
+        var commandLine: [String] = []
+
+        /// `message` (an error ArgumentParser or a validation reported) with the file and key it
+        /// comes from, when it names a flag or value that only the file gave.
+        func annotate(_ message: String) -> String {
+            guard let path else { return message }
+            let given = Set(commandLine.map { String($0.split(separator: "=", maxSplits: 1).first ?? "") })
+            for entry in entries where !given.contains(entry.flag) && !given.contains("--no-" + entry.flag.dropFirst(2)) {
+                let names = ["'\(entry.flag)", "'\(entry.flag)=", "\(entry.flag) ", "\(entry.flag):", "'\(entry.value)'"]
+                if names.contains(where: { message.contains($0) }) || message.hasSuffix(entry.flag) {
+                    var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+                    lines[0] += " (from --config \(path), line \(entry.line): '\(entry.key): \(entry.value)')"
+                    return lines.joined(separator: "\n")
+                }
+            }
+            return message
+        }
+    }
+
+    static func expand(_ arguments: [String]) throws -> Expansion {
         var args = arguments
         var path: String?
         var index = 0
@@ -30,14 +67,24 @@ enum ConfigurationFile {
                 index += 1
             }
         }
-        guard let path else { return arguments }
-        let flags = try flags(fromFile: path)
+        guard let path else { return Expansion(arguments: arguments) }
+        let entries = try self.entries(fromFile: path)
         let firstFlag = args.firstIndex { $0.hasPrefix("-") } ?? args.count
-        args.insert(contentsOf: flags, at: firstFlag)
-        return args
+        let commandLine = Array(args[firstFlag...])
+        args.insert(contentsOf: entries.map(flagText), at: firstFlag)
+        return Expansion(arguments: args, path: path, entries: entries, commandLine: commandLine)
     }
 
-    static func flags(fromFile path: String) throws -> [String] {
+    private static func flagText(_ entry: Entry) -> String {
+        guard let on = entry.switchValue else { return entry.flag + "=" + entry.value }
+        return on ? entry.flag : "--no-" + entry.flag.dropFirst(2)
+    }
+
+    static func entries(fromFile path: String) throws -> [Entry] {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw Error(description: "--config \(path): is a directory, not a YAML file")
+        }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw Error(description: "--config: cannot read '\(path)': \(error.localizedDescription)")
@@ -49,26 +96,33 @@ enum ConfigurationFile {
         guard let mapping = node?.mapping else {
             throw Error(description: "--config: '\(path)' must be a YAML mapping of flag names to values (e.g. 'workers: 4')")
         }
-        var flags: [String] = []
+        var entries: [Entry] = []
         for (keyNode, valueNode) in mapping {
+            let line = (keyNode.mark?.line ?? 0)
             guard let key = keyNode.string, !key.isEmpty, !key.hasPrefix("-") else {
-                throw Error(description: "--config: '\(path)' has a key that is not a flag name: \(keyNode)")
+                throw Error(description: "--config \(path), line \(line): '\(keyNode.string ?? "\(keyNode)")' is not a flag name")
             }
             let flag = "--" + key.replacingOccurrences(of: "_", with: "-")
+            if let previous = entries.first(where: { $0.flag == flag }) {
+                throw Error(description: "--config \(path): '\(key)' is given twice (lines \(previous.line) and \(line)); "
+                            + "keep one")
+            }
+            var value: String, switchValue: Bool?
             if let bool = valueNode.bool {
-                flags.append(bool ? flag : "--no-" + flag.dropFirst(2))
+                (value, switchValue) = (valueNode.scalar?.string ?? "\(bool)", bool)
             } else if let scalar = valueNode.scalar {
-                flags += [flag, scalar.string]
+                value = scalar.string
             } else if let sequence = valueNode.sequence {
                 let items = sequence.compactMap { $0.scalar?.string }
                 guard items.count == sequence.count else {
-                    throw Error(description: "--config: '\(key)' in '\(path)' must be a list of plain values")
+                    throw Error(description: "--config \(path), line \(line): '\(key)' must be a list of plain values")
                 }
-                flags += [flag, items.joined(separator: ",")]
+                value = items.joined(separator: ",")
             } else {
-                throw Error(description: "--config: '\(key)' in '\(path)' must be a plain value or a list")
+                throw Error(description: "--config \(path), line \(line): '\(key)' must be a plain value or a list")
             }
+            entries.append(Entry(key: key, value: value, switchValue: switchValue, line: line, flag: flag))
         }
-        return flags
+        return entries
     }
 }

@@ -16,13 +16,13 @@ struct PowerSGDCommand: ParsableCommand {
 
     static func main() {
         keepLargeAllocationsInTheHeap()
-        let arguments: [String]
-        do { arguments = try ConfigurationFile.expand(Array(CommandLine.arguments.dropFirst())) } catch {
+        let expansion: ConfigurationFile.Expansion
+        do { expansion = try ConfigurationFile.expand(attachingNegativeValues(Array(CommandLine.arguments.dropFirst()))) } catch {
             FileHandleStandardError.write("powersgd: error: \(error)\n")
             Glibc.exit(2)
         }
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot(expansion.arguments)
             try command.run()
         } catch {
             let code = exitCode(for: error)
@@ -30,12 +30,28 @@ struct PowerSGDCommand: ParsableCommand {
                 print(fullMessage(for: error))  // --help, --version
                 Glibc.exit(0)
             }
-            FileHandleStandardError.write("powersgd: " + fullMessage(for: error) + "\n")
+            FileHandleStandardError.write("powersgd: " + expansion.annotate(fullMessage(for: error)) + "\n")
             // ArgumentParser reports every parse and validation error as EX_USAGE (64); we use 2,
             // the conventional code for command-line usage errors.
             Glibc.exit(code == .validationFailure || (error as? RuntimeError)?.isUsageError == true ? 2 : 1)
         }
     }
+}
+
+/// `--momentum -0.5` as `--momentum=-0.5`: ArgumentParser takes a token starting with '-' for a
+/// flag and would report the option's value as missing; no flag of this command starts with a
+/// digit, so such a token after a long option is its value (which the range checks then judge).
+func attachingNegativeValues(_ arguments: [String]) -> [String] {
+    var result: [String] = []
+    for argument in arguments {
+        if let previous = result.last, previous.hasPrefix("--"), previous != "--", !previous.contains("="),
+           argument.count > 1, argument.hasPrefix("-"), Double(argument) != nil {
+            result[result.count - 1] = previous + "=" + argument
+        } else {
+            result.append(argument)
+        }
+    }
+    return result
 }
 
 struct Bench: ParsableCommand {

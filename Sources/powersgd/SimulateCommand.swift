@@ -18,6 +18,9 @@ struct SimulateCommand: ParsableCommand {
         the reducer's collectives on W ranks (no overlap; see docs/reports.md).
         """)
 
+    @Option(help: configHelp)
+    var config: String?
+
     @Option(help: "Read the profile from this JSON file (as written by --save-profile).")
     var profile: String?
 
@@ -170,7 +173,7 @@ struct SimulateCommand: ParsableCommand {
         do { experiment = try Experiment(configuration) } catch { throw RuntimeError("\(error)") }
         let specifications = try parseReducerList(reducers, flag: "--reducers", seed: seed).map(\.specification)
         print("Measuring \(model) on \(experiment.dataDescription): \(profileSteps) steps of each of "
-              + "\(specifications.count) reducers, \(profileWorkers) in-process workers")
+              + "\(specifications.count) reducers, \(counted(profileWorkers, "in-process worker"))")
         let runs = try runThreads(workers: profileWorkers) { group in
             try specifications.map { specification in
                 var session = try TrainingSession(experiment: experiment, reducer: specification, network: "10gbit",

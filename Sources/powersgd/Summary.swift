@@ -10,8 +10,11 @@ struct Summary {
     var run: RunRecord { result.run }
     var projectedWorkers: Int
 
+    /// Every time here is a mean over the run's steps: the projection prices every step (a
+    /// PowerSGD+ refresh step included), so its baseline uses the same statistic.
     var text: String {
-        var lines = ["", "Summary (\(run.settings.reducer), \(run.settings.workers) workers, \(run.steps.count) steps)"]
+        let workers = run.settings.workers
+        var lines = ["", "Summary (\(run.settings.reducer), \(counted(workers, "worker")), \(counted(run.steps.count, "step")))"]
         if let final = run.finalEvaluation {
             lines.append(String(format: "  test %@: %.4f", final.metric.rawValue, final.value))
         }
@@ -20,12 +23,13 @@ struct Summary {
         let bytes = run.payloadBytesPerStep
         lines.append(String(format: "  bytes per worker per step: %@ (plain SGD: %@), %.1f× fewer; compression ratio %.1f",
                             human(bytes), human(sgdBytes), sgdBytes / max(bytes, 1), run.compressionRatio ?? 1))
-        let compute = run.steps.map(\.computeSeconds).sorted()[run.steps.count / 2]
-        let optimizer = run.steps.map(\.optimizerSeconds).sorted()[run.steps.count / 2]
-        lines.append(String(format: "  measured here: %.1f ms per step, compute %.1f ms, compression %.1f ms (mean; median; median)",
-                            1e3 * run.measuredSecondsPerStep, 1e3 * compute,
-                            1e3 * run.steps.map(\.compressionSeconds).sorted()[run.steps.count / 2]))
-        lines.append("  projected time per step at \(projectedWorkers) workers (compute + compression + communication):")
+        let steps = Double(run.steps.count)
+        let compute = run.steps.reduce(0) { $0 + $1.computeSeconds } / steps
+        let optimizer = run.steps.reduce(0) { $0 + $1.optimizerSeconds } / steps
+        let compression = run.steps.reduce(0) { $0 + $1.compressionSeconds } / steps
+        lines.append(String(format: "  measured here, mean per step: %.1f ms in all, compute %.1f ms, compression %.1f ms",
+                            1e3 * run.measuredSecondsPerStep, 1e3 * compute, 1e3 * compression))
+        lines.append("  projected mean time per step at \(projectedWorkers) workers (compute + compression + communication):")
         for name in ["1gbit", "10gbit"] + (["1gbit", "10gbit"].contains(network) ? [] : [network]) {
             guard let net = try? NetworkModel(parsing: name) else { continue }
             let ours = run.projectedSecondsPerStep(on: ProjectionTarget(network: name, model: net, workers: projectedWorkers))

@@ -5,12 +5,28 @@ import Glibc
 
 /// Progress on a terminal (one line redrawn in place: epoch, step, loss, throughput, ETA), or
 /// plain lines every 5% of the run when the output is a file or a pipe.
+///
+/// Throughput and ETA come from the wall time between consecutive steps, evaluations excluded:
+/// `evaluationFinished()` restarts the clock, so the interval that held an evaluation is dropped.
 final class TerminalOutput {
-    let isTerminal = isatty(STDOUT_FILENO) == 1
+    let isTerminal: Bool
+    private let clock: () -> Double
     private var lastPlainStep = -1
     private var recent: [Double] = []
-    private var lastTime = Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+    private var lastTime: Double
     private var drewProgress = false
+    /// The last progress line, for tests.
+    private(set) var lastProgress = ""
+
+    init(isTerminal: Bool = isatty(STDOUT_FILENO) == 1,
+         clock: @escaping () -> Double = { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }) {
+        self.isTerminal = isTerminal
+        self.clock = clock
+        lastTime = clock()
+    }
+
+    /// Called after an evaluation: the time it took is not a step's.
+    func evaluationFinished() { lastTime = clock() }
 
     func line(_ text: String) {
         if drewProgress { print(""); drewProgress = false }
@@ -19,7 +35,7 @@ final class TerminalOutput {
     }
 
     func progress(step: Int, total: Int, epoch: Int, loss: Double, examples: Int) {
-        let now = Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+        let now = clock()
         recent.append(now - lastTime)
         lastTime = now
         if recent.count > 20 { recent.removeFirst() }
@@ -27,6 +43,7 @@ final class TerminalOutput {
         let eta = perStep * Double(total - step)
         let text = String(format: "epoch %d  step %d/%d  loss %.4f  %.0f examples/s  ETA %@", epoch + 1, step, total, loss,
                           Double(examples) / max(perStep, 1e-9), format(eta))
+        lastProgress = text
         if isTerminal {
             let width = 30, filled = width * step / max(total, 1)
             print("\r[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + text,
@@ -46,3 +63,6 @@ final class TerminalOutput {
     }
 }
 
+
+/// "1 worker", "4 workers".
+func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }

@@ -78,6 +78,9 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let experiment = try Experiment(settings.experimentConfiguration)
+        try settings.checkFeasible(experiment)
+        let outputs = try OutputPaths(logFile: logFile, checkpointDirectory: checkpointDir,
+                                      probesLog: settings.backend == "threads" || mpiLaunchRank() == 0)
         var session = try TrainingSession(experiment: experiment, reducer: try parsedReducer(),
                                           network: settings.network, projectedWorkers: settings.projectWorkers)
         session.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
@@ -87,7 +90,10 @@ struct TrainCommand: ParsableCommand {
         session.logFile = logFile.map { URL(fileURLWithPath: $0) }
         let workers = settings.workers
         let output = TerminalOutput()
-        if settings.backend == "threads" { output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(workers) workers (threads), reducer \(reducer)") }
+        if settings.backend == "threads" {
+            output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(counted(workers, "worker")) "
+                        + "(threads), reducer \(reducer)")
+        }
         let built = try ReducerCatalog.make(try parsedReducer(), seed: settings.seed)
         if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
             output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
@@ -96,14 +102,15 @@ struct TrainCommand: ParsableCommand {
                                         reports: settings.backend == "threads")
         let runs = try runWorkers(settings: settings) { group in
             if group.rank == 0 { interrupt.reportHere() }
-            return try session.run(group: group, onStep: { record, total in
+            return try outputs.namingWriteFailures { try session.run(group: group, onStep: { record, total in
                 interrupt.completed(steps: record.step + 1)
                 output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
                                 examples: settings.batchSize * group.size)
             }, onEvaluation: { record in
                 output.line(String(format: "evaluation after step %d (epoch %d): %@ %.4f", record.step, record.epoch + 1,
                                    record.metric.rawValue, record.value))
-            }, onNotice: { output.line($0) })
+                output.evaluationFinished()
+            }, onNotice: { output.line($0) }) }
         }
         guard let result = runs.first, !result.run.steps.isEmpty else { return }
         output.line(Summary(result: result, network: settings.network, projectedWorkers: settings.projectWorkers).text)

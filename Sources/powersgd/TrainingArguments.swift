@@ -2,9 +2,13 @@ import ArgumentParser
 import Foundation
 import GradientCompression
 import NeuralNetworks
+import Training
 
 /// The options shared by `train` and `compare`: model, data, workers, optimizer, schedule.
 struct TrainingArguments: ParsableArguments {
+    @Option(help: configHelp)
+    var config: String?
+
     @Option(help: "Model: mlp, resnet8 (small ResNet for quick runs), resnet18 (the paper's CIFAR ResNet-18), lstm.")
     var model = "resnet8"
 
@@ -98,6 +102,18 @@ struct TrainingArguments: ParsableArguments {
         guard projectWorkers >= 1 else { throw ValidationError("--project-workers must be at least 1 (got \(projectWorkers))") }
         guard evaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be 0 or more (got \(evaluateEvery))") }
         guard width >= 0, width.isFinite else { throw ValidationError("--width must be 0 or more (got \(width))") }
+        // Hidden units and base channel counts are whole numbers (and must fit an Int).
+        if model != "resnet18", width != 0, !(width >= 1 && width < 1e15 && width.rounded() == width) {
+            throw ValidationError("--width of \(model) is a whole number of units, 1 or more (got \(width))")
+        }
+        guard width < 1e15 else { throw ValidationError("--width \(width) is too large") }
+        do { _ = try ProjectionTarget(network: network, workers: projectWorkers) } catch {
+            throw ValidationError("--network: \(error)")
+        }
+        if backend == "threads", let (variable, ranks) = mpiLaunch(), ranks > 1 {
+            throw ValidationError("--backend threads under mpirun (\(variable)=\(ranks)): each of the \(ranks) ranks would run "
+                                  + "the whole job and write the same files; use --backend mpi")
+        }
         guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
             throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")
         }
@@ -108,6 +124,59 @@ struct TrainingArguments: ParsableArguments {
         guard languageModel == textData else {
             throw ValidationError("--model \(model) does not fit --dataset \(dataset): "
                                   + "lstm trains on wikitext2 or shakespeare, the others on image datasets")
+        }
+    }
+}
+
+/// `--config`'s help: ConfigurationFile reads the option before ArgumentParser parses, but
+/// every subcommand that takes it declares it so that `--help` shows it.
+let configHelp = ArgumentHelp("Read flags from this YAML file: keys are long flag names ('workers: 4', 'nesterov: false'); "
+                              + "flags on the command line override the file.", valueName: "file")
+
+/// The MPI launcher's world size, if this process was started by mpirun (OpenMPI) or a PMI
+/// launcher (MPICH, Slurm): the variable that says so and its value.
+func mpiLaunch(environment: [String: String] = ProcessInfo.processInfo.environment) -> (String, Int)? {
+    for variable in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+        if let text = environment[variable], let size = Int(text) { return (variable, size) }
+    }
+    return nil
+}
+
+/// This process's rank as the MPI launcher set it (0 when not launched by one).
+func mpiLaunchRank(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+    Int(environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMI_RANK"] ?? "0") ?? 0
+}
+
+extension TrainingArguments {
+    /// Refuses, before any replica is built, what cannot run: more examples per step than the
+    /// training set holds, or replicas that cannot fit in this machine's memory. Usage errors
+    /// naming the flags (exit 2).
+    func checkFeasible(_ experiment: Experiment) throws {
+        if backend == "threads" {
+            let size = experiment.trainingSetSize
+            let (perStep, overflow) = workers.multipliedReportingOverflow(by: batchSize)
+            if model == "lstm" {
+                // Each worker's share of the token stream is cut into batch-size columns of at least 2 rows.
+                guard size / workers / batchSize >= 2 else {
+                    throw ValidationError("--workers \(workers) × --batch-size \(batchSize) sequences per step leave no "
+                                          + "--bptt window in the \(size) training tokens of \(dataset)")
+                }
+            } else if overflow || perStep > size {
+                throw ValidationError("--workers \(workers) × --batch-size \(batchSize) examples per step are more than "
+                                      + "the \(size) training examples of \(dataset): an epoch would have no step")
+            }
+        }
+        // Per worker at least 4 fp32 copies of the model: weights, gradients, momentum, the
+        // averaged gradient (activations, error feedback and messages come on top).
+        let parameters = try experiment.parameterCount()
+        let replicas = backend == "threads" ? Double(workers) : 1
+        let needed = replicas * 4 * 4 * parameters, memory = Double(ProcessInfo.processInfo.physicalMemory)
+        if needed > memory {
+            let widthText = width > 0 ? "--width \(String(format: "%g", width)): " : ""
+            throw ValidationError("\(widthText)\(model) has \(String(format: "%.3g", parameters)) parameters; "
+                + (replicas == 1 ? "a worker" : "--workers \(workers)") + " with 4 fp32 copies of the model each (weights, "
+                + "gradients, momentum, the averaged gradient) need \(needed < 1e15 ? TextFormatting.bytes(needed) : String(format: "%.3g bytes", needed)), more than this "
+                + "machine's \(TextFormatting.bytes(memory)) of memory")
         }
     }
 }

@@ -97,6 +97,10 @@ import Training
         #expect(ReducerCatalog.acceptedOptions(of: "powersgd")?.contains("warm-start") == true)
         #expect(ReducerCatalog.acceptedOptions(of: "qsgd")?.contains("levels") == true)
         #expect(ReducerCatalog.acceptedOptions(of: "nonsense") == nil)
+        // Every reducer has a summary of its own, not a pointer to the docs.
+        let summaries = ReducerCatalog.entries.map { entry in lines[lines.firstIndex(of: entry.name)! + 1] }
+        #expect(Set(summaries).count == ReducerCatalog.entries.count, "\(summaries)")
+        for summary in summaries { #expect(!summary.contains("see docs") && summary.count > 30, "\(summary)") }
     }
 
     struct BadInput: CustomTestStringConvertible, Sendable {
@@ -120,6 +124,26 @@ import Training
         BadInput(arguments: ["simulate", "--worker-counts", "0,4"], status: 2, message: "--worker-counts"),
         BadInput(arguments: ["simulate", "--networks", "fast"], status: 2, message: "fast"),
         BadInput(arguments: ["simulate", "--from-log", "/nonexistent/runs.jsonl"], status: 1, message: "/nonexistent/runs.jsonl"),
+        // A negative number after a flag is its value, which the range check then names.
+        BadInput(arguments: ["train", "--learning-rate", "-1"], status: 2, message: "--learning-rate must be a positive number (got -1.0)"),
+        BadInput(arguments: ["train", "--momentum", "-0.5"], status: 2, message: "--momentum must be in [0, 1) (got -0.5)"),
+        BadInput(arguments: ["compare", "--target", "-3"], status: 2, message: "--target is an accuracy"),
+        BadInput(arguments: ["train", "--network", "abc,def"], status: 2, message: "--network: network 'abc,def'"),
+        BadInput(arguments: ["compare", "--target", "2"], status: 2, message: "--target is an accuracy for resnet8, a fraction in (0, 1] (got 2.0)"),
+        BadInput(arguments: ["compare", "--model", "lstm", "--dataset", "shakespeare", "--target", "0.5"], status: 2,
+                 message: "--target is a perplexity"),
+        BadInput(arguments: ["train", "--config", "/"], status: 2, message: "--config /: is a directory"),
+        // Refused from the arithmetic, before any replica is built.
+        BadInput(arguments: ["train", "--width", "1e9"], status: 2, message: "--width 1e+09: resnet8 has"),
+        BadInput(arguments: ["train", "--model", "mlp", "--width", "1e9"], status: 2, message: "more than this machine's"),
+        BadInput(arguments: ["train", "--model", "resnet18", "--dataset", "cifar10", "--width", "1e300"], status: 2,
+                 message: "--width 1e+300 is too large"),
+        BadInput(arguments: ["train", "--model", "mlp", "--width", "2.5"], status: 2, message: "--width of mlp is a whole number"),
+        BadInput(arguments: ["train", "--workers", "10000"], status: 2,
+                 message: "--workers 10000 × --batch-size 32 examples per step are more than the 60000 training examples"),
+        BadInput(arguments: ["train", "--batch-size", "100000000"], status: 2, message: "--batch-size 100000000 examples per step"),
+        BadInput(arguments: ["train", "--batch-size", "9223372036854775807", "--workers", "2"], status: 2,
+                 message: "an epoch would have no step"),
     ]
 
     @Test(arguments: badInputs)
@@ -128,6 +152,119 @@ import Training
         #expect(outcome.status == input.status, "\(outcome.all)")
         #expect(outcome.standardError.contains(input.message), "\(outcome.standardError)")
         #expect(!outcome.standardError.contains("Fatal error"), "\(outcome.standardError)")
+    }
+
+    /// A seed above Int.max reaches every reducer's shared randomness instead of trapping.
+    @Test func aSeedAboveIntMaxTrainsAndSimulates() throws {
+        let train = try CommandRunner.run(["train"] + Self.quick + ["--steps", "2", "--seed", "9223372036854775808"], timeout: 120)
+        #expect(train.status == 0, "\(train.all)")
+        let simulate = try CommandRunner.run(["simulate", "--model", "mlp", "--dataset", "fashion-mnist", "--reducers", "sgd,powersgd",
+                                              "--profile-steps", "1", "--worker-counts", "1,2", "--seed", "18446744073709551615"],
+                                             timeout: 120)
+        #expect(simulate.status == 0, "\(simulate.all)")
+        #expect(!(train.all + simulate.all).contains("Fatal error"))
+    }
+
+    /// Every value a config file gives that is wrong names the file, the line and the key.
+    @Test func configErrorsNameTheFileAndTheKey() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("run.yaml")
+        let cases: [(text: String, message: [String])] = [
+            ("workers: 2\nmomentum: -0.5\n", ["--momentum must be in [0, 1) (got -0.5)", "line 2: 'momentum: -0.5'"]),
+            ("nesterov: maybe\n", ["nesterov", "line 1: 'nesterov: maybe'"]),
+            ("workers: 2\nsteps: three\n", ["'three'", "line 2: 'steps: three'"]),
+            ("workers: 2\nsteps: 3\nworkers: 4\n", ["'workers' is given twice (lines 1 and 3)"]),
+        ]
+        for (text, message) in cases {
+            try text.write(to: config, atomically: true, encoding: .utf8)
+            let outcome = try CommandRunner.run(["train", "--config", config.path, "--model", "mlp"])
+            #expect(outcome.status == 2, "\(text): \(outcome.all)")
+            for part in message + [config.path] {
+                #expect(outcome.standardError.contains(part), "\(text): expected '\(part)' in \(outcome.standardError)")
+            }
+        }
+        // A value on the command line overrides the file; the file's good values still apply.
+        try "momentum: -0.5\nsteps: 2\n".write(to: config, atomically: true, encoding: .utf8)
+        let overridden = try CommandRunner.run(["train", "--config", config.path, "--momentum", "0.5"] + Self.quick)
+        #expect(overridden.status == 0, "\(overridden.all)")
+        #expect(overridden.standardOutput.contains("2 steps)"), "\(overridden.standardOutput)")
+    }
+
+    @Test(arguments: ["train", "compare", "simulate"])
+    func helpShowsTheConfigOption(_ subcommand: String) throws {
+        let outcome = try CommandRunner.run([subcommand, "--help"])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("--config <file>"), "\(outcome.standardOutput)")
+    }
+
+    /// Under mpirun every rank of `--backend threads` would run the whole job: refused, naming --backend mpi.
+    @Test func threadsBackendUnderMPIRunIsRefused() throws {
+        let outcome = try CommandRunner.runUnderMPI(ranks: 2, ["train"] + Self.quick + ["--steps", "2"], timeout: 120)
+        #expect(outcome.status != 0, "\(outcome.all)")
+        #expect(outcome.standardError.contains("--backend threads under mpirun (OMPI_COMM_WORLD_SIZE=2)"), "\(outcome.all)")
+        #expect(outcome.standardError.contains("use --backend mpi"), "\(outcome.all)")
+        #expect(!outcome.standardOutput.contains("Summary"), "\(outcome.all)")
+    }
+
+    @Test func oneWorkerIsSingular() throws {
+        let outcome = try CommandRunner.run(["train", "--model", "mlp", "--workers", "1", "--steps", "2", "--batch-size", "8"])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("; 1 worker (threads)"), "\(outcome.standardOutput)")
+        #expect(outcome.standardOutput.contains(", 1 worker, 2 steps)"), "\(outcome.standardOutput)")
+        #expect(!outcome.standardOutput.contains("1 workers"), "\(outcome.standardOutput)")
+    }
+
+    // MARK: - Files that cannot be written
+
+    /// A path below a regular file cannot be created, even by root: refused before training,
+    /// naming the flag and the path.
+    @Test(arguments: ["--log-file", "--checkpoint-dir"])
+    func anUnwritablePathIsRefusedBeforeTraining(_ flag: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("file")
+        try "x".write(to: file, atomically: true, encoding: .utf8)
+        let path = file.appendingPathComponent("out").path
+        let outcome = try CommandRunner.run(["train"] + Self.quick + ["--steps", "3", flag, path]
+                                            + (flag == "--checkpoint-dir" ? ["--checkpoint-every", "1"] : []))
+        #expect(outcome.status == 1, "\(outcome.all)")
+        #expect(outcome.standardError.contains("\(flag) \(path): cannot"), "\(outcome.standardError)")
+        #expect(outcome.standardError.contains("Not a directory"), "\(outcome.standardError)")
+        #expect(!outcome.standardOutput.contains("step 1/3"), "training must not start: \(outcome.standardOutput)")
+        #expect(!outcome.standardError.contains("NSCocoaErrorDomain"), "\(outcome.standardError)")
+    }
+
+    /// A read-only file system (a tmpfs mounted read-only in a mount namespace of the test's own).
+    @Test(.enabled(if: CommandRunner.canMountTmpfs), arguments: ["--log-file", "--checkpoint-dir"])
+    func aReadOnlyFileSystemIsRefusedBeforeTraining(_ flag: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent(flag == "--log-file" ? "run.jsonl" : "checkpoints").path
+        let outcome = try CommandRunner.runWithTmpfs(at: directory.path, size: "64k", options: "ro",
+            ["train"] + Self.quick + ["--steps", "3", flag, path] + (flag == "--checkpoint-dir" ? ["--checkpoint-every", "1"] : []))
+        #expect(outcome.status == 1, "\(outcome.all)")
+        #expect(outcome.standardError.contains("\(flag) \(path): cannot"), "\(outcome.standardError)")
+        #expect(outcome.standardError.contains("Read-only file system"), "\(outcome.standardError)")
+        #expect(!outcome.standardOutput.contains("step 1/3"), "training must not start: \(outcome.standardOutput)")
+    }
+
+    /// A disk that fills during training (a tiny tmpfs): the failure names the flag and the path.
+    @Test(.enabled(if: CommandRunner.canMountTmpfs), arguments: ["--log-file", "--checkpoint-dir"])
+    func aDiskThatFillsDuringTrainingIsNamed(_ flag: String) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent(flag == "--log-file" ? "run.jsonl" : "checkpoints").path
+        // 16 kB hold about 18 log lines of ~870 bytes; one rank's MLP checkpoint (weights, momentum,
+        // error feedback) is over 1 MB, so the first one, at step 10, does not fit in 1 MB.
+        let outcome = try CommandRunner.runWithTmpfs(at: directory.path, size: flag == "--log-file" ? "16k" : "1m",
+            ["train"] + Self.quick + ["--steps", "200", "--evaluate-every", "1000", flag, path]
+            + (flag == "--checkpoint-dir" ? ["--checkpoint-every", "10"] : []))
+        #expect(outcome.status == 1, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("step 9/200"), "the disk fills after training started: \(outcome.standardOutput)")
+        #expect(outcome.standardError.contains("\(flag) \(path): cannot write"), "\(outcome.standardError)")
+        #expect(outcome.standardError.contains("No space left on device"), "\(outcome.standardError)")
+        #expect(!outcome.standardError.contains("NSCocoaErrorDomain"), "\(outcome.standardError)")
     }
 
     @Test func aConfigThatIsNotAMappingIsAUsageError() throws {

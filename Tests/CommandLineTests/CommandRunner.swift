@@ -46,6 +46,26 @@ struct CommandRunner {
         return try launch(try mpirun(), flags + [try powersgd().path] + arguments, timeout: timeout)
     }
 
+    /// `powersgd arguments...` in a mount namespace of its own (`unshare -m`) in which a tmpfs of
+    /// `size` (e.g. `16k`) is mounted on `directory` with `options` (e.g. `ro`): a full or read-only
+    /// file system without touching the host's. Needs the right to create mount namespaces.
+    static func runWithTmpfs(at directory: String, size: String, options: String = "rw", _ arguments: [String],
+                             timeout: Double = 300) throws -> Outcome {
+        let quoted = ([try powersgd().path] + arguments).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        let script = "mount -t tmpfs -o size=\(size),\(options) tmpfs '\(directory)' && exec " + quoted.joined(separator: " ")
+        return try launch(URL(fileURLWithPath: "/usr/bin/unshare"), ["-m", "/bin/sh", "-c", script], timeout: timeout)
+    }
+
+    /// Whether `runWithTmpfs` can work here (root, or a user allowed to create mount namespaces).
+    static let canMountTmpfs: Bool = {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+              let directory = try? temporaryDirectory() else { return false }
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outcome = try? launch(URL(fileURLWithPath: "/usr/bin/unshare"),
+                                  ["-m", "/bin/sh", "-c", "mount -t tmpfs -o size=16k tmpfs '\(directory.path)'"], timeout: 30)
+        return outcome?.status == 0
+    }()
+
     /// `bash <project>/script arguments...`.
     static func runScript(_ script: String, _ arguments: [String], timeout: Double = 300) throws -> Outcome {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

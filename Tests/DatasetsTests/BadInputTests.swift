@@ -36,6 +36,17 @@ import Testing
         #expect(message { _ = try IDXFile(path: short) }.contains("shorter than an IDX header"))
     }
 
+    /// Extents of 0xFFFFFFFF: their product overflows Int, which must be a corrupt-file error, not a trap.
+    @Test func idxExtentsWhoseProductOverflowsAreCorrupt() throws {
+        let dir = try DataPaths.temporaryDirectory("idx-overflow")
+        for rank in [2, 3, 4] {
+            let path = dir + "/huge\(rank)-idx3-ubyte"
+            try DataPaths.write(idxHeader([Int](repeating: 0xFFFF_FFFF, count: rank)) + [1, 2, 3], to: path)
+            let m = message { _ = try IDXFile(path: path) }
+            #expect(m.contains(path) && m.contains("overflows") && m.contains("4294967295"), "\(m)")
+        }
+    }
+
     @Test func truncatedGzip() throws {
         let dir = try DataPaths.temporaryDirectory("gzip")
         let original = try Data(contentsOf: URL(fileURLWithPath: DataPaths.fashionMNIST + "/t10k-labels-idx1-ubyte.gz"))

@@ -26,8 +26,17 @@ public struct IDXFile: Sendable {
             let o = 4 + 4 * d
             dims.append(Int(data[o]) << 24 | Int(data[o + 1]) << 16 | Int(data[o + 2]) << 8 | Int(data[o + 3]))
         }
-        let expected = dims.reduce(1, *)
         let available = data.count - 4 - 4 * rank
+        // Checked: four extents of up to 2³² − 1 overflow Int's product.
+        var expected = 1
+        for extent in dims {
+            let (product, overflow) = expected.multipliedReportingOverflow(by: extent)
+            guard !overflow else {
+                throw DatasetError.corrupt(file: path, reason: "header declares dimensions \(dims), whose product overflows "
+                                           + "a 64-bit size; the file holds \(available) bytes of data")
+            }
+            expected = product
+        }
         guard available == expected else {
             throw DatasetError.corrupt(file: path, reason: "header says \(dims) = \(expected) bytes of data, the file holds \(available)"
                                        + (available < expected ? " (truncated)" : ""))

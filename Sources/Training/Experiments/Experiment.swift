@@ -60,32 +60,65 @@ public final class Experiment: @unchecked Sendable {
     public func makeWorkload(rank: Int, workers: Int, threads: Int = 1, reducerAppliesMomentum: Bool = false) throws -> Workload {
         let c = configuration
         if let images {
-            let classes = images.train.classes, channels = images.train.channels, size = images.train.height
-            let model: Classifier
-            switch c.model {
-            case "mlp":
-                let hidden = c.width > 0 ? Int(c.width) : 256
-                model = MLP.make(inputShape: [channels, size, size], hidden: [hidden], classes: classes, seed: c.seed)
-            case "resnet8":
-                model = try ResNet.small(depth: 8, classes: classes, inputChannels: channels, imageSize: size,
-                                         baseWidth: c.width > 0 ? Int(c.width) : 16, seed: c.seed, threads: threads)
-            case "resnet18":
-                model = ResNet.resNet18(classes: classes, inputChannels: channels, imageSize: size,
-                                        widthMultiplier: c.width > 0 ? c.width : 1, seed: c.seed, threads: threads)
-            default:
-                throw DatasetError.invalidRequest("model \(c.model) is not an image classifier (mlp, resnet8, resnet18)")
-            }
+            let model = try makeClassifier(width: c.width, threads: threads)
             let batcher = try ImageBatcher(train: images.train, test: images.test, seed: c.seed, augment: c.dataset == "cifar10")
             let steps = c.steps ?? max(1, Int((c.epochs * Double(batcher.stepsPerEpoch(workers: workers, batchSize: c.batchSize))).rounded(.up)))
             return ClassifierWorkload(model: model, optimizer: optimizer(totalSteps: steps, momentum: !reducerAppliesMomentum), data: batcher, batchSize: c.batchSize)
         }
         let corpus = corpus!
-        let hidden = c.width > 0 ? Int(c.width) : 200
-        let model = try LSTMLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: hidden, hiddenSize: hidden,
-                                          layers: 2, dropout: 0.2, tiedWeights: true, seed: c.seed)
+        let model = try makeLanguageModel(width: c.width)
         let windows = try LanguageModelBatcher(stream: corpus.train, batch: c.batchSize, bptt: c.bptt, rank: 0, workers: workers).windows
         let steps = c.steps ?? max(1, Int((c.epochs * Double(windows)).rounded(.up)))
         return LanguageModelWorkload(model: model, optimizer: optimizer(totalSteps: steps, momentum: !reducerAppliesMomentum), corpus: corpus, batchSize: c.batchSize, bptt: c.bptt)
+    }
+
+    /// The image model at `width` (0: the model's default; see `ExperimentConfiguration.width`).
+    private func makeClassifier(width: Double, threads: Int) throws -> Classifier {
+        let c = configuration, images = images!
+        let classes = images.train.classes, channels = images.train.channels, size = images.train.height
+        switch c.model {
+        case "mlp":
+            return MLP.make(inputShape: [channels, size, size], hidden: [width > 0 ? Int(width) : 256], classes: classes, seed: c.seed)
+        case "resnet8":
+            return try ResNet.small(depth: 8, classes: classes, inputChannels: channels, imageSize: size,
+                                    baseWidth: width > 0 ? Int(width) : 16, seed: c.seed, threads: threads)
+        case "resnet18":
+            return ResNet.resNet18(classes: classes, inputChannels: channels, imageSize: size,
+                                   widthMultiplier: width > 0 ? width : 1, seed: c.seed, threads: threads)
+        default:
+            throw DatasetError.invalidRequest("model \(c.model) is not an image classifier (mlp, resnet8, resnet18)")
+        }
+    }
+
+    private func makeLanguageModel(width: Double) throws -> LSTMLanguageModel {
+        let hidden = width > 0 ? Int(width) : 200
+        return try LSTMLanguageModel(vocabularySize: corpus!.vocabulary.count, embeddingSize: hidden, hiddenSize: hidden,
+                                     layers: 2, dropout: 0.2, tiedWeights: true, seed: configuration.seed)
+    }
+
+    /// Training images, or training tokens of a language model.
+    public var trainingSetSize: Int { images?.train.count ?? corpus?.train.count ?? 0 }
+
+    /// The configured model's parameter count, without building it: every model here has a count
+    /// that is a polynomial of degree at most 2 in its width (hidden units; the ResNets' base
+    /// channel count, 64·m for ResNet-18's multiplier m), so replicas of widths 1, 2 and 3 fix it.
+    /// Exact for the widths the models accept (ResNet-18: when 64·m is a whole number).
+    public func parameterCount() throws -> Double {
+        let c = configuration
+        let defaultWidth: Double, scale: Double
+        switch c.model {
+        case "mlp": (defaultWidth, scale) = (256, 1)
+        case "resnet8": (defaultWidth, scale) = (16, 1)
+        case "resnet18": (defaultWidth, scale) = (1, 64)
+        default: (defaultWidth, scale) = (200, 1)
+        }
+        let x = (c.width > 0 ? c.width : defaultWidth) * scale
+        let counts = try [1.0, 2, 3].map { width in
+            Double(images != nil ? try makeClassifier(width: width / scale, threads: 1).parameterCount
+                                 : try makeLanguageModel(width: width).parameterCount)
+        }
+        // Lagrange interpolation through (1, counts[0]), (2, counts[1]), (3, counts[2]).
+        return counts[0] * (x - 2) * (x - 3) / 2 - counts[1] * (x - 1) * (x - 3) + counts[2] * (x - 1) * (x - 2) / 2
     }
 
     func optimizer(totalSteps: Int, momentum: Bool) -> SGD {

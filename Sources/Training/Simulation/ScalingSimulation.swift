@@ -5,7 +5,8 @@ import Collectives
 ///
 /// Step time on W workers of network N = compute + optimizer + the reducer's compression time
 /// + N's projected time of the reducer's collectives on W ranks (`NetworkModel.time(of:workers:)`;
-/// no overlap of computation and communication). Compute per worker is fixed (weak scaling:
+/// no overlap of computation and communication), each a mean per step over a whole period for a
+/// reducer with a periodic step (`ReducerTraffic`). Compute per worker is fixed (weak scaling:
 /// each worker keeps its batch), so W workers process W batches per step.
 ///
 /// - `speedup` = W · T_baseline(1) / T(W): throughput relative to one worker running the baseline
@@ -61,9 +62,9 @@ public struct ScalingSimulation: Sendable {
             for network in networks {
                 for workers in workerCounts {
                     let local = base + traffic.compressionSeconds
-                    let communication = network.model.time(of: traffic.collectives, workers: workers)
+                    let communication = traffic.communicationSeconds(on: network.model, workers: workers)
                     let baselineStep = base + baseline.compressionSeconds
-                        + network.model.time(of: baseline.collectives, workers: workers)
+                        + baseline.communicationSeconds(on: network.model, workers: workers)
                     rows.append(Row(reducer: traffic.reducer, network: network.name, workers: workers,
                                     localSeconds: local, communicationSeconds: communication,
                                     speedup: Double(workers) * single / (local + communication),

@@ -1,6 +1,7 @@
 import Collectives
 import Foundation
 import GradientCompression
+import LinearAlgebra
 import Testing
 @testable import Training
 
@@ -99,5 +100,63 @@ import Testing
         } catch let error as ReportError {
             #expect(error.description.contains("'adam'"))
         }
+    }
+
+    /// PowerSGD+ run for `steps` steps with refresh period `period` on 2 workers: a run record
+    /// whose steps carry rank 0's collectives (compression times 1 ms, and 50 ms on refresh steps).
+    static func powerSGDPlusRun(period: Int, steps: Int) throws -> RunRecord {
+        let shapes = [[64, 32, 3, 3], [128, 64], [64]]
+        let perStep = try InProcessGroup.run(workers: 2) { group -> (String, [[TrafficRecord]]) in
+            var reducer = try PowerSGD(PowerSGD.Options(rank: 2, subspaceRefreshPeriod: period))
+            var records: [[TrafficRecord]] = []
+            for step in 0..<steps {
+                var gradients = shapes.enumerated().map { index, shape in
+                    Philox(seed: 3, stream: Philox.stream(UInt64(group.rank), UInt64(step), UInt64(index))).normalTensor(shape: shape)
+                }
+                records.append(try reducer.reduce(&gradients, over: group).collectives)
+            }
+            return (reducer.name, records)
+        }[0]
+        let settings = RunSettings(reducer: perStep.0, model: "m", dataset: "d", workers: 2,
+                                   projection: try ProjectionTarget(network: "10gbit", workers: 16))
+        let records = perStep.1.enumerated().map { step, collectives in
+            let payload = collectives.reduce(0) { $0 + $1.payloadBytes }
+            return StepRecord(step: step, epoch: 0, loss: 1, payloadBytes: payload, bytesSent: payload, bytesReceived: payload,
+                              uncompressedBytes: 0, cumulativePayloadBytes: 0, cumulativeBytesSent: 0, computeSeconds: 0.01,
+                              compressionSeconds: step % period == 0 ? 0.05 : 0.001, communicationSeconds: 0,
+                              optimizerSeconds: 0, projectedSeconds: 0, collectives: collectives)
+        }
+        return RunRecord(settings: settings, steps: records)
+    }
+
+    /// PowerSGD+'s projected traffic is the mean over a whole refresh period of its per-step
+    /// records (the refresh step's SVD traffic once per period), whether the log holds a whole
+    /// period or only a few steps of one; its compression time is weighted the same way.
+    @Test(arguments: [(period: 4, steps: 8), (period: 100, steps: 4)])
+    func powerSGDPlusIsProjectedOverAWholeRefreshPeriod(period: Int, steps: Int) throws {
+        let run = try Self.powerSGDPlusRun(period: period, steps: steps)
+        #expect(run.settings.reducer == "powersgd+(rank=2,period=\(period))")
+        let refresh = run.steps[0], regular = run.steps[1]
+        #expect(refresh.payloadBytes > 2 * regular.payloadBytes, "the refresh step sends more: \(refresh.payloadBytes) vs \(regular.payloadBytes)")
+        // The last period recorded: the last refresh step, then period − 1 regular steps (the
+        // recorded ones, and the last regular one repeated where the log ends earlier). Not the
+        // first period when a later one is whole: step 0 also carries the shape-agreement check.
+        let lastRefresh = try #require(run.steps.last { $0.step % period == 0 })
+        let aPeriod = (0..<period).map { k in run.steps.first { $0.step == lastRefresh.step + k } ?? run.steps.last! }
+        let network = try NetworkModel(parsing: "1gbit")
+        let meanBytes = Double(aPeriod.reduce(0) { $0 + $1.payloadBytes }) / Double(period)
+        let meanSeconds = aPeriod.reduce(0) { $0 + network.time(of: $1.collectives, workers: 16) } / Double(period)
+        let meanCompression = aPeriod.reduce(0) { $0 + $1.compressionSeconds } / Double(period)
+
+        let profile = try SimulationProfile(runs: [try SyntheticRuns.run(reducer: "sgd", payload: 4_000_000, steps: 3, evaluations: []), run])
+        let traffic = profile.reducers[1]
+        #expect(abs(traffic.payloadBytesPerStep - meanBytes) <= 1e-9 * meanBytes)
+        #expect(abs(traffic.compressionSeconds - meanCompression) <= 1e-12)
+        let simulation = try ScalingSimulation(profile: profile, networks: ["1gbit"], workerCounts: [16])
+        let row = try #require(simulation.rows.first { $0.reducer == run.settings.reducer })
+        #expect(abs(row.communicationSeconds - meanSeconds) <= 1e-12 * meanSeconds, "\(row.communicationSeconds) vs \(meanSeconds)")
+        // The saved profile keeps the period.
+        let decoded = try JSONDecoder().decode(SimulationProfile.self, from: try JSONEncoder().encode(profile))
+        #expect(decoded == profile)
     }
 }

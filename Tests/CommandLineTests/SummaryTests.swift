@@ -1,0 +1,67 @@
+import Collectives
+import Foundation
+@testable import powersgd
+import Testing
+@testable import Training
+
+/// The end-of-run summary and the progress line, on hand-made records and a hand-driven clock.
+@Suite struct SummaryTests {
+    /// Three steps whose compute times have a median (10 ms) far from their mean (40 ms).
+    static func run(workers: Int) -> TrainingSession.Result {
+        let projection = try! ProjectionTarget(network: "10gbit", workers: 16)
+        let settings = RunSettings(reducer: "powersgd(rank=2)", model: "mlp", dataset: "fashion-mnist", workers: workers,
+                                   projection: projection)
+        let collectives = [TrafficRecord.ringAllReduce(count: 10_000, workers: workers, seconds: 0)]
+        let steps = [0.01, 0.01, 0.1].enumerated().map { index, compute in
+            StepRecord(step: index, epoch: 0, loss: 1, payloadBytes: 40_000, bytesSent: 40_000, bytesReceived: 40_000,
+                       uncompressedBytes: 4_000_000, cumulativePayloadBytes: 40_000 * (index + 1),
+                       cumulativeBytesSent: 40_000 * (index + 1), computeSeconds: compute,
+                       compressionSeconds: [0.002, 0.002, 0.02][index], communicationSeconds: 0.001,
+                       optimizerSeconds: [0.001, 0.001, 0.01][index], projectedSeconds: 0, collectives: collectives)
+        }
+        return TrainingSession.Result(run: RunRecord(settings: settings, steps: steps), parameterCount: 1_000_000)
+    }
+
+    /// The speedup is plain SGD's time over the reducer's, both from means over the steps, and
+    /// the summary says so.
+    @Test func speedupComparesMeansWithMeans() throws {
+        let result = Self.run(workers: 4)
+        let text = Summary(result: result, network: "10gbit", projectedWorkers: 16).text
+        let steps = result.run.steps
+        let mean = { (value: (StepRecord) -> Double) in steps.map(value).reduce(0, +) / Double(steps.count) }
+        #expect(text.contains(String(format: "measured here, mean per step: %.1f ms in all, compute %.1f ms, compression %.1f ms",
+                                     1e3 * mean(\.measuredSeconds), 1e3 * mean(\.computeSeconds), 1e3 * mean(\.compressionSeconds))),
+                "\(text)")
+        #expect(!text.contains("median"), "\(text)")
+        for name in ["1gbit", "10gbit"] {
+            let network = try NetworkModel(parsing: name)
+            let target = ProjectionTarget(network: name, model: network, workers: 16)
+            let sgd = mean(\.computeSeconds) + mean(\.optimizerSeconds)
+                + network.time(of: .allReduce, payloadBytes: 4_000_000, workers: 16)
+            let ours = mean { target.stepSeconds($0) }
+            #expect(text.contains(String(format: "SGD %8.1f ms", 1e3 * sgd)), "\(name): \(text)")
+            #expect(text.contains(String(format: "speedup %.2f×", sgd / ours)), "\(name): \(text)")
+        }
+    }
+
+    @Test func oneWorkerIsSingular() {
+        #expect(Summary(result: Self.run(workers: 1), network: "10gbit", projectedWorkers: 16).text
+            .contains("(powersgd(rank=2), 1 worker, 3 steps)"))
+        #expect(counted(1, "worker") == "1 worker" && counted(2, "worker") == "2 workers")
+    }
+
+    /// Examples per second come from step times: the interval that held an evaluation is dropped.
+    @Test func throughputExcludesEvaluationTime() {
+        var now = 0.0
+        let output = TerminalOutput(isTerminal: false, clock: { now })
+        for step in 1...3 {
+            now += 1  // one second per step
+            output.progress(step: step, total: 10, epoch: 0, loss: 1, examples: 100)
+            if step == 2 {
+                now += 30  // a 30-second evaluation after step 2
+                output.evaluationFinished()
+            }
+        }
+        #expect(output.lastProgress.contains(" 100 examples/s  ETA 7s"), "\(output.lastProgress)")
+    }
+}
