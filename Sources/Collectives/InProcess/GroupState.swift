@@ -23,10 +23,21 @@ struct CallDescriptor: Equatable {
     }
 }
 
+/// The two points of a collective between which ranks use one another's memory.
+enum CollectivePhase: Sendable {
+    /// The opening meeting is over: every rank has published its call and may now read or write
+    /// the others' buffers.
+    case opened
+    /// This rank is done with the other ranks' buffers and enters the closing meeting.
+    case closing
+}
+
 /// The shared state of an in-process group: published descriptors, a reusable barrier, and
 /// the failure flag that turns every wait into a thrown error.
 final class GroupState: @unchecked Sendable {
     let size: Int
+    /// Called by each rank at each `CollectivePhase` (tests use it to force interleavings).
+    private let observer: (@Sendable (_ rank: Int, _ phase: CollectivePhase) -> Void)?
     private let condition = NSCondition()
     private var arrived = 0
     private var generation = 0
@@ -35,8 +46,9 @@ final class GroupState: @unchecked Sendable {
     private var departed: Int?
     private var descriptors: [CallDescriptor?]
 
-    init(size: Int) {
+    init(size: Int, observer: (@Sendable (Int, CollectivePhase) -> Void)? = nil) {
         self.size = size
+        self.observer = observer
         descriptors = Array(repeating: nil, count: size)
     }
 
@@ -87,27 +99,35 @@ final class GroupState: @unchecked Sendable {
         return .peerFailed(rank: failure.rank, reason: failure.reason)
     }
 
-    /// Waits until every rank has arrived; throws at once if the group has failed.
-    func barrier(rank: Int) throws {
+    /// Waits until every rank has arrived; an opening meeting (`closing` false) throws at once if
+    /// the group has failed.
+    ///
+    /// A closing meeting ends a collective whose opening meeting every rank passed: until all ranks
+    /// arrive, some may still be reading or writing this rank's buffer. It therefore waits for all
+    /// of them even if the group has failed (they are all between the two meetings, in bounded
+    /// memory copies, so the wait ends), and throws the failure only then.
+    func barrier(rank: Int, closing: Bool = false) throws {
         condition.lock()
         defer { condition.unlock() }
-        if let error = failureError(for: rank) { throw error }
+        if !closing, let error = failureError(for: rank) { throw error }
         let myGeneration = generation
         arrived += 1
         if arrived == size {
             arrived = 0
             generation &+= 1
             condition.broadcast()
-            return
         }
         while generation == myGeneration {
-            if let error = failureError(for: rank) { throw error }
-            if let departed {
-                arrived -= 1
-                throw CollectiveError.peerFailed(rank: departed, reason: "it finished without entering this collective")
+            if !closing {
+                if let error = failureError(for: rank) { throw error }
+                if let departed {
+                    arrived -= 1
+                    throw CollectiveError.peerFailed(rank: departed, reason: "it finished without entering this collective")
+                }
             }
             condition.wait()
         }
+        if closing, let error = failureError(for: rank) { throw error }
     }
 
     /// Publishes this rank's call, waits for all, and checks that every rank made the same call.
@@ -124,9 +144,16 @@ final class GroupState: @unchecked Sendable {
                                                  otherRank: 0, otherCall: all[0].summary)
             // Every rank read the same descriptors and takes this branch; meeting once more keeps
             // a fast rank from publishing its next call before a slow one has read this round's.
-            try barrier(rank: rank)
+            try barrier(rank: rank, closing: true)
             throw error
         }
+        observer?(rank, .opened)
         return all
+    }
+
+    /// The closing meeting of a collective: this rank is done with the other ranks' memory.
+    func close(rank: Int) throws {
+        observer?(rank, .closing)
+        try barrier(rank: rank, closing: true)
     }
 }

@@ -28,7 +28,7 @@ final class InProcessCommunicator: Communicator {
                 ReductionKernel.reduceIntoAll($0, range: lo ..< hi, operation: operation)
             }
         }
-        try state.barrier(rank: rank)  // no rank returns (or reuses its buffer) before every owner has written into it
+        try state.close(rank: rank)  // no rank returns (or reuses its buffer) before every owner has written into it
         traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start)))
     }
 
@@ -47,7 +47,7 @@ final class InProcessCommunicator: Communicator {
                 ReductionKernel.reduceHalfIntoAll($0, range: lo ..< hi, format: format, operation: operation)
             }
         }
-        try state.barrier(rank: rank)
+        try state.close(rank: rank)
         traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start), elementBytes: 2))
     }
 
@@ -64,7 +64,7 @@ final class InProcessCommunicator: Communicator {
                 let count = all[r].count
                 result.append(count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[r].address, count: count)))
             }
-            try state.barrier(rank: rank)
+            try state.close(rank: rank)
             traffic.record(.ringAllGather(messageBytes: all.map(\.count), rank: rank, seconds: seconds(since: start)))
             return result
         }
@@ -78,7 +78,7 @@ final class InProcessCommunicator: Communicator {
         if rank != root && buffer.count > 0 {
             buffer.baseAddress!.update(from: all[root].address!.assumingMemoryBound(to: Float.self), count: buffer.count)
         }
-        try state.barrier(rank: rank)
+        try state.close(rank: rank)
         traffic.record(.binomialBroadcast(bytes: 4 * buffer.count, rank: rank, root: root, workers: size,
                                           seconds: seconds(since: start)))
     }
@@ -96,7 +96,7 @@ final class InProcessCommunicator: Communicator {
                 let count = all[root].count
                 result = count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[root].address, count: count))
             }
-            try state.barrier(rank: rank)
+            try state.close(rank: rank)
             traffic.record(.binomialBroadcast(bytes: result.count, rank: rank, root: root, workers: size,
                                               seconds: seconds(since: start)))
             return result
@@ -106,7 +106,7 @@ final class InProcessCommunicator: Communicator {
     func barrier() throws {
         let start = DispatchTime.now().uptimeNanoseconds
         _ = try state.rendezvous(rank: rank, CallDescriptor(operation: "barrier", count: 0, root: -1, address: nil))
-        try state.barrier(rank: rank)  // a second barrier: nobody republishes before everyone has read the descriptors
+        try state.close(rank: rank)  // a second barrier: nobody republishes before everyone has read the descriptors
         traffic.record(.barrier(workers: size, seconds: seconds(since: start)))
     }
 

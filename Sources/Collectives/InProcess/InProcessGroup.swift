@@ -39,10 +39,17 @@ public enum InProcessGroup {
     /// `GroupCancellation`); `run` then throws `WorkerError` naming the cancelled rank.
     public static func run<T>(workers: Int, stackSize: Int = 64 << 20, cancellation: GroupCancellation? = nil,
                               _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
+        try run(workers: workers, stackSize: stackSize, cancellation: cancellation, observer: nil, body)
+    }
+
+    /// `run` with an `observer` called by every rank at each phase of every collective.
+    static func run<T>(workers: Int, stackSize: Int = 64 << 20, cancellation: GroupCancellation? = nil,
+                       observer: (@Sendable (Int, CollectivePhase) -> Void)?,
+                       _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
         guard workers >= 1 else {
             throw CollectiveError.invalidArgument("InProcessGroup.run needs at least one worker, got \(workers)")
         }
-        let state = GroupState(size: workers)
+        let state = GroupState(size: workers, observer: observer)
         try cancellation?.attach(state)
         defer { cancellation?.detach() }
         let results = ResultSlots<T>(count: workers)
