@@ -1,4 +1,5 @@
 import ArgumentParser
+import Collectives
 import Foundation
 import GradientCompression
 
@@ -67,6 +68,12 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Width multiplier of the ResNets, hidden size of the LSTM, hidden units of the MLP (0: the model's default).")
     var width: Double = 0
 
+    @Option(help: "Seconds a worker waits in a collective for the others before the run fails naming the workers that did not arrive (with mpi: the job is aborted); 0: no limit.")
+    var collectiveTimeout: Double = CollectiveTimeout.defaultSeconds
+
+    /// `--collective-timeout` for the communicators: nil for 0 (no limit).
+    var collectiveTimeoutSeconds: Double? { collectiveTimeout > 0 ? collectiveTimeout : nil }
+
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1 (got \(workers))") }
         guard ["threads", "mpi"].contains(backend) else {
@@ -91,6 +98,9 @@ struct TrainingArguments: ParsableArguments {
         guard projectWorkers >= 1 else { throw ValidationError("--project-workers must be at least 1 (got \(projectWorkers))") }
         guard evaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be 0 or more (got \(evaluateEvery))") }
         guard width >= 0, width.isFinite else { throw ValidationError("--width must be 0 or more (got \(width))") }
+        guard collectiveTimeout >= 0, collectiveTimeout.isFinite else {
+            throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
+        }
         guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
             throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")
         }
