@@ -65,11 +65,15 @@ public final class TrafficLedger: @unchecked Sendable {
     public private(set) var step = TrafficTotals()
     /// Totals since the ledger was created.
     public private(set) var cumulative = TrafficTotals()
+    /// `beginStep()` calls so far: the step the current collectives belong to, counted from 1 since
+    /// the ledger was made (0 before the first step). A collective timeout names it.
+    public private(set) var stepNumber = 0
 
     public init() {}
 
     /// Starts a new step: clears `stepRecords` and `step`, keeps `cumulative`.
     public func beginStep() {
+        stepNumber += 1
         stepRecords.removeAll(keepingCapacity: true)
         step = TrafficTotals()
     }

@@ -18,6 +18,16 @@ import Collectives
 ///   `InProcessGroup`. MPI chooses the summation order (fixed for a given library, rank count
 ///   and size, so runs repeat bit for bit); it is not necessarily rank order 0 ..< W.
 /// - The variable-size all-gather first all-gathers the lengths, then calls `MPI_Allgatherv`.
+/// - Collective timeout (`collectiveTimeout`, default `CollectiveTimeout.defaultSeconds`): a
+///   watchdog thread of the C shim notes each collective this rank enters (number, call, step).
+///   Once this rank has been inside one collective for longer than the timeout, it asks every
+///   other rank over a second duplicate of `MPI_COMM_WORLD` where it is (their watchdogs answer
+///   even while their main thread waits inside MPI), waits 2 s for the answers, prints to stderr
+///   which ranks did not arrive (no answer: stopped, hung or unreachable; or an answer saying it
+///   has not entered that collective) and ends the job with `MPI_Abort`. The collectives
+///   themselves stay the blocking MPI calls; the watchdog needs `MPI_THREAD_MULTIPLE`, which the
+///   communicator then requests. With `collectiveTimeout` nil, MPI is initialized single-threaded
+///   and nothing watches.
 ///
 /// MPI can be initialized once per process: make the communicator once (`MPICommunicator()`),
 /// and call `MPICommunicator.finalize()` before the process exits normally. A process that exits
@@ -28,11 +38,18 @@ public final class MPICommunicator: Communicator {
     public let traffic = TrafficLedger()
     /// Check operation and count agreement before each collective (on by default).
     public var validation: Bool
+    /// Seconds a collective may wait for the other ranks before the job is aborted (nil: no limit).
+    public let collectiveTimeout: Double?
+    /// Collectives this rank has entered (the timeout's message numbers them from 1).
+    private var sequence: Int64 = 0
 
-    /// Initializes MPI (if it is not yet) and joins the job's group.
-    public init(validation: Bool = true) throws {
+    /// Initializes MPI (if it is not yet) and joins the job's group; starts the collective
+    /// watchdog unless `collectiveTimeout` is nil or the job has one rank.
+    public init(validation: Bool = true, collectiveTimeout: Double? = CollectiveTimeout.defaultSeconds) throws {
         self.validation = validation
-        let status = psgd_mpi_init()
+        try CollectiveTimeout.validate(collectiveTimeout)
+        self.collectiveTimeout = collectiveTimeout
+        let status = psgd_mpi_init(collectiveTimeout == nil ? 0 : 1)
         guard status != PSGD_MPI_ALREADY_FINALIZED else {
             throw CollectiveError.transport("MPICommunicator: MPI was already finalized in this process "
                                             + "and cannot be initialized again; make one communicator per process")
@@ -43,6 +60,19 @@ public final class MPICommunicator: Communicator {
         try MPICommunicator.check(psgd_mpi_size(&s), rank: Int(r), call: "MPI_Comm_size")
         rank = Int(r)
         size = Int(s)
+        if let collectiveTimeout, size > 1 {
+            try MPICommunicator.check(psgd_mpi_watchdog_start(collectiveTimeout), rank: rank, call: "starting the collective watchdog")
+        }
+    }
+
+    /// Runs one collective under the watchdog's eye (see the type's documentation).
+    @inline(__always)
+    private func watched<R>(_ call: CallSignature, _ body: () throws -> R) rethrows -> R {
+        sequence += 1
+        guard collectiveTimeout != nil, size > 1 else { return try body() }
+        call.summary.withCString { psgd_mpi_watch_enter(sequence, Int64(traffic.stepNumber), $0) }
+        defer { psgd_mpi_watch_leave() }
+        return try body()
     }
 
     /// Ends MPI for this process (`MPI_Finalize`); call once, after the last collective.
@@ -64,13 +94,15 @@ public final class MPICommunicator: Communicator {
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, operation: ReduceOperation) throws {
         let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .allReduce(operation), count: buffer.count, root: -1)
-        try validate(call)
-        if size > 1, let base = buffer.baseAddress, buffer.count > 0 {
-            let op = operation == .max ? Int32(PSGD_MPI_MAX.rawValue) : Int32(PSGD_MPI_SUM.rawValue)
-            try check(psgd_mpi_allreduce_float(base, Int64(buffer.count), op), call: call)
-            if operation == .mean {
-                let scale = 1 / Float(size)
-                for i in 0 ..< buffer.count { base[i] *= scale }
+        try watched(call) {
+            try validate(call)
+            if size > 1, let base = buffer.baseAddress, buffer.count > 0 {
+                let op = operation == .max ? Int32(PSGD_MPI_MAX.rawValue) : Int32(PSGD_MPI_SUM.rawValue)
+                try check(psgd_mpi_allreduce_float(base, Int64(buffer.count), op), call: call)
+                if operation == .mean {
+                    let scale = 1 / Float(size)
+                    for i in 0 ..< buffer.count { base[i] *= scale }
+                }
             }
         }
         traffic.record(.ringAllReduce(count: buffer.count, workers: size, seconds: psgd_mpi_wtime() - start))
@@ -84,22 +116,28 @@ public final class MPICommunicator: Communicator {
                           operation: ReduceOperation) throws {
         let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .allReduceHalf(format, operation), count: bits.count, root: -1)
-        try validate(call)
-        if size > 1, let base = bits.baseAddress, bits.count > 0 {
-            let op = operation == .max ? Int32(PSGD_MPI_MAX.rawValue) : Int32(PSGD_MPI_SUM.rawValue)
-            let code = format == .float16 ? Int32(PSGD_MPI_FLOAT16.rawValue) : Int32(PSGD_MPI_BFLOAT16.rawValue)
-            try check(psgd_mpi_allreduce_half(base, Int64(bits.count), code, op), call: call)
-            if operation == .mean {
-                let scale = 1 / Float(size)
-                for i in 0 ..< bits.count { base[i] = format.bits(format.float(base[i]) * scale) }
+        try watched(call) {
+            try validate(call)
+            if size > 1, let base = bits.baseAddress, bits.count > 0 {
+                let op = operation == .max ? Int32(PSGD_MPI_MAX.rawValue) : Int32(PSGD_MPI_SUM.rawValue)
+                let code = format == .float16 ? Int32(PSGD_MPI_FLOAT16.rawValue) : Int32(PSGD_MPI_BFLOAT16.rawValue)
+                try check(psgd_mpi_allreduce_half(base, Int64(bits.count), code, op), call: call)
+                if operation == .mean {
+                    let scale = 1 / Float(size)
+                    for i in 0 ..< bits.count { base[i] = format.bits(format.float(base[i]) * scale) }
+                }
             }
         }
         traffic.record(.ringAllReduce(count: bits.count, workers: size, seconds: psgd_mpi_wtime() - start, elementBytes: 2))
     }
 
     public func allGather(_ message: [UInt8]) throws -> [[UInt8]] {
-        let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .allGather, count: message.count, root: -1)
+        return try watched(call) { try gather(message, call) }
+    }
+
+    private func gather(_ message: [UInt8], _ call: CallSignature) throws -> [[UInt8]] {
+        let start = psgd_mpi_wtime()
         try validate(call)
         var lengths = [Int64](repeating: 0, count: size)
         var own = Int64(message.count)
@@ -133,9 +171,11 @@ public final class MPICommunicator: Communicator {
         guard (0 ..< size).contains(root) else { throw CollectiveError.invalidRoot(root: root, size: size) }
         let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .broadcastFloats, count: buffer.count, root: root)
-        try validate(call)
-        if size > 1, let base = buffer.baseAddress, buffer.count > 0 {
-            try check(psgd_mpi_broadcast_float(base, Int64(buffer.count), Int32(root)), call: call)
+        try watched(call) {
+            try validate(call)
+            if size > 1, let base = buffer.baseAddress, buffer.count > 0 {
+                try check(psgd_mpi_broadcast_float(base, Int64(buffer.count), Int32(root)), call: call)
+            }
         }
         traffic.record(.binomialBroadcast(bytes: 4 * buffer.count, rank: rank, root: root, workers: size,
                                           seconds: psgd_mpi_wtime() - start))
@@ -146,15 +186,17 @@ public final class MPICommunicator: Communicator {
         guard (0 ..< size).contains(root) else { throw CollectiveError.invalidRoot(root: root, size: size) }
         let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .broadcastBytes, count: message.count, root: root)
-        try validate(call)
         var result = message
-        if size > 1 {
-            var length = Int64(message.count)
-            try check(psgd_mpi_broadcast_bytes(&length, 8, Int32(root)), call: call)
-            if rank != root { result = [UInt8](repeating: 0, count: Int(length)) }
-            if length > 0 {
-                try result.withUnsafeMutableBytes {
-                    try check(psgd_mpi_broadcast_bytes($0.baseAddress, length, Int32(root)), call: call)
+        try watched(call) {
+            try validate(call)
+            if size > 1 {
+                var length = Int64(message.count)
+                try check(psgd_mpi_broadcast_bytes(&length, 8, Int32(root)), call: call)
+                if rank != root { result = [UInt8](repeating: 0, count: Int(length)) }
+                if length > 0 {
+                    try result.withUnsafeMutableBytes {
+                        try check(psgd_mpi_broadcast_bytes($0.baseAddress, length, Int32(root)), call: call)
+                    }
                 }
             }
         }
@@ -166,8 +208,10 @@ public final class MPICommunicator: Communicator {
     public func barrier() throws {
         let start = psgd_mpi_wtime()
         let call = CallSignature(operation: .barrier, count: 0, root: -1)
-        try validate(call)
-        if size > 1 { try check(psgd_mpi_barrier(), call: call) }
+        try watched(call) {
+            try validate(call)
+            if size > 1 { try check(psgd_mpi_barrier(), call: call) }
+        }
         traffic.record(.barrier(workers: size, seconds: psgd_mpi_wtime() - start))
     }
 

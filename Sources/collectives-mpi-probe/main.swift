@@ -6,6 +6,10 @@
 //   collectives-mpi-probe mismatch   different counts / operations across ranks -> the same error everywhere
 //   collectives-mpi-probe fail       the last rank exits with status 3 after one collective
 //   collectives-mpi-probe half-reducer  the fp16 / bf16 reducers (AllReduceReducer) over MPI
+//   collectives-mpi-probe stall T   collective timeout T s; every rank prints its pid, then all-reduces
+//                                   in a loop for 60 s (the test stops the last rank with SIGSTOP)
+//   collectives-mpi-probe late T    collective timeout T s; the last rank sleeps T + 4 s before its
+//                                   second collective (alive, answering, but late)
 import Collectives
 import CollectivesMPI
 import GradientCompression
@@ -210,17 +214,51 @@ func runHalfReducer(_ comm: MPICommunicator) throws -> Checks {
     return checks
 }
 
-let mode = CommandLine.arguments.dropFirst().first ?? "check"
+/// Prints "rank r of W: pid P ready" once every rank is up, then all-reduces 1000 floats (one step
+/// each) every 2 ms for 60 s. The job is meant to be stopped from outside before that.
+func runStall(_ comm: MPICommunicator) throws -> Checks {
+    var values = [Float](repeating: 1, count: 1000)
+    try comm.allReduce(&values, operation: .sum)
+    print("rank \(comm.rank) of \(comm.size): pid \(getpid()) ready")
+    fflush(stdout)
+    let start = MPICommunicator.wallTime()
+    while MPICommunicator.wallTime() - start < 60 {
+        comm.traffic.beginStep()
+        try comm.allReduce(&values, operation: .sum)
+        usleep(2000)
+    }
+    let checks = Checks()
+    checks.expect(false, "nothing stopped the job within 60 s")
+    return checks
+}
+
+/// The last rank sleeps `timeout` + 4 s before its second collective: the others time out waiting.
+func runLate(_ comm: MPICommunicator, timeout: Double) throws -> Checks {
+    var values = [Float](repeating: 1, count: 10)
+    try comm.allReduce(&values, operation: .sum)
+    if comm.rank == comm.size - 1 { usleep(UInt32((timeout + 4) * 1e6)) }
+    comm.traffic.beginStep()
+    _ = try comm.allGather([1, 2, 3])
+    let checks = Checks()
+    checks.expect(false, "the late rank did not end the job")
+    return checks
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let mode = arguments.first ?? "check"
 do {
-    let comm = try MPICommunicator()
+    let timeout = arguments.count > 1 ? Double(arguments[1]) : CollectiveTimeout.defaultSeconds
+    let comm = try MPICommunicator(collectiveTimeout: timeout == 0 ? nil : timeout)
     let checks: Checks
     switch mode {
     case "check": checks = try runChecks(comm)
     case "mismatch": checks = try runMismatch(comm)
     case "fail": checks = try runFailure(comm)
     case "half-reducer": checks = try runHalfReducer(comm)
+    case "stall": checks = try runStall(comm)
+    case "late": checks = try runLate(comm, timeout: timeout ?? 0)
     default:
-        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch, fail or half-reducer)")
+        print("collectives-mpi-probe: unknown mode '\(mode)' (expected check, mismatch, fail, half-reducer, stall or late)")
         exit(2)
     }
     if checks.failures.isEmpty {

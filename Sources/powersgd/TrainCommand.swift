@@ -178,11 +178,13 @@ final class InterruptReport: @unchecked Sendable {
 func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
     switch settings.backend {
     case "threads":
-        return try runThreads(workers: settings.workers, body)
+        return try runThreads(workers: settings.workers, collectiveTimeout: settings.collectiveTimeoutSeconds, body)
     default:
         // One worker per MPI rank: launched by `mpirun -np N powersgd train --backend mpi ...`.
         let communicator: MPICommunicator
-        do { communicator = try MPICommunicator() } catch { throw RuntimeError("--backend mpi: \(error)") }
+        do { communicator = try MPICommunicator(collectiveTimeout: settings.collectiveTimeoutSeconds) } catch {
+            throw RuntimeError("--backend mpi: \(error)")
+        }
         defer { try? MPICommunicator.finalize() }
         do { return [try body(communicator)] } catch {
             FileHandleStandardError.write("powersgd: rank \(communicator.rank): \(error)\n")
@@ -192,8 +194,9 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
 }
 
 /// Runs `body` on `workers` threads of this process; a worker's error names its rank.
-func runThreads<T>(workers: Int, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
-    do { return try InProcessGroup.run(workers: workers, body) } catch let error as WorkerError {
+func runThreads<T>(workers: Int, collectiveTimeout: Double? = CollectiveTimeout.defaultSeconds,
+                   _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
+    do { return try InProcessGroup.run(workers: workers, collectiveTimeout: collectiveTimeout, body) } catch let error as WorkerError {
         throw RuntimeError("worker \(error.rank): \(error.underlying)", isUsageError: isUsageError(error.underlying))
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Collectives
 import Foundation
 import GradientCompression
 import NeuralNetworks
@@ -75,6 +76,12 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Width multiplier of the ResNets, hidden size of the LSTM, hidden units of the MLP (0: the model's default).")
     var width: Double = 0
 
+    @Option(help: "Seconds a worker waits in a collective for the others before the run fails naming the workers that did not arrive (with mpi: the job is aborted); 0: no limit.")
+    var collectiveTimeout: Double = CollectiveTimeout.defaultSeconds
+
+    /// `--collective-timeout` for the communicators: nil for 0 (no limit).
+    var collectiveTimeoutSeconds: Double? { collectiveTimeout > 0 ? collectiveTimeout : nil }
+
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1 (got \(workers))") }
         guard ["threads", "mpi"].contains(backend) else {
@@ -113,6 +120,9 @@ struct TrainingArguments: ParsableArguments {
         if backend == "threads", let (variable, ranks) = mpiLaunch(), ranks > 1 {
             throw ValidationError("--backend threads under mpirun (\(variable)=\(ranks)): each of the \(ranks) ranks would run "
                                   + "the whole job and write the same files; use --backend mpi")
+        }
+        guard collectiveTimeout >= 0, collectiveTimeout.isFinite else {
+            throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
         }
         guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
             throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")

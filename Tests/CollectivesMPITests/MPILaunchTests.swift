@@ -37,19 +37,21 @@ import Testing
         throw ProbeError("mpirun not found on PATH: install OpenMPI (scripts/bootstrap.sh installs openmpi-bin)")
     }
 
-    /// `mpirun -np N probe mode` with the flags docs/collectives.md documents, or the probe alone
-    /// when `ranks` is nil; killed after `timeout` seconds.
-    static func launch(ranks: Int?, mode: String, timeout: Double = 120) throws -> Outcome {
+    /// `mpirun -np N probe mode arguments...` with the flags docs/collectives.md documents, or the
+    /// probe alone when `ranks` is nil; killed after `timeout` seconds. `whileRunning` sees the
+    /// output so far, every 20 ms until the job ends.
+    static func launch(ranks: Int?, mode: String, arguments extra: [String] = [], timeout: Double = 120,
+                       whileRunning: ((String) -> Void)? = nil) throws -> Outcome {
         let probe = try probeURL()
         let process = Process()
         if let ranks {
             process.executableURL = try mpirunURL()
             var arguments = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
             if getuid() == 0 { arguments.insert("--allow-run-as-root", at: 0) }
-            process.arguments = arguments + [probe.path, mode]
+            process.arguments = arguments + [probe.path, mode] + extra
         } else {
             process.executableURL = probe
-            process.arguments = [mode]
+            process.arguments = [mode] + extra
         }
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_NUM_THREADS"] = "1"
@@ -69,6 +71,7 @@ import Testing
                 process.waitUntilExit()
                 break
             }
+            whileRunning?(collected.text)
             Thread.sleep(forTimeInterval: 0.02)
         }
         process.waitUntilExit()
@@ -126,6 +129,59 @@ import Testing
         #expect(outcome.output.contains("rank 2: exiting with status 3 on purpose"), "\(outcome.output)")
         #expect(outcome.output.contains("exit") || outcome.output.contains("exited"), "\(outcome.output)")
         #expect(outcome.seconds < 30)
+    }
+
+    /// The pid rank `rank` printed in the probe's `stall` mode, if it has yet.
+    static func readyPID(rank: Int, ranks: Int, in output: String) -> pid_t? {
+        let prefix = "rank \(rank) of \(ranks): pid "
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix(prefix) && $0.hasSuffix(" ready") }) else { return nil }
+        return pid_t(line.dropFirst(prefix.count).dropLast(" ready".count))
+    }
+
+    /// Resumes and kills `pid` if it is still one of our probe processes (not a reused pid).
+    static func endProbe(_ pid: pid_t) {
+        guard let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+              command.contains("collectives-mpi-probe") else { return }
+        kill(pid, SIGCONT)
+        kill(pid, SIGKILL)
+    }
+
+    /// A rank stopped with SIGSTOP while the other all-reduces in a loop: with a 3 s collective
+    /// timeout the job must end non-zero within a bounded time, and stderr must name the stopped
+    /// rank and the collective the other was waiting in. (Without a timeout the waiting rank spins
+    /// inside MPI forever: the same run with timeout 0 is killed by this test's 60 s limit.)
+    @Test func aStoppedRankEndsTheJobAfterTheCollectiveTimeoutNamingIt() throws {
+        var stopped: pid_t?
+        defer { if let stopped { Self.endProbe(stopped) } }
+        let outcome = try Self.launch(ranks: 2, mode: "stall", arguments: ["3"], timeout: 60) { output in
+            guard stopped == nil, let pid = Self.readyPID(rank: 1, ranks: 2, in: output) else { return }
+            kill(pid, SIGSTOP)
+            stopped = pid
+        }
+        #expect(stopped != nil, "rank 1 never printed its pid: \(outcome.output)")
+        #expect(!outcome.timedOut, "the job did not end: \(outcome.output)")
+        #expect(outcome.status != 0, "\(outcome.output)")
+        #expect(outcome.output.contains("collective timeout on rank 0: collective #"), "\(outcome.output)")
+        #expect(outcome.output.contains("allReduce.sum(1000 elements) (step "), "\(outcome.output)")
+        #expect(outcome.output.contains("did not complete within 3 s; rank 1 did not answer within 2 s "
+                                        + "(stopped, hung or unreachable); aborting the job"), "\(outcome.output)")
+        // Timeout 3 s + 2 s of questions + mpirun's teardown.
+        #expect(outcome.seconds < 30, "took \(outcome.seconds) s")
+    }
+
+    /// A rank that is alive but late (sleeping outside any collective) answers the waiting rank's
+    /// question: the message says it is running and has not entered the collective.
+    @Test func aLateButLiveRankIsNamedAsNotHavingEnteredTheCollective() throws {
+        let outcome = try Self.launch(ranks: 3, mode: "late", arguments: ["2"], timeout: 60)
+        #expect(!outcome.timedOut, "the job did not end: \(outcome.output)")
+        #expect(outcome.status != 0, "\(outcome.output)")
+        let waiting = ["rank 0", "rank 1"].filter { outcome.output.contains("collective timeout on \($0): collective #2 allGather (step 1) did not complete within 2 s") }
+        #expect(!waiting.isEmpty, "\(outcome.output)")
+        #expect(outcome.output.contains("rank 2 did not arrive: it is running but has not entered it (its collective #1 ended "),
+                "\(outcome.output)")
+        #expect(!outcome.output.contains("rank 0 did not arrive") && !outcome.output.contains("rank 1 did not arrive"),
+                "\(outcome.output)")
+        #expect(outcome.seconds < 30, "took \(outcome.seconds) s")
     }
 
     @Test func signaturesRoundTripAndDescribeTheCall() {

@@ -19,10 +19,21 @@ enum psgd_mpi_op { PSGD_MPI_SUM = 0, PSGD_MPI_MAX = 1, PSGD_MPI_MIN = 2 };
 /// Returned by psgd_mpi_init when MPI was already finalized in this process (MPI cannot restart).
 #define PSGD_MPI_ALREADY_FINALIZED (-1)
 
-/// Initializes MPI if it is not yet (MPI_Init; a process started without a launcher becomes a
-/// 1-rank job), duplicates MPI_COMM_WORLD into the shim's communicator and sets MPI_ERRORS_RETURN
-/// on it. Safe to call more than once.
-int psgd_mpi_init(void);
+/// Initializes MPI if it is not yet (MPI_Init, or MPI_Init_thread with MPI_THREAD_MULTIPLE when
+/// `thread_multiple` is non-zero, which the collective watchdog needs; a process started without
+/// a launcher becomes a 1-rank job), duplicates MPI_COMM_WORLD into the shim's communicator and
+/// sets MPI_ERRORS_RETURN on it. Safe to call more than once.
+int psgd_mpi_init(int thread_multiple);
+/// Starts the collective watchdog (or changes its timeout): a thread that aborts the job once this
+/// rank has been inside one collective (psgd_mpi_watch_enter .. psgd_mpi_watch_leave) for more
+/// than `timeout_seconds`, after asking every peer over a control communicator where it is and
+/// printing to stderr which ranks did not arrive. Stopped by psgd_mpi_finalize.
+int psgd_mpi_watchdog_start(double timeout_seconds);
+/// This rank enters its collective number `sequence` (from 1), described by `what`, in traffic
+/// step `step` (0: none); the watchdog's clock for it starts now.
+void psgd_mpi_watch_enter(int64_t sequence, int64_t step, const char *what);
+/// This rank has left its current collective.
+void psgd_mpi_watch_leave(void);
 /// 1 if psgd_mpi_init succeeded and MPI is not finalized.
 int psgd_mpi_is_ready(void);
 /// MPI_Finalize (after freeing the shim's communicator). No-op if not initialized.

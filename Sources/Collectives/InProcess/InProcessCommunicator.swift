@@ -6,6 +6,8 @@ final class InProcessCommunicator: Communicator {
     var size: Int { state.size }
     let traffic = TrafficLedger()
     private let state: GroupState
+    /// Collectives this rank has entered (the timeout's message numbers them from 1).
+    private var sequence = 0
 
     init(rank: Int, state: GroupState) {
         self.rank = rank
@@ -15,7 +17,7 @@ final class InProcessCommunicator: Communicator {
     func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, operation: ReduceOperation) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         let n = buffer.count
-        let all = try state.rendezvous(rank: rank, CallDescriptor(
+        let all = try state.rendezvous(rank: rank, sequence: nextSequence(), step: traffic.stepNumber, CallDescriptor(
             operation: "allReduce.\(operation.rawValue)", count: n, root: -1, address: UnsafeMutableRawPointer(buffer.baseAddress)))
         let w = size
         if w > 1 && n > 0 {
@@ -28,14 +30,14 @@ final class InProcessCommunicator: Communicator {
                 ReductionKernel.reduceIntoAll($0, range: lo ..< hi, operation: operation)
             }
         }
-        try state.barrier(rank: rank)  // no rank returns (or reuses its buffer) before every owner has written into it
+        try state.close(rank: rank)  // no rank returns (or reuses its buffer) before every owner has written into it
         traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start)))
     }
 
     func allReduce(_ bits: UnsafeMutableBufferPointer<UInt16>, format: HalfWidthFormat, operation: ReduceOperation) throws {
         let start = DispatchTime.now().uptimeNanoseconds
         let n = bits.count
-        let all = try state.rendezvous(rank: rank, CallDescriptor(
+        let all = try state.rendezvous(rank: rank, sequence: nextSequence(), step: traffic.stepNumber, CallDescriptor(
             operation: "allReduce.\(format.rawValue).\(operation.rawValue)", count: n, root: -1,
             address: UnsafeMutableRawPointer(bits.baseAddress)))
         let w = size
@@ -47,14 +49,14 @@ final class InProcessCommunicator: Communicator {
                 ReductionKernel.reduceHalfIntoAll($0, range: lo ..< hi, format: format, operation: operation)
             }
         }
-        try state.barrier(rank: rank)
+        try state.close(rank: rank)
         traffic.record(.ringAllReduce(count: n, workers: w, seconds: seconds(since: start), elementBytes: 2))
     }
 
     func allGather(_ message: [UInt8]) throws -> [[UInt8]] {
         let start = DispatchTime.now().uptimeNanoseconds
         return try message.withUnsafeBytes { own -> [[UInt8]] in
-            let all = try state.rendezvous(rank: rank, CallDescriptor(
+            let all = try state.rendezvous(rank: rank, sequence: nextSequence(), step: traffic.stepNumber, CallDescriptor(
                 operation: "allGather", count: message.count, root: -1,
                 address: UnsafeMutableRawPointer(mutating: own.baseAddress)))
             var result: [[UInt8]] = []
@@ -64,7 +66,7 @@ final class InProcessCommunicator: Communicator {
                 let count = all[r].count
                 result.append(count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[r].address, count: count)))
             }
-            try state.barrier(rank: rank)
+            try state.close(rank: rank)
             traffic.record(.ringAllGather(messageBytes: all.map(\.count), rank: rank, seconds: seconds(since: start)))
             return result
         }
@@ -73,12 +75,12 @@ final class InProcessCommunicator: Communicator {
     func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws {
         guard (0..<size).contains(root) else { throw CollectiveError.invalidRoot(root: root, size: size) }
         let start = DispatchTime.now().uptimeNanoseconds
-        let all = try state.rendezvous(rank: rank, CallDescriptor(
+        let all = try state.rendezvous(rank: rank, sequence: nextSequence(), step: traffic.stepNumber, CallDescriptor(
             operation: "broadcast", count: buffer.count, root: root, address: UnsafeMutableRawPointer(buffer.baseAddress)))
         if rank != root && buffer.count > 0 {
             buffer.baseAddress!.update(from: all[root].address!.assumingMemoryBound(to: Float.self), count: buffer.count)
         }
-        try state.barrier(rank: rank)
+        try state.close(rank: rank)
         traffic.record(.binomialBroadcast(bytes: 4 * buffer.count, rank: rank, root: root, workers: size,
                                           seconds: seconds(since: start)))
     }
@@ -88,7 +90,7 @@ final class InProcessCommunicator: Communicator {
         let start = DispatchTime.now().uptimeNanoseconds
         return try message.withUnsafeBytes { own -> [UInt8] in
             // Only the root's message matters; the other ranks' lengths are not compared.
-            let all = try state.rendezvous(rank: rank, CallDescriptor(
+            let all = try state.rendezvous(rank: rank, sequence: nextSequence(), step: traffic.stepNumber, CallDescriptor(
                 operation: "broadcastBytes", count: message.count, root: root,
                 address: UnsafeMutableRawPointer(mutating: own.baseAddress)))
             let result: [UInt8]
@@ -96,7 +98,7 @@ final class InProcessCommunicator: Communicator {
                 let count = all[root].count
                 result = count == 0 ? [] : Array(UnsafeRawBufferPointer(start: all[root].address, count: count))
             }
-            try state.barrier(rank: rank)
+            try state.close(rank: rank)
             traffic.record(.binomialBroadcast(bytes: result.count, rank: rank, root: root, workers: size,
                                               seconds: seconds(since: start)))
             return result
@@ -105,9 +107,14 @@ final class InProcessCommunicator: Communicator {
 
     func barrier() throws {
         let start = DispatchTime.now().uptimeNanoseconds
-        _ = try state.rendezvous(rank: rank, CallDescriptor(operation: "barrier", count: 0, root: -1, address: nil))
-        try state.barrier(rank: rank)  // a second barrier: nobody republishes before everyone has read the descriptors
+        _ = try state.rendezvous(rank: rank, sequence: nextSequence(), step: traffic.stepNumber, CallDescriptor(operation: "barrier", count: 0, root: -1, address: nil))
+        try state.close(rank: rank)  // a second barrier: nobody republishes before everyone has read the descriptors
         traffic.record(.barrier(workers: size, seconds: seconds(since: start)))
+    }
+
+    private func nextSequence() -> Int {
+        sequence += 1
+        return sequence
     }
 
     // MARK: - Accounting

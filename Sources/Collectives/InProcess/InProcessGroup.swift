@@ -37,12 +37,30 @@ public enum InProcessGroup {
     ///
     /// `cancellation`, if given, lets any thread cancel one worker while the group runs (see
     /// `GroupCancellation`); `run` then throws `WorkerError` naming the cancelled rank.
+    ///
+    /// `collectiveTimeout` (seconds, nil: no limit; see `CollectiveTimeout`): a worker that has
+    /// waited this long for the others to enter a collective fails the group; every waiting worker
+    /// throws `CollectiveError.timeout` naming the workers that did not arrive, and `run` throws
+    /// `WorkerError` naming the first of them. Threads cannot be stopped from outside, so `run`
+    /// then returns without waiting for those workers: they keep running until their body returns,
+    /// and their next collective throws the same error at entry.
     public static func run<T>(workers: Int, stackSize: Int = 64 << 20, cancellation: GroupCancellation? = nil,
+                              collectiveTimeout: Double? = CollectiveTimeout.defaultSeconds,
                               _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
+        try run(workers: workers, stackSize: stackSize, cancellation: cancellation, collectiveTimeout: collectiveTimeout,
+                observer: nil, body)
+    }
+
+    /// `run` with an `observer` called by every rank at each phase of every collective.
+    static func run<T>(workers: Int, stackSize: Int = 64 << 20, cancellation: GroupCancellation? = nil,
+                       collectiveTimeout: Double? = CollectiveTimeout.defaultSeconds,
+                       observer: (@Sendable (Int, CollectivePhase) -> Void)?,
+                       _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
         guard workers >= 1 else {
             throw CollectiveError.invalidArgument("InProcessGroup.run needs at least one worker, got \(workers)")
         }
-        let state = GroupState(size: workers)
+        try CollectiveTimeout.validate(collectiveTimeout)
+        let state = GroupState(size: workers, timeout: collectiveTimeout, observer: observer)
         try cancellation?.attach(state)
         defer { cancellation?.detach() }
         let results = ResultSlots<T>(count: workers)
@@ -64,7 +82,13 @@ public enum InProcessGroup {
             thread.name = "worker-\(rank)"
             thread.start()
         }
-        done.wait()
+        // Waits for every worker, except those a timeout found missing once all the others are done.
+        while done.wait(timeout: .now() + 0.05) == .timedOut {
+            if let missing = state.timedOut?.missing, results.finished(except: missing) { break }
+        }
+        if let timedOut = state.timedOut {
+            throw WorkerError(rank: timedOut.missing[0], underlying: timedOut.error)
+        }
         // A cancelled rank is the group's failure even if its own body returned normally.
         if let cancelled = state.cancellation {
             throw WorkerError(rank: cancelled.rank, underlying: CollectiveError.cancelled(rank: cancelled.rank, reason: cancelled.reason))
@@ -104,4 +128,9 @@ final class ResultSlots<T>: @unchecked Sendable {
     init(count: Int) { slots = Array(repeating: nil, count: count) }
     func set(_ rank: Int, _ value: Result<T, Error>) { lock.lock(); slots[rank] = value; lock.unlock() }
     func get(_ rank: Int) -> Result<T, Error>? { lock.lock(); defer { lock.unlock() }; return slots[rank] }
+    /// Whether every rank not in `ranks` has its result.
+    func finished(except ranks: [Int]) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return slots.indices.allSatisfy { ranks.contains($0) || slots[$0] != nil }
+    }
 }
