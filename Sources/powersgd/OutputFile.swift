@@ -1,6 +1,8 @@
 import Foundation
 #if canImport(Glibc)
 import Glibc
+import Collectives
+import Training
 #endif
 
 /// Writes `data` to `url` (atomically); a failure is a runtime error naming the file.
@@ -61,7 +63,10 @@ struct OutputPaths {
 
     /// Runs `body`; a file-system write error from it becomes a runtime error naming the flag and the path.
     func namingWriteFailures<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as NSError where Self.isWriteError(error) {
+        do { return try body() } catch let error where Self.checkpointFileError(error) != nil {
+            let (action, path, reason) = Self.checkpointFileError(error)!
+            throw RuntimeError("--checkpoint-dir \(checkpointDirectory ?? path): \(action) \(path) (\(reason))")
+        } catch let error as NSError where Self.isWriteError(error) {
             let path = (error.userInfo[NSFilePathErrorKey] as? String) ?? (error.userInfo[NSURLErrorKey] as? URL)?.path
             if let path, let directory = checkpointDirectory,
                path.hasPrefix(URL(fileURLWithPath: directory).standardizedFileURL.path) || path.hasPrefix(directory) {
@@ -73,6 +78,13 @@ struct OutputPaths {
             }
             throw error
         }
+    }
+
+    /// A checkpoint file error from the trainer, possibly from inside a worker thread.
+    private static func checkpointFileError(_ error: Error) -> (String, String, String)? {
+        let underlying = (error as? WorkerError)?.underlying ?? error
+        guard case let .checkpointFile(action, path, reason)? = underlying as? TrainingError else { return nil }
+        return (action, path, reason)
     }
 
     /// Foundation's write errors (CocoaError codes 512–767) and raw POSIX errors.

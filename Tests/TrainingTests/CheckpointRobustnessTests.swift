@@ -31,8 +31,8 @@ import Testing
     /// Rank 0's checkpoint bytes after 3 steps on one worker with `reducer`.
     static func checkpoint(_ reducer: String) throws -> [UInt8] {
         try InProcessGroup.run(workers: 1) { group -> [UInt8] in
-            let work = DataParallelTrainerTests.workload()
             var r = try ReducerCatalog.make(try ReducerSpecification(parsing: reducer), seed: 5)
+            let work = DataParallelTrainerTests.workload(momentum: r.appliesMomentum ? 0 : 0.9)
             try DataParallelTrainer(options: .init(totalSteps: 3)).run(workload: work, reducer: &r, group: group)
             return Checkpoint.encode(step: 3, totalSteps: 3, settings: ["seed": "7"], workload: work, reducer: r, workers: 1)
         }[0]
@@ -47,8 +47,8 @@ import Testing
         let sealed = try Self.checkpoint(text)
         let payload = Array(sealed.dropLast(4))
         try InProcessGroup.run(workers: 1) { _ in
-            let work = DataParallelTrainerTests.workload()
             var r = try ReducerCatalog.make(try ReducerSpecification(parsing: text), seed: 5)
+            let work = DataParallelTrainerTests.workload(momentum: r.appliesMomentum ? 0 : 0.9)
             var thrown = 0, restored = 0
             for m in Self.mutations(of: payload, count: 2_500, seed: 11) {
                 let resealed: [UInt8] = m + withUnsafeBytes(of: CRC32C.checksum(m).littleEndian) { Array($0) }

@@ -107,7 +107,7 @@ public enum Checkpoint {
     }
 
     private static func fileError(_ what: String, _ url: URL) -> TrainingError {
-        .checkpoint("\(what) \(url.path): \(String(cString: strerror(errno)))")
+        .checkpointFile(action: what, path: url.path, reason: String(cString: strerror(errno)))
     }
 
     /// Moves `latest` to `step` (rank 0, after every rank wrote its file).

@@ -198,6 +198,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case emptyEpoch(workers: Int)
     case checkpoint(String)
     case doubleMomentum(reducer: String, optimizerMomentum: Float)
+    /// A checkpoint file could not be written or read (`action` "cannot write", ...; the system's reason).
+    case checkpointFile(action: String, path: String, reason: String)
     /// A checkpoint written by a run with other settings (worker count, seed, batch size, ...):
     /// resuming would not continue that run. A usage error: the flags must match the checkpoint.
     case configurationChanged(file: String, differences: [SettingDifference])
@@ -229,6 +231,8 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the training set is too small for \(workers) workers at this batch size: an epoch has no step"
         case let .checkpoint(message):
             return "checkpoint: \(message)"
+        case let .checkpointFile(action, path, reason):
+            return "checkpoint: \(action) \(path): \(reason)"
         case let .doubleMomentum(reducer, momentum):
             return "\(reducer) applies momentum itself; an optimizer with momentum \(momentum) would apply it twice "
                 + "(build the workload's optimizer with momentum 0)"
