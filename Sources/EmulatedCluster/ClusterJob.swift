@@ -57,8 +57,22 @@ public final class ClusterJob {
                      "--mca", "coll_tuned_allreduce_algorithm", "4",
                      "--mca", "coll_tuned_allgather_algorithm", "4",
                      "--mca", "coll_tuned_allgatherv_algorithm", "3"]
+        // More ranks than cores: a rank waiting in a collective gives its core to the one it waits for.
+        if ranks > cores { flags += ["--mca", "mpi_yield_when_idle", "1"] }
         if geteuid() == 0 { flags.insert("--allow-run-as-root", at: 0) }
         return flags
+    }
+
+    /// Cores this process may run on (the emulated hosts share them).
+    public static var cores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// `command` prefixed so that rank r runs on core r mod `cores` (`taskset`, when present).
+    /// Unpinned, two busy-polling ranks often share one core while the other runs something
+    /// else: each small message then waits for a scheduler time slice (measured 10–14 ms per
+    /// 4-byte all-reduce at 2 ranks instead of 15 µs; docs/cluster.md). A real host has its own cores.
+    public static func pinned(_ command: [String]) -> [String] {
+        guard let taskset = Subprocess.find("taskset"), !command.isEmpty else { return command }
+        return ["/bin/sh", "-c", "exec \(taskset) -c $((OMPI_COMM_WORLD_RANK % \(cores))) \"$0\" \"$@\""] + command
     }
 
     /// Runs the job to its end, the time limit, or a SIGINT/SIGTERM to this process (forwarded
@@ -98,7 +112,7 @@ public final class ClusterJob {
         process.executableURL = URL(fileURLWithPath: ip)
         process.arguments = ["netns", "exec", cluster.hostNamespace(0), mpirun]
             + ClusterJob.mpiFlags(ranks: cluster.hosts)
-            + ["--hostfile", hostfile.path, "--mca", "plm_rsh_agent", agent.path] + environmentFlags + command
+            + ["--hostfile", hostfile.path, "--mca", "plm_rsh_agent", agent.path] + environmentFlags + ClusterJob.pinned(command)
         process.standardInput = FileHandle.nullDevice
 
         // SIGINT and SIGTERM are handled here (forwarded to mpirun) so that the caller's teardown runs.

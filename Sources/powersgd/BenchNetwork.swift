@@ -8,7 +8,7 @@ import Foundation
 /// up to 64 MB, fits the network model's α and β to the collective times, and writes them as a
 /// network file that `--network FILE.json` reads. Rank 0 prints the measurements as JSON.
 ///
-/// Every figure is the slowest rank's median of `--repeats` operations, each after a barrier, timed
+/// Fit: `NetworkModel.fit` (β from the large messages, α from the small ones). Every figure is the slowest rank's median of `--repeats` operations, each after a barrier, timed
 /// through the same `MPICommunicator` training uses (with its per-call signature check, which
 /// the fitted α therefore includes). Sizes grow ×4; a size is not measured when the previous
 /// one, scaled by 4, would exceed `--max-seconds` per operation, which keeps a run on a slow link short.
@@ -107,7 +107,7 @@ struct BenchNetwork: ParsableCommand {
                             pointToPointLatency: p2p?.latency, pointToPointBandwidth: p2p?.bandwidth,
                             latency: model.latency, bandwidth: model.bandwidth, network: model.description,
                             notes: "per size the slowest rank's median of \(repeats), each timed after a barrier; latency in s per message, "
-                                + "bandwidth in payload bytes/s per link; the fit minimizes relative error over the collectives "
+                                + "bandwidth in payload bytes/s per link; β: least squares over the collectives, α: median latency of the small ones "
                                 + "(ring all-reduce 2(W-1)α + 2(W-1)/W·P/β, ring all-gather (W-1)α + (W-1)P/β)")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

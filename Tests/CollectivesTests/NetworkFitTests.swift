@@ -26,12 +26,26 @@ import Testing
         #expect(abs(fitted.bandwidth / truth.bandwidth - 1) < 1e-6, "\(fitted)")
     }
 
-    @Test func fitIsCloseUnderTenPercentNoiseAndWeighsSmallMessagesLikeLargeOnes() throws {
+    @Test func fitIsCloseUnderTenPercentNoise() throws {
         let truth = NetworkModel(latency: 80e-6, bandwidth: 12.5e6)
-        // ±10 % alternating: an absolute least-squares fit would let the 64 MB rows swamp α.
+        // ±10 % alternating: the intercept of the line would let the 64 MB rows' noise swamp α.
         let fitted = try NetworkModel.fit(Self.samples(truth, workers: 2) { $0 % 2 == 0 ? 1.1 : 0.9 })
         #expect(abs(fitted.latency / truth.latency - 1) < 0.15, "\(fitted)")
         #expect(abs(fitted.bandwidth / truth.bandwidth - 1) < 0.15, "\(fitted)")
+    }
+
+    /// A token bucket passes small messages at line rate: they must not decide β.
+    @Test func messagesInsideAShapersBurstDoNotInflateTheBandwidth() throws {
+        let truth = NetworkModel(latency: 40e-6, bandwidth: 2.39e6)
+        let burst = 15_140
+        let samples = Self.samples(truth, workers: 2).map { sample -> NetworkSample in
+            var s = sample
+            if s.payloadBytes <= burst { s.seconds = NetworkModel.terms(of: s.kind, payloadBytes: s.payloadBytes, workers: 2).messages * 40e-6 }
+            return s
+        }
+        let fitted = try NetworkModel.fit(samples)
+        #expect(abs(fitted.bandwidth / truth.bandwidth - 1) < 0.02, "\(fitted)")
+        #expect(abs(fitted.latency / truth.latency - 1) < 0.1, "\(fitted)")
     }
 
     @Test func fitRefusesTooFewOrSizeIndependentTimes() {

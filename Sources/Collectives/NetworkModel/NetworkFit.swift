@@ -18,37 +18,40 @@ public struct NetworkSample: Sendable, Codable, Equatable {
 }
 
 extension NetworkModel {
-    /// The α and β that make the model's formulas (`terms`) closest to the measured times, in
-    /// relative error: minimizes Σ ((m·α + b/β − t) / t)² over the samples, so a 4-byte
-    /// all-reduce (which only α explains) counts as much as a 64 MB one (which only β explains).
-    /// A negative α (the measurements' small-message times grow slower than the model's message
-    /// count) is clamped to 0 and β refitted alone.
+    /// The α and β of the model's formulas (`terms`: time = m·α + b/β) fitted to measured times
+    /// in two steps, as for Hockney's model:
+    /// 1. β from the least-squares line through (m, b) → t in absolute time, which the large
+    ///    messages decide;
+    /// 2. α as the median, over the latency-dominated samples (where b/β is under half the
+    ///    time), of (t − b/β) / m — not the line's intercept, which the large messages' noise
+    ///    would swamp (±1 % of 64 MB at 20 Mbit/s is 0.27 s, a thousand latencies).
+    /// A shaper with a token bucket passes messages smaller than its bucket at line rate, so the
+    /// small messages alone would suggest a far higher β; step 1 keeps them from deciding it.
     public static func fit(_ samples: [NetworkSample]) throws -> NetworkModel {
         let rows = samples.compactMap { sample -> (m: Double, b: Double, t: Double)? in
             let terms = NetworkModel.terms(of: sample.kind, payloadBytes: sample.payloadBytes, workers: sample.workers)
             guard sample.seconds > 0, sample.seconds.isFinite, terms.messages > 0 || terms.bytes > 0 else { return nil }
-            return (terms.messages / sample.seconds, terms.bytes / sample.seconds, 1)
+            return (terms.messages, terms.bytes, sample.seconds)
         }
         guard rows.count >= 2 else {
             throw NetworkFitError("need at least two timed collectives over two or more ranks to fit α and β (got \(rows.count))")
         }
-        // Normal equations of [m b]·[α γ]ᵀ ≈ 1, γ = 1/β.
-        var mm = 0.0, mb = 0.0, bb = 0.0, m1 = 0.0, b1 = 0.0
-        for r in rows { mm += r.m * r.m; mb += r.m * r.b; bb += r.b * r.b; m1 += r.m; b1 += r.b }
+        // Normal equations of [m b]·[α γ]ᵀ ≈ t, γ = 1/β.
+        var mm = 0.0, mb = 0.0, bb = 0.0, mt = 0.0, bt = 0.0
+        for r in rows { mm += r.m * r.m; mb += r.m * r.b; bb += r.b * r.b; mt += r.m * r.t; bt += r.b * r.t }
         let determinant = mm * bb - mb * mb
-        var alpha = 0.0, gamma = 0.0
-        if determinant > 1e-12 * mm * bb {
-            alpha = (bb * m1 - mb * b1) / determinant
-            gamma = (mm * b1 - mb * m1) / determinant
-        }
-        if alpha < 0 || determinant <= 1e-12 * mm * bb {
-            alpha = 0
-            gamma = bb > 0 ? b1 / bb : 0
+        var gamma = bb > 0 ? bt / bb : 0
+        if determinant > 1e-9 * mm * bb {
+            let alpha = (bb * mt - mb * bt) / determinant
+            gamma = alpha >= 0 ? (mm * bt - mb * mt) / determinant : bt / bb
         }
         guard gamma > 0, gamma.isFinite else {
             throw NetworkFitError("the measured times do not grow with the message size, so no bandwidth fits them; "
                                   + "measure larger messages")
         }
+        let latencies = rows.filter { $0.m > 0 && $0.b * gamma < $0.t / 2 }.map { max(0, ($0.t - $0.b * gamma) / $0.m) }.sorted()
+        let alpha = latencies.isEmpty ? 0 : latencies.count % 2 == 1 ? latencies[latencies.count / 2]
+            : (latencies[latencies.count / 2 - 1] + latencies[latencies.count / 2]) / 2
         return NetworkModel(latency: alpha, bandwidth: 1 / gamma)
     }
 }
