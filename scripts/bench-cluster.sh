@@ -37,11 +37,13 @@ mean = lambda xs: sum(xs) / len(xs)
 measured = mean([s["computeSeconds"] + s["compressionSeconds"] + s["optimizerSeconds"] + s["communicationSeconds"] for s in steps])
 projected = mean([s["projectedSeconds"] for s in steps])
 comm = mean([s["communicationSeconds"] for s in steps])
+skew = mean([s.get("skewSeconds") or 0 for s in steps])
 ratios = [h["sentRatio"] for h in c["perHost"] if h.get("sentRatio")] + [h["receivedRatio"] for h in c["perHost"] if h.get("receivedRatio")]
 print(json.dumps({"hosts": int(hosts), "link": rate, "reducer": reducer, "steps_averaged": len(steps),
     "measured_ms": round(1e3 * measured, 1), "projected_ms": round(1e3 * projected, 1),
     "measured_over_projected": round(measured / projected, 3), "communication_share": round(comm / measured, 3),
-    "skew_ms": round(1e3 * mean([s.get("skewSeconds") or 0 for s in steps]), 1),
+    "skew_ms": round(1e3 * skew, 1), "measured_minus_skew_ms": round(1e3 * (measured - skew), 1),
+    "measured_minus_skew_over_projected": round((measured - skew) / projected, 3),
     "payload_bytes_per_step": steps[0]["payloadBytes"], "kernel_over_ledger_max": round(max(ratios), 4) if ratios else None,
     "kernel_minus_ledger_max_bytes": max([h["kernelBytesSent"] - h["ledgerBytesSent"] for h in c["perHost"] if h.get("ledgerBytesSent")] or [0]),
     "calibrated_latency_us": round(1e6 * n["latency"], 1), "calibrated_bandwidth_mbit": round(8 * n["bandwidth"] / 1e6, 3),

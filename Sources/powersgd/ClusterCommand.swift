@@ -50,7 +50,7 @@ struct ClusterCommand: ParsableCommand {
 
     /// The latency the projection assumes for an emulated link: what one small MPI message
     /// takes between two namespaces here (bench network measures it: docs/cluster.md).
-    static let emulatedLatency = "100us"
+    static let emulatedLatency = "50us"
 
     func validate() throws {
         if cleanup {
