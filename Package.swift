@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "EmulatedCluster", targets: ["EmulatedCluster"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
     dependencies: [
@@ -41,6 +42,8 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "mpi", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CMPIShim", dependencies: ["CMPI"]),
         .target(name: "CollectivesMPI", dependencies: ["Collectives", "CMPIShim"], exclude: ["README.md"]),
+        // Network namespaces, shaped veth links and the mpirun launch into them (`powersgd cluster`).
+        .target(name: "EmulatedCluster", exclude: ["README.md"]),
         .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI", "GradientCompression", "LinearAlgebra"]),
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
                 exclude: ["README.md"], linkerSettings: libm),
@@ -53,7 +56,7 @@ let package = Package(
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI", "EmulatedCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -64,7 +67,7 @@ let package = Package(
         .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
-        .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression"]),
+        .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]

@@ -3,12 +3,13 @@
 # Idempotent: a second run installs nothing and runs no 'apt-get update'.
 #   libopenblas-dev liblapacke-dev  BLAS (cblas.h) and LAPACKE, for LinearAlgebra
 #   libopenmpi-dev openmpi-bin      MPI, for CollectivesMPI and `mpirun`
+#   iproute2                        ip and tc: the namespaces, veth links and shapers of `powersgd cluster`
 #   zlib1g-dev                      gzip-compressed IDX files, for Datasets
 #   dataset-fashion-mnist           the Fashion-MNIST files at /usr/share/datasets/fashion-mnist/
 #   chromium                        headless browser that checks compare's HTML report renders (scripts/check-report.sh)
 set -euo pipefail
 
-packages=(libopenblas-dev liblapacke-dev libopenmpi-dev openmpi-bin zlib1g-dev pkg-config dataset-fashion-mnist chromium)
+packages=(libopenblas-dev liblapacke-dev libopenmpi-dev openmpi-bin iproute2 zlib1g-dev pkg-config dataset-fashion-mnist chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Collectives
 import CollectivesMPI
+import EmulatedCluster
 import Foundation
 import GradientCompression
 import NeuralNetworks
@@ -186,11 +187,23 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
             throw RuntimeError("--backend mpi: \(error)")
         }
         defer { try? MPICommunicator.finalize() }
-        do { return [try body(communicator)] } catch {
+        do {
+            let result = try body(communicator)
+            try writeClusterLedger(communicator)
+            return [result]
+        } catch {
             FileHandleStandardError.write("powersgd: rank \(communicator.rank): \(error)\n")
             MPICommunicator.abort(code: isUsageError(error) ? 2 : 1)
         }
     }
+}
+
+/// Under `powersgd cluster`, leaves this rank's whole-run ledger for the cluster's byte report.
+func writeClusterLedger(_ communicator: MPICommunicator) throws {
+    let totals = communicator.traffic.cumulative
+    try LedgerFile(rank: communicator.rank, size: communicator.size, collectives: totals.collectives,
+                   payloadBytes: totals.payloadBytes, bytesSent: totals.bytesSent, bytesReceived: totals.bytesReceived,
+                   seconds: totals.seconds).writeIfRequested()
 }
 
 /// Runs `body` on `workers` threads of this process; a worker's error names its rank.

@@ -41,11 +41,16 @@ public struct NetworkModel: Sendable, Equatable, CustomStringConvertible {
         ("100gbit", NetworkModel(latency: 2e-6, bandwidth: 100e9 / 8)),
     ]
 
-    /// Parses `10gbit` (a preset), or `<bandwidth>[,<latency>]` with bandwidth in
+    /// Parses a network file (a path ending in `.json`, as `bench network --output` writes it:
+    /// `NetworkFile`), `10gbit` (a preset), or `<bandwidth>[,<latency>]` with bandwidth in
     /// `bit`/`kbit`/`mbit`/`gbit` per second (e.g. `100mbit`, `2.5gbit`) and latency in
     /// `ns`/`us`/`ms`/`s` (e.g. `50us`); a bandwidth without latency that is not a preset gets 10 µs.
     public init(parsing text: String) throws {
         let spec = text.lowercased().filter { !$0.isWhitespace }
+        if spec.hasSuffix(".json") {
+            self = try NetworkFile.read(path: text).model
+            return
+        }
         if let preset = NetworkModel.presets.first(where: { $0.name == spec }) {
             self = preset.model
             return
@@ -87,14 +92,21 @@ public struct NetworkModel: Sendable, Equatable, CustomStringConvertible {
 
     /// Projected seconds of one collective of `kind` over `workers` ranks, each contributing `payloadBytes`.
     public func time(of kind: CollectiveKind, payloadBytes: Int, workers: Int) -> Double {
-        guard workers > 1 else { return 0 }
+        let terms = NetworkModel.terms(of: kind, payloadBytes: payloadBytes, workers: workers)
+        return terms.messages * latency + terms.bytes / bandwidth
+    }
+
+    /// The formula of the table above as time = messages · α + bytes / β: the sequential message
+    /// count and the bytes on the critical path (what `fit` regresses on).
+    public static func terms(of kind: CollectiveKind, payloadBytes: Int, workers: Int) -> (messages: Double, bytes: Double) {
+        guard workers > 1 else { return (0, 0) }
         let w = Double(workers), p = Double(payloadBytes)
         let rounds = ceil(log2(w))
         switch kind {
-        case .allReduce: return 2 * (w - 1) * latency + 2 * (w - 1) / w * p / bandwidth
-        case .allGather: return (w - 1) * latency + (w - 1) * p / bandwidth
-        case .broadcast: return rounds * (latency + p / bandwidth)
-        case .barrier: return rounds * latency
+        case .allReduce: return (2 * (w - 1), 2 * (w - 1) / w * p)
+        case .allGather: return (w - 1, (w - 1) * p)
+        case .broadcast: return (rounds, rounds * p)
+        case .barrier: return (rounds, 0)
         }
     }
 

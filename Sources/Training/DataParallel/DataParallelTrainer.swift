@@ -55,6 +55,9 @@ public struct DataParallelTrainer {
         public var communicationSeconds: Double
         /// Optimizer step, slowest worker.
         public var optimizerSeconds: Double
+        /// How long the fastest worker waited for the slowest to reach the step's first collective
+        /// (longest minus shortest wall time of the gradient computation).
+        public var skewSeconds: Double
         /// This worker's reducer statistics (bytes, ratio, collectives).
         public var reduction: ReductionStats
     }
@@ -92,10 +95,10 @@ public struct DataParallelTrainer {
 
             // 1. Local gradients. Compute time is this thread's CPU time: what the step costs on a
             // core of its own, whether or not other workers share this machine's cores.
-            let c0 = threadCPUSeconds()
+            let c0 = threadCPUSeconds(), w0 = now()
             let loss = try workload.computeGradients(epoch: epoch, step: step % stepsPerEpoch,
                                                      rank: group.rank, workers: group.size)
-            let c1 = threadCPUSeconds()
+            let c1 = threadCPUSeconds(), w1 = now()
             // 2. The reducer's average (identical on every worker afterwards).
             var gradients = workload.gradients
             workload.gradients = []  // hand the storage over, so the reducer writes it without a copy
@@ -110,8 +113,12 @@ public struct DataParallelTrainer {
             // 4. Agree on the step's numbers: mean loss and non-finite count, slowest times.
             var sums: [Float] = [loss, (loss.isFinite && finiteGradients) ? 0 : 1]
             try group.allReduce(&sums, operation: .sum)
+            // The last two give the longest and (negated) shortest wall time from the end of the
+            // previous step's agreement, which all ranks leave together, to the reducer's first
+            // collective: their difference is how long the fastest rank waited for the slowest.
             var slowest: [Float] = [Float(c1 - c0), Float(reduction.computeSeconds),
-                                    Float(reduction.communicationSeconds), Float(t3 - t2)]
+                                    Float(reduction.communicationSeconds), Float(t3 - t2),
+                                    Float(w1 - w0), -Float(w1 - w0)]
             try group.allReduce(&slowest, operation: .max)
             if sums[1] > 0 {
                 // The reducer (and, for a non-finite loss, the optimizer) already took this step:
@@ -123,7 +130,8 @@ public struct DataParallelTrainer {
             try onStep(Step(step: step, epoch: epoch, loss: Double(sums[0]) / Double(group.size),
                             learningRate: learningRate, computeSeconds: Double(slowest[0]),
                             compressionSeconds: Double(slowest[1]), communicationSeconds: Double(slowest[2]),
-                            optimizerSeconds: Double(slowest[3]), reduction: reduction))
+                            optimizerSeconds: Double(slowest[3]), skewSeconds: Double(slowest[4] + slowest[5]),
+                            reduction: reduction))
             step += 1
             if options.evaluates && (options.evaluateEvery > 0 && step % options.evaluateEvery == 0 || step == options.totalSteps) {
                 try onEvaluation(evaluate(workload: workload, group: group, step: step, epoch: (step - 1) / stepsPerEpoch))

@@ -32,6 +32,9 @@ public struct StepRecord: Sendable, Codable, Equatable {
     public var communicationSeconds: Double
     /// Optimizer update, slowest worker.
     public var optimizerSeconds: Double
+    /// How long the fastest worker waited for the slowest to reach the step's first collective
+    /// (wall time; nil in logs written before it was recorded).
+    public var skewSeconds: Double?
     /// The step time the network model projects for the run's `ProjectionTarget`
     /// (`localSeconds` + projected collectives; see `ProjectionTarget.stepSeconds`).
     public var projectedSeconds: Double
