@@ -26,6 +26,8 @@ import Testing
         func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try base.evaluate(rank: rank, workers: workers) }
         func saveState(to archive: inout StateWriter) { base.saveState(to: &archive) }
         func restoreState(from archive: inout StateReader) throws { try base.restoreState(from: &archive) }
+        var optimizerMomentum: Float { base.optimizerMomentum }
+        func saveReplicatedState(to archive: inout StateWriter) { base.saveReplicatedState(to: &archive) }
     }
 
     @Test func aSlowRankShowsAsSkewOnEveryWorker() throws {
