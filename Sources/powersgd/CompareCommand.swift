@@ -66,19 +66,28 @@ struct CompareCommand: ParsableCommand {
             output.line("powersgd compare: \(settings.model) on \(experiment.dataDescription); \(counted(settings.workers, "worker")) (threads); "
                         + "\(specifications.count) reducers")
         }
+        let count = specifications.count
+        let interrupt = InterruptReport(reports: settings.backend == "threads") { at, label in
+            "\(at) of \(label); compare writes its files when every run has finished, so \(outputDir) holds no "
+                + "report of this invocation (a compare cannot be resumed: run it again, or leave out the reducers "
+                + "that finished)"
+        }
         // One group for all runs: an MPI job can initialise MPI only once.
         let results = try runWorkers(settings: settings) { group -> [RunRecord] in
+            if group.rank == 0 { interrupt.reportHere() }
             // Time to target needs evaluations during training, not only at the end: unless the
             // user chose --evaluate-every, evaluate about 8 times per run.
             let evaluateEvery = settings.evaluateEvery > 0 ? settings.evaluateEvery
                 : max(1, try experiment.totalSteps(workers: group.size) / 8)
-            return try specifications.map { specification in
+            return try specifications.enumerated().map { index, specification in
+                if group.rank == 0 { interrupt.begin("\(specification) (run \(index + 1) of \(count))") }
                 var session = try TrainingSession(experiment: experiment, reducer: specification, network: settings.network,
                                                   projectedWorkers: settings.projectWorkers)
                 session.evaluateEvery = evaluateEvery
                 if group.rank == 0 { output.line("\(specification):") }
                 let progress = TerminalOutput()
                 let result = try session.run(group: group, onStep: { record, total in
+                    interrupt.completed(steps: record.step + 1)
                     progress.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
                                     examples: settings.batchSize * group.size)
                 }, onEvaluation: { record in

@@ -99,8 +99,8 @@ struct TrainCommand: ParsableCommand {
         if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
             output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
         }
-        let interrupt = InterruptReport(checkpointDirectory: session.checkpointDirectory,
-                                        reports: settings.backend == "threads")
+        let interrupt = InterruptReport(reports: settings.backend == "threads",
+                                        message: InterruptReport.trainMessage(checkpointDirectory: session.checkpointDirectory))
         let runs = try runWorkers(settings: settings) { group in
             if group.rank == 0 { interrupt.reportHere() }
             return try outputs.namingWriteFailures { try session.run(group: group, onStep: { record, total in
@@ -118,62 +118,6 @@ struct TrainCommand: ParsableCommand {
     }
 }
 
-/// Ctrl-C (SIGINT) during `train`: says at which step training stopped and whether and how it can
-/// be resumed, then exits with 130 (128 + SIGINT, what a shell reports for a process it killed).
-/// Checkpoint files are written through a rename, so stopping at any moment leaves only whole
-/// files (and at most a temporary one, removed by the next run).
-final class InterruptReport: @unchecked Sendable {
-    private let lock = NSLock()
-    private var steps = 0
-    private var reports: Bool
-    private let source: DispatchSourceSignal
-    let checkpointDirectory: URL?
-
-    /// `reports`: whether this process prints the message (an MPI job's rank 0 says so later).
-    init(checkpointDirectory: URL?, reports: Bool) {
-        self.checkpointDirectory = checkpointDirectory
-        self.reports = reports
-        signal(SIGINT, SIG_IGN)  // delivered to the source below instead of killing the process
-        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [unowned self] in self.stop() }
-        source.resume()
-    }
-
-    deinit { source.cancel() }
-
-    func reportHere() {
-        lock.lock(); defer { lock.unlock() }
-        reports = true
-    }
-
-    /// Called on rank 0 after each step with the steps done (counted from step 0, resumes included).
-    func completed(steps: Int) {
-        lock.lock(); defer { lock.unlock() }
-        self.steps = steps
-    }
-
-    private func stop() {
-        lock.lock()
-        let steps = self.steps, reports = self.reports
-        lock.unlock()
-        if reports { FileHandleStandardError.write("\n" + message(steps: steps) + "\n") }
-        _exit(130)
-    }
-
-    func message(steps: Int) -> String {
-        let at = steps == 0 ? "before the first step" : "at step \(steps)"
-        guard let checkpointDirectory else {
-            return "powersgd: interrupted \(at); nothing was saved to resume from "
-                + "(train with --checkpoint-dir and --checkpoint-every to be able to resume with --resume)"
-        }
-        guard let latest = try? Checkpoint.latestStep(in: checkpointDirectory) else {
-            return "powersgd: interrupted \(at); no checkpoint was written yet in \(checkpointDirectory.path), "
-                + "so --resume has nothing to continue from"
-        }
-        return "powersgd: interrupted \(at); resume with --resume (it continues from the newest checkpoint, "
-            + "step \(latest), in \(checkpointDirectory.path))"
-    }
-}
 
 /// Runs `body` on the configured transport: N threads of this process, or this MPI rank.
 func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {

@@ -87,4 +87,19 @@ import Training
         #expect(outcome.standardError.contains("interrupted at step"), "\(outcome.all)")
         #expect(outcome.standardError.contains("--resume"), "\(outcome.all)")
     }
+
+    /// compare says which run it stopped in and that its files are written only at the end.
+    @Test func anInterruptedCompareSaysWhereItStoppedAndWhatIsLeft() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let outcome = try CommandRunner.run(["compare", "--model", "mlp", "--dataset", "fashion-mnist", "--workers", "2",
+                                             "--batch-size", "16", "--width", "16", "--steps", "20000",
+                                             "--reducers", "sgd,powersgd:rank=1", "--output-dir", directory.path],
+                                            timeout: 120, interruptWhen: { $0.contains("/20000  loss") })
+        #expect(!outcome.timedOut)
+        #expect(outcome.status == 130, "\(outcome.all)")
+        #expect(outcome.standardError.contains("interrupted at step"), "\(outcome.all)")
+        #expect(outcome.standardError.contains("of sgd (run 1 of 2)"), "\(outcome.all)")
+        #expect(outcome.standardError.contains("cannot be resumed"), "\(outcome.all)")
+    }
 }
