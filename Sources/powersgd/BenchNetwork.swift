@@ -100,8 +100,7 @@ struct BenchNetwork: ParsableCommand {
                                    ratio: projected.map { s.seconds / $0 })
             }
         }
-        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
-            .flatMap { $0.split(separator: " ").first.flatMap { Double($0) } }
+        let load = MachineDescription.loadAverage()
         let report = Report(workers: comm.size, loadAverage1m: load, repeats: repeats,
                             pointToPoint: rows(pointToPoint, p2p), collectives: rows(samples, model),
                             pointToPointLatency: p2p?.latency, pointToPointBandwidth: p2p?.bandwidth,
@@ -109,9 +108,7 @@ struct BenchNetwork: ParsableCommand {
                             notes: "per size the slowest rank's median of \(repeats), each timed after a barrier; latency in s per message, "
                                 + "bandwidth in payload bytes/s per link; β: least squares over the collectives, α: median latency of the small ones "
                                 + "(ring all-reduce 2(W-1)α + 2(W-1)/W·P/β, ring all-gather (W-1)α + (W-1)P/β)")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        try BenchmarkReport.print(report)
         if let output {
             do {
                 try NetworkFile(model: model, source: "powersgd bench network: \(comm.size) ranks, fit to all-reduce and all-gather "
