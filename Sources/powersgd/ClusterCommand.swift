@@ -53,6 +53,8 @@ struct ClusterCommand: ParsableCommand {
     static let emulatedLatency = "50us"
 
     func validate() throws {
+        // The passthrough argument captures everything after the options, `--help` included.
+        if let first = command.first, ["--help", "-h", "help"].contains(first) { throw CleanExit.helpRequest(self) }
         if cleanup {
             guard hosts == nil, link == nil, command.isEmpty else {
                 throw ValidationError("--cleanup takes no other options and no subcommand")

@@ -136,6 +136,13 @@ import Training
         try expectNothingLeft(pid: nil, marker: nil)
     }
 
+    /// `--help` is help, although everything after the options is passed through to the subcommand.
+    @Test func helpIsShownNotTakenForTheSubcommand() throws {
+        let outcome = try CommandRunner.run(["cluster", "--help"], timeout: 30)
+        #expect(outcome.status == 0, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("--hosts") && outcome.standardOutput.contains("--link"), "\(outcome.all)")
+    }
+
     /// Not root: exit 2 saying why and what to do (run as root here, the test drops to 'nobody').
     @Test(.enabled(if: isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
                    "needs root to drop to another user, and setpriv"))
