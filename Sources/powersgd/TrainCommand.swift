@@ -82,7 +82,8 @@ struct TrainCommand: ParsableCommand {
         try settings.checkFeasible(experiment)
         let outputs = try OutputPaths(logFile: logFile, checkpointDirectory: checkpointDir,
                                       probesLog: settings.backend == "threads" || mpiLaunchRank() == 0)
-        var session = try TrainingSession(experiment: experiment, reducer: try parsedReducer(),
+        let specification = try parsedReducer()
+        var session = try TrainingSession(experiment: experiment, reducer: specification,
                                           network: settings.network, projectedWorkers: settings.projectWorkers)
         session.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
         session.checkpointEvery = checkpointEvery
@@ -95,7 +96,7 @@ struct TrainCommand: ParsableCommand {
             output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(counted(workers, "worker")) "
                         + "(threads), reducer \(reducer)")
         }
-        let built = try ReducerCatalog.make(try parsedReducer(), seed: settings.seed)
+        let built = try ReducerCatalog.make(specification, seed: settings.seed)
         if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
             output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
         }
