@@ -134,9 +134,7 @@ struct BenchCollectives: ParsableCommand {
                                                      seconds: times.allGather, copy: copy))
             }
         }
-        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))
-            .flatMap { $0.split(separator: " ").first.flatMap { Double($0) } }
-        let report = Report(loadAverage1m: load, memoryCopyGBs: copy, memoryCopyGBsTwoThreads: copyTwo,
+        let report = Report(loadAverage1m: MachineDescription.loadAverage(), memoryCopyGBs: copy, memoryCopyGBsTwoThreads: copyTwo,
                             cores: ProcessInfo.processInfo.activeProcessorCount, gradientFloats: Self.gradientFloats,
                             allGatherBytesPerRank: Self.gatherBytes, repeats: repeats, measurements: measurements,
                             notes: "median ms per op timed on rank 0 after a barrier; algorithmGBs = payload bytes "
