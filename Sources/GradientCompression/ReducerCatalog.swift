@@ -86,19 +86,7 @@ public enum ReducerCatalog {
     }
 }
 
-/// PowerSGD's options from a specification (shared by `powersgd` and `powersgd+`).
+/// PowerSGD's options from a specification (shared by `powersgd`, `powersgd+` and `lgreco`).
 private func powerSGDOptions(_ o: inout ReducerOptionReader, seed: UInt64) throws -> PowerSGD.Options {
-    var options = PowerSGD.Options()
-    options.rank = try o.int("rank", default: 2, in: 1...1024)
-    options.startIteration = try o.int("start-iteration", default: 0, in: 0...Int.max)
-    options.minCompressionRate = try o.double("min-compression-rate", default: 2, in: 1e-9...1e9)
-    let feedback = try o.bool("error-feedback", default: true)
-    let residual = try o.choice("residual", default: "local", among: ["local", "global"])
-    options.errorFeedback = !feedback ? .off : (residual == "local" ? .local : .global)
-    options.warmStart = try o.bool("warm-start", default: true)
-    options.orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
-    // The default carries the whole 64-bit seed through Int's bit pattern (a given `seed=` is 0...Int.max).
-    options.seed = UInt64(truncatingIfNeeded: try o.int("seed", default: Int(truncatingIfNeeded: seed), in: 0...Int.max))
-    options.groupSameShapes = try o.bool("group-same-shapes", default: false)
-    return options
+    try PowerSGD.Options(reading: &o, defaultSeed: seed)
 }

@@ -7,6 +7,9 @@ import Foundation
 /// (`sgd,powersgd:rank=1,powersgd:rank=2,qsgd:levels=64,bucket=512`): a comma-separated piece
 /// of the form `key=value` with no `:` continues the options of the reducer before it; any other
 /// piece starts a new reducer.
+///
+/// The form a reducer's `name` prints, `powersgd(rank=2,warm-start=false)`, is accepted too, so
+/// a name copied from a table or a log builds the same reducer again.
 public struct ReducerSpecification: Sendable, Equatable, CustomStringConvertible {
     public var name: String
     /// Options in the order written; keys are lower-case with `-` (`warm-start`), `_` accepted.
@@ -37,12 +40,25 @@ public struct ReducerSpecification: Sendable, Equatable, CustomStringConvertible
     /// Parses a comma-separated list of specifications.
     public static func parseList(_ text: String) throws -> [ReducerSpecification] {
         var result: [ReducerSpecification] = []
-        for rawPiece in text.split(separator: ",", omittingEmptySubsequences: false) {
+        for rawPiece in try topLevelPieces(text) {
             let piece = rawPiece.trimmingCharacters(in: .whitespaces)
             guard !piece.isEmpty else {
                 throw GradientCompressionError.invalidOption("empty entry in reducer list '\(text)'")
             }
-            if let colon = piece.firstIndex(of: ":") {
+            if let open = piece.firstIndex(of: "("), !piece[..<open].contains(":") {
+                let name = piece[..<open].trimmingCharacters(in: .whitespaces).lowercased()
+                guard !name.isEmpty, piece.last == ")" else {
+                    throw GradientCompressionError.invalidOption("'\(piece)' in '\(text)' is not of the form name(key=value,...)")
+                }
+                var spec = ReducerSpecification(name: name)
+                let inside = piece[piece.index(after: open) ..< piece.index(before: piece.endIndex)]
+                if !inside.trimmingCharacters(in: .whitespaces).isEmpty {
+                    for option in inside.split(separator: ",", omittingEmptySubsequences: false) {
+                        spec.options.append(try self.option(option.trimmingCharacters(in: .whitespaces), in: text))
+                    }
+                }
+                result.append(spec)
+            } else if let colon = piece.firstIndex(of: ":") {
                 let name = String(piece[..<colon]).lowercased()
                 guard !name.isEmpty else {
                     throw GradientCompressionError.invalidOption("'\(piece)' has options but no reducer name before ':'")
@@ -61,6 +77,41 @@ public struct ReducerSpecification: Sendable, Equatable, CustomStringConvertible
             }
         }
         return result
+    }
+
+    /// `text` split at the commas outside parentheses.
+    private static func topLevelPieces(_ text: String) throws -> [Substring] {
+        var pieces: [Substring] = [], depth = 0, start = text.startIndex
+        for index in text.indices {
+            switch text[index] {
+            case "(": depth += 1
+            case ")":
+                depth -= 1
+                guard depth >= 0 else { throw GradientCompressionError.invalidOption("unbalanced ')' in '\(text)'") }
+            case "," where depth == 0:
+                pieces.append(text[start..<index])
+                start = text.index(after: index)
+            default: break
+            }
+        }
+        guard depth == 0 else { throw GradientCompressionError.invalidOption("unclosed '(' in '\(text)'") }
+        pieces.append(text[start...])
+        return pieces
+    }
+
+    /// The name a reducer prints for itself: `method(key=value,...)`, or `method` alone without
+    /// options. `ReducerSpecification(parsing:)` reads it back.
+    public static func reducerName(_ method: String, _ options: [(key: String, value: String)]) -> String {
+        options.isEmpty ? method : method + "(" + options.map { "\($0.key)=\($0.value)" }.joined(separator: ",") + ")"
+    }
+
+    /// `name` (a reducer's printed name) with option `key` set to `value`, replacing an earlier
+    /// value: how a wrapper (error feedback, a global scope) names what it adds to the reducer inside.
+    public static func reducerName(_ name: String, setting key: String, to value: String) -> String {
+        guard var spec = try? ReducerSpecification(parsing: name) else { return "\(name)[\(key)=\(value)]" }
+        spec.options.removeAll { $0.key == key }
+        spec.options.append((key, value))
+        return reducerName(spec.name, spec.options)
     }
 
     private static func option(_ piece: String, in text: String) throws -> (key: String, value: String) {
@@ -108,12 +159,14 @@ public struct ReducerOptionReader {
 
     public mutating func bool(_ key: String, default value: Bool) throws -> Bool {
         guard let text = raw(key) else { return value }
-        switch text.lowercased() {
-        case "true", "yes", "on", "1": return true
-        case "false", "no", "off", "0": return false
-        default: throw invalid(key, text, "true or false")
-        }
+        if Self.trueWords.contains(text.lowercased()) { return true }
+        if Self.falseWords.contains(text.lowercased()) { return false }
+        throw invalid(key, text, "true or false")
     }
+
+    /// The spellings `bool` reads as true and as false.
+    public static let trueWords = ["true", "yes", "on", "1"]
+    public static let falseWords = ["false", "no", "off", "0"]
 
     public mutating func choice(_ key: String, default value: String, among choices: [String]) throws -> String {
         guard let text = raw(key) else { return value }

@@ -39,7 +39,7 @@ import Testing
         #expect(fp16["peerEncodeMs"] as? Double == 2.5)
         let ours = try #require(fp16["encodeMs"] as? Double), ratio = try #require(fp16["encodeRatioToPeer"] as? Double)
         #expect(abs(ratio - ours / 2.5) < 1e-9 * max(1, ratio))
-        let topk = methods.filter { ($0["method"] as? String)?.hasPrefix("topk(0.01") == true }
+        let topk = methods.filter { ($0["method"] as? String)?.hasPrefix("topk(ratio=0.01,") == true }
         #expect(topk.count == 2 && topk.allSatisfy { $0["peerEncodeMs"] as? Double == 250 }, "\(topk)")
     }
 

@@ -20,7 +20,7 @@ import Training
         let markdown = try String(contentsOf: directory.appendingPathComponent("comparison.md"), encoding: .utf8)
         let markdownRows = markdown.split(separator: "\n").filter { $0.hasPrefix("| ") }
         #expect(markdownRows.count == 1 + 3, "header and one row per reducer: \(markdown)")
-        for reducer in ["| sgd |", "| powersgd(rank=2) |", "| ef(topk(0.01,exact)) |"] {
+        for reducer in ["| sgd |", "| powersgd(rank=2) |", "| topk(ratio=0.01,selection=exact,feedback=ef) |"] {
             #expect(markdown.contains(reducer), "\(markdown)")
         }
         #expect(markdown.contains("time to"), "the default target adds the time-to-target columns: \(markdown)")
@@ -32,7 +32,7 @@ import Training
 
         // The runs' logs: 12 steps and 3 evaluations each; PowerSGD sends less than SGD.
         let runs = try RunLog.read(directory.appendingPathComponent("runs.jsonl"))
-        #expect(runs.map(\.settings.reducer) == ["sgd", "powersgd(rank=2)", "ef(topk(0.01,exact))"])
+        #expect(runs.map(\.settings.reducer) == ["sgd", "powersgd(rank=2)", "topk(ratio=0.01,selection=exact,feedback=ef)"])
         #expect(runs.allSatisfy { $0.steps.count == 12 && $0.evaluations.count == 3 })
         #expect(runs[1].payloadBytesPerStep * 10 < runs[0].payloadBytesPerStep)
 

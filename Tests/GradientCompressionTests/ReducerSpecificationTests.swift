@@ -33,3 +33,43 @@ import Testing
         }
     }
 }
+
+/// A reducer's `name` is a specification: parsed and built again it gives a reducer with the
+/// same name and the same outputs, for every catalog reducer and several option combinations.
+@Suite struct ReducerNameRoundTripTests {
+    @Test func theSpecificationsCoverEveryCatalogReducer() throws {
+        let named = Set(try ReducerDigestTests.specifications.map { try ReducerSpecification(parsing: $0).name })
+        #expect(named == Set(ReducerCatalog.entries.map(\.name)))
+    }
+
+    @Test(arguments: ReducerDigestTests.specifications)
+    func nameParsesBackToAnEqualReducer(text: String) throws {
+        let reducer = try ReducerCatalog.make(ReducerSpecification(parsing: text), seed: 3)
+        let again = try ReducerCatalog.make(ReducerSpecification(parsing: reducer.name), seed: 3)
+        #expect(again.name == reducer.name)
+        #expect(try ReducerDigestTests.digest(reducer.name) == ReducerDigestTests.digest(text), "\(text) → \(reducer.name)")
+    }
+
+    @Test func powerSGDParsesItsOwnNameAndTheCatalogsSyntax() throws {
+        let options = PowerSGD.Options(rank: 3, startIteration: 2, minCompressionRate: 1.5, errorFeedback: .global, warmStart: false,
+                                       orthogonalizationEpsilon: 1e-6, orthonormalization: .householder, groupSameShapes: true)
+        let reducer = try PowerSGD(options)
+        #expect(try PowerSGD(specification: ReducerSpecification(parsing: reducer.name)).options == options)
+        #expect(try PowerSGD(specification: ReducerSpecification(parsing: "powersgd:error-feedback=true,residual=global")).options.errorFeedback == .global)
+        #expect(try PowerSGD(specification: ReducerSpecification(parsing: "powersgd:error-feedback=false")).options.errorFeedback == .off)
+        #expect(throws: GradientCompressionError.self) {
+            try PowerSGD(specification: ReducerSpecification(parsing: "powersgd:error-feedback=global,residual=local"))
+        }
+        // Both builders accept the same ranks.
+        #expect(try ReducerCatalog.make(ReducerSpecification(parsing: "powersgd:rank=2048"), seed: 0).name == "powersgd(rank=2048)")
+        #expect(try PowerSGD(specification: ReducerSpecification(parsing: "powersgd:rank=2048")).options.rank == 2048)
+    }
+
+    @Test func parsesTheNameSyntax() throws {
+        let list = try ReducerSpecification.parseList("topk(ratio=0.1,scope=global),sgd,qsgd:levels=4,bucket=8")
+        #expect(list.map(\.description) == ["topk:ratio=0.1,scope=global", "sgd", "qsgd:levels=4,bucket=8"])
+        for bad in ["topk(ratio=0.1", "topk)ratio=0.1(", "(ratio=1)", "topk(ratio)"] {
+            #expect(throws: GradientCompressionError.self, "\(bad)") { try ReducerSpecification.parseList(bad) }
+        }
+    }
+}

@@ -26,7 +26,7 @@ public struct AllGatherReducer<C: Compressor>: CompressedAveraging {
         self.scope = scope
     }
 
-    public var name: String { scope == .global ? "\(compressor.name)[global]" : compressor.name }
+    public var name: String { scope == .global ? ReducerSpecification.reducerName(compressor.name, setting: "scope", to: "global") : compressor.name }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)

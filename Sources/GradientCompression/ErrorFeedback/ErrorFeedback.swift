@@ -38,7 +38,12 @@ public struct ErrorFeedback<Inner: CompressedAveraging>: GradientReducer {
         self.resynchronizeEvery = resynchronizeEvery
     }
 
-    public var name: String { "\(mode.rawValue)(\(inner.name))" }
+    /// The inner reducer's name with `feedback=ef` or `feedback=ef21` (`resync=N` when set), as the
+    /// catalog's `feedback` option writes it.
+    public var name: String {
+        let named = ReducerSpecification.reducerName(inner.name, setting: "feedback", to: mode.rawValue)
+        return resynchronizeEvery > 0 ? ReducerSpecification.reducerName(named, setting: "resync", to: "\(resynchronizeEvery)") : named
+    }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)

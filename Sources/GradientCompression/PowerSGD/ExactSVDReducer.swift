@@ -30,7 +30,12 @@ public struct ExactSVDReducer: GradientReducer {
         self.errorFeedback = errorFeedback
     }
 
-    public var name: String { "svd(rank=\(rank)\(errorFeedback ? "" : ",error-feedback=off"))" }
+    public var name: String {
+        var parts: [(key: String, value: String)] = [("rank", "\(rank)")]
+        if minCompressionRate != 2 { parts.append(("min-compression-rate", "\(minCompressionRate)")) }
+        if !errorFeedback { parts.append(("error-feedback", "off")) }
+        return ReducerSpecification.reducerName("svd", parts)
+    }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)

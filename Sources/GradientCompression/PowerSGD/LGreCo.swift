@@ -80,17 +80,16 @@ public struct LGreCo: GradientReducer {
         self.powerSGD = try PowerSGD(options.powerSGD)
     }
 
+    /// `lgreco(rank=2,period=100,...)`: the options that differ from the catalog's defaults.
     public var name: String {
-        var parts = ["rank=\(options.powerSGD.rank)", "period=\(options.period)"]
+        var parts: [(key: String, value: String)] = [("rank", "\(options.powerSGD.rank)"), ("period", "\(options.period)")]
         let base = options.powerSGD.rank
         if options.minimumRank != max(1, base / 2) || options.maximumRank != 2 * base {
-            parts.append("ranks=\(options.minimumRank)...\(options.maximumRank)")
+            parts += [("min-rank", "\(options.minimumRank)"), ("max-rank", "\(options.maximumRank)")]
         }
-        if options.accumulationSteps != 10 { parts.append("accumulate=\(options.accumulationSteps)") }
-        if options.powerSGD.errorFeedback != .local { parts.append("error-feedback=\(options.powerSGD.errorFeedback.rawValue)") }
-        if !options.powerSGD.warmStart { parts.append("warm-start=false") }
-        if options.powerSGD.startIteration > 0 { parts.append("start-iteration=\(options.powerSGD.startIteration)") }
-        return "lgreco(" + parts.joined(separator: ",") + ")"
+        if options.accumulationSteps != 10 { parts.append(("accumulate", "\(options.accumulationSteps)")) }
+        parts += options.powerSGD.nameOptions.dropFirst()
+        return ReducerSpecification.reducerName("lgreco", parts)
     }
 
     /// The current per-tensor effective ranks (0: not compressed); nil before the first call.

@@ -54,7 +54,9 @@ public struct LQSGD: GradientReducer {
         self.minCompressionRate = minCompressionRate
     }
 
-    public var name: String { "lqsgd(rank=\(rank),bits=\(bits))" }
+    public var name: String {
+        ReducerSpecification.reducerName("lqsgd", [("rank", "\(rank)"), ("bits", "\(bits)")] + (alpha == 10 ? [] : [("alpha", "\(alpha)")]))
+    }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)

@@ -106,33 +106,74 @@ extension PowerSGD {
 
 extension PowerSGD {
     /// A reducer from a command-line specification: `powersgd:rank=2,warm-start=false` or
-    /// `powersgd+:rank=2,period=100`. Keys: rank, start-iteration, min-compression-rate,
-    /// error-feedback (local|global|off), warm-start, epsilon, orthonormalization
-    /// (gram-schmidt|householder), seed, and for `powersgd+` period (default 100).
+    /// `powersgd+:rank=2,period=100`, with the options `Options(reading:defaultSeed:)` reads
+    /// and the seed 0 unless the specification sets one.
     public init(specification: ReducerSpecification) throws {
         guard specification.name == "powersgd" || specification.name == "powersgd+" else {
             throw GradientCompressionError.invalidOption("'\(specification.name)' is not powersgd or powersgd+")
         }
         var reader = ReducerOptionReader(specification)
-        var options = Options()
-        options.rank = try reader.int("rank", default: 2, in: 1...4096)
-        options.startIteration = try reader.int("start-iteration", default: 0, in: 0...Int.max)
-        options.minCompressionRate = try reader.double("min-compression-rate", default: 2, in: 1e-9...1e9)
-        options.errorFeedback = ErrorFeedback(rawValue: try reader.choice(
-            "error-feedback", default: "local", among: ErrorFeedback.allCases.map(\.rawValue)))!
-        options.warmStart = try reader.bool("warm-start", default: true)
-        options.orthogonalizationEpsilon = Float(try reader.double("epsilon", default: 0, in: 0...1))
-        switch try reader.choice("orthonormalization", default: "auto", among: ["auto", "gram-schmidt", "householder"]) {
-        case "gram-schmidt": options.orthonormalization = .gramSchmidt
-        case "householder": options.orthonormalization = .householder
-        default: options.orthonormalization = nil
-        }
-        options.seed = UInt64(try reader.int("seed", default: 0, in: 0...Int.max))
-        options.groupSameShapes = try reader.bool("group-same-shapes", default: false)
+        var options = try Options(reading: &reader, defaultSeed: 0)
         if specification.name == "powersgd+" {
             options.subspaceRefreshPeriod = try reader.int("period", default: 100, in: 1...Int.max)
         }
         try reader.finish()
         try self.init(options)
+    }
+}
+
+extension PowerSGD.Options {
+    /// PowerSGD's options from a specification: the one parser behind `PowerSGD(specification:)`
+    /// and the catalog's `powersgd`, `powersgd+` and `lgreco`. Keys: rank, start-iteration,
+    /// min-compression-rate, error-feedback (local|global|off, or true|false with `residual`
+    /// local|global choosing the variant), warm-start, epsilon, orthonormalization
+    /// (auto|gram-schmidt|householder), seed (default `defaultSeed`), group-same-shapes.
+    public init(reading o: inout ReducerOptionReader, defaultSeed: UInt64) throws {
+        self.init()
+        rank = try o.int("rank", default: 2, in: 1...4096)
+        startIteration = try o.int("start-iteration", default: 0, in: 0...Int.max)
+        minCompressionRate = try o.double("min-compression-rate", default: 2, in: 1e-9...1e9)
+        let variants = PowerSGD.ErrorFeedback.allCases.map(\.rawValue)
+        let feedback = try o.choice("error-feedback", default: "true",
+                                    among: variants + (ReducerOptionReader.trueWords + ReducerOptionReader.falseWords).filter { !variants.contains($0) })
+        let residual = try o.choice("residual", default: "local", among: ["local", "global"])
+        if let variant = PowerSGD.ErrorFeedback(rawValue: feedback) {
+            if variant != .off, o.specification.options.contains(where: { $0.key == "residual" }), residual != feedback {
+                throw GradientCompressionError.invalidOption(
+                    "\(o.specification.name): error-feedback=\(feedback) contradicts residual=\(residual)")
+            }
+            errorFeedback = variant
+        } else {
+            errorFeedback = ReducerOptionReader.falseWords.contains(feedback) ? .off : (residual == "local" ? .local : .global)
+        }
+        warmStart = try o.bool("warm-start", default: true)
+        orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
+        switch try o.choice("orthonormalization", default: "auto", among: ["auto", "gram-schmidt", "householder"]) {
+        case "gram-schmidt": orthonormalization = .gramSchmidt
+        case "householder": orthonormalization = .householder
+        default: orthonormalization = nil
+        }
+        // The default carries the whole 64-bit seed through Int's bit pattern (a given `seed=` is 0...Int.max).
+        seed = UInt64(truncatingIfNeeded: try o.int("seed", default: Int(truncatingIfNeeded: defaultSeed), in: 0...Int.max))
+        groupSameShapes = try o.bool("group-same-shapes", default: false)
+    }
+
+    /// The options that differ from the defaults, as `init(reading:defaultSeed:)` reads them
+    /// (the seed is left out: it is the run's, not the method's); `rank` always, first.
+    var nameOptions: [(key: String, value: String)] {
+        var parts: [(key: String, value: String)] = [("rank", "\(rank)")]
+        if subspaceRefreshPeriod > 0 { parts.append(("period", "\(subspaceRefreshPeriod)")) }
+        if errorFeedback != .local { parts.append(("error-feedback", errorFeedback.rawValue)) }
+        if !warmStart { parts.append(("warm-start", "false")) }
+        if startIteration > 0 { parts.append(("start-iteration", "\(startIteration)")) }
+        if groupSameShapes { parts.append(("group-same-shapes", "true")) }
+        if minCompressionRate != 2 { parts.append(("min-compression-rate", "\(minCompressionRate)")) }
+        if orthogonalizationEpsilon != 0 { parts.append(("epsilon", "\(orthogonalizationEpsilon)")) }
+        switch orthonormalization {
+        case .gramSchmidt?: parts.append(("orthonormalization", "gram-schmidt"))
+        case .householder?: parts.append(("orthonormalization", "householder"))
+        case nil: break
+        }
+        return parts
     }
 }

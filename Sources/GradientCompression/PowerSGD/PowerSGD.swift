@@ -58,14 +58,10 @@ public struct PowerSGD: GradientReducer {
         self.options = options
     }
 
+    /// `powersgd(rank=2,...)` (`powersgd+(...)` with a refresh period): the options that differ
+    /// from the defaults, in the syntax `ReducerSpecification` parses.
     public var name: String {
-        var parts = ["rank=\(options.rank)"]
-        if options.subspaceRefreshPeriod > 0 { parts.append("period=\(options.subspaceRefreshPeriod)") }
-        if options.errorFeedback != .local { parts.append("error-feedback=\(options.errorFeedback.rawValue)") }
-        if !options.warmStart { parts.append("warm-start=false") }
-        if options.startIteration > 0 { parts.append("start-iteration=\(options.startIteration)") }
-        if options.groupSameShapes { parts.append("group-same-shapes=true") }
-        return (options.subspaceRefreshPeriod > 0 ? "powersgd+" : "powersgd") + "(" + parts.joined(separator: ",") + ")"
+        ReducerSpecification.reducerName(options.subspaceRefreshPeriod > 0 ? "powersgd+" : "powersgd", options.nameOptions)
     }
 
     /// The layout for this gradient list (for tests and reports: which tensors are compressed).

@@ -18,7 +18,9 @@ import LinearAlgebra
 public struct OneBitSGD: Compressor {
     public init() {}
 
-    public var name: String { "onebit" }
+    /// `onebit(feedback=none)`: the catalog's `onebit` runs with error feedback unless told
+    /// otherwise, so the bare exchange says it has none (`ErrorFeedback` names its own mode).
+    public var name: String { "onebit(feedback=none)" }
 
     static func matrix(_ shape: [Int]) -> (rows: Int, columns: Int) {
         shape.count <= 1 ? (Tensor.elementCount(shape), 1) : (shape[0], Tensor.elementCount(shape) / max(1, shape[0]))

@@ -50,7 +50,10 @@ public struct QSGD: Compressor {
         self.seed = seed
     }
 
-    public var name: String { "qsgd(s=\(levels),d=\(bucketSize),\(scaling.rawValue),\(format.rawValue))" }
+    public var name: String {
+        ReducerSpecification.reducerName("qsgd", [("levels", "\(levels)"), ("bucket", "\(bucketSize)"),
+                                                  ("norm", scaling.rawValue), ("format", format.rawValue)])
+    }
 
     /// ⌈log₂(s+1)⌉: the bits of one level in the fixed-width format.
     public var levelBits: Int { 64 - UInt64(levels).leadingZeroBitCount }

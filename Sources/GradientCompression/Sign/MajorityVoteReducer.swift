@@ -30,7 +30,7 @@ public struct MajorityVoteReducer: GradientReducer {
         self.momentum = momentum
     }
 
-    public var name: String { momentum == 0 ? "signsgd-mv" : "signum(\(momentum))" }
+    public var name: String { momentum == 0 ? "signsgd" : ReducerSpecification.reducerName("signum", [("momentum", "\(momentum)")]) }
 
     /// Signum votes with the signs of each worker's momentum: the optimizer adds none.
     public var appliesMomentum: Bool { momentum > 0 }

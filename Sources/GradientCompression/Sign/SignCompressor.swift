@@ -19,7 +19,9 @@ public struct SignCompressor: Compressor {
 
     public init(scaling: Scaling) { self.scaling = scaling }
 
-    public var name: String { scaling == .none ? "sign" : "scaled-sign" }
+    /// `scaled-sign(feedback=none)`: the catalog's `scaled-sign` runs with error feedback unless told
+    /// otherwise, so the bare exchange says it has none (`ErrorFeedback` names its own mode).
+    public var name: String { scaling == .none ? "sign" : "scaled-sign(feedback=none)" }
 
     var headerBytes: Int { scaling == .none ? 0 : 4 }
 

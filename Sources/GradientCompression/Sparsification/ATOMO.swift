@@ -28,7 +28,7 @@ public struct ATOMO: Compressor {
         self.seed = seed
     }
 
-    public var name: String { "atomo(s=\(budget))" }
+    public var name: String { ReducerSpecification.reducerName("atomo", [("budget", "\(budget)")]) }
 
     public func fixedMessageBytes(shape: [Int]) -> Int? { nil }
 

@@ -68,7 +68,17 @@ public struct DeepGradientCompression: GradientReducer {
         self.seed = seed
     }
 
-    public var name: String { "dgc(\(density))" }
+    /// `dgc(density=…)` and the options that differ from the catalog's defaults (the seed is the run's).
+    public var name: String {
+        var parts: [(key: String, value: String)] = [("density", "\(density)")]
+        if momentum != 0.9 { parts.append(("momentum", "\(momentum)")) }
+        if nesterov { parts.append(("nesterov", "true")) }
+        if !maskMomentum { parts.append(("mask-momentum", "false")) }
+        if warmupEpochs != 4 { parts.append(("warmup-epochs", "\(warmupEpochs)")) }
+        if stepsPerEpochIsGiven { parts.append(("steps-per-epoch", "\(stepsPerEpoch)")) }
+        if denseBelow != 0 { parts.append(("dense-below", "\(denseBelow)")) }
+        return ReducerSpecification.reducerName("dgc", parts)
+    }
 
     public var appliesMomentum: Bool { momentum > 0 }
 

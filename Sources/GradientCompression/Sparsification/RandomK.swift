@@ -19,7 +19,11 @@ public struct RandomK: LinearCompressor {
         self.seed = seed
     }
 
-    public var name: String { "randomk(\(ratio)\(unbiased ? ",unbiased" : ""))" }
+    /// Biased Random-K says `feedback=none` because the catalog's `randomk` runs it with error
+    /// feedback unless told otherwise (`ErrorFeedback` names its own mode).
+    public var name: String {
+        ReducerSpecification.reducerName("randomk", [("ratio", "\(ratio)")] + (unbiased ? [("unbiased", "true")] : [("feedback", "none")]))
+    }
 
     public func coefficientCount(shape: [Int]) -> Int { sparseCount(ratio: ratio, elements: Tensor.elementCount(shape)) }
 

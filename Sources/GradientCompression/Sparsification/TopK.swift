@@ -23,7 +23,11 @@ public struct TopK: Compressor {
         self.seed = seed
     }
 
-    public var name: String { "topk(\(ratio),\(selection.rawValue))" }
+    /// `feedback=none` because the catalog's `topk` runs with error feedback unless told otherwise
+    /// (`ErrorFeedback` names its own mode).
+    public var name: String {
+        ReducerSpecification.reducerName("topk", [("ratio", "\(ratio)"), ("selection", selection.rawValue), ("feedback", "none")])
+    }
 
     public func fixedMessageBytes(shape: [Int]) -> Int? {
         SparseMessage.bytes(count: sparseCount(ratio: ratio, elements: Tensor.elementCount(shape)))

@@ -239,8 +239,8 @@ func square(_ x: Double) -> Double { x * x }
             let reducer = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: name))
             #expect(reducer != nil, "\(name)")
         }
-        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:levels=16,bucket=128,format=fixed"))?.name == "qsgd(s=16,d=128,l2,fixed)")
-        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "topk:ratio=0.1,scope=global"))?.name == "ef(topk(0.1,exact)[global])")
+        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:levels=16,bucket=128,format=fixed"))?.name == "qsgd(levels=16,bucket=128,norm=l2,format=fixed)")
+        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "topk:ratio=0.1,scope=global"))?.name == "topk(ratio=0.1,selection=exact,scope=global,feedback=ef)")
         #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "powersgd")) == nil)
         #expect(throws: GradientCompressionError.self) { _ = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:level=4")) }
         #expect(throws: GradientCompressionError.self) { _ = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "randomk:unbiased=true,feedback=ef")) }
