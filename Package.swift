@@ -61,14 +61,16 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
 
+        // What several test targets share: deterministic tensors, relative errors, running a child process.
+        .target(name: "TestSupport", dependencies: ["LinearAlgebra"], path: "Tests/TestSupport"),
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
-        .testTarget(name: "CollectivesMPITests", dependencies: ["CollectivesMPI", "collectives-mpi-probe"]),
-        .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra"]),
+        .testTarget(name: "CollectivesMPITests", dependencies: ["CollectivesMPI", "collectives-mpi-probe", "TestSupport"]),
+        .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
-        .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster"]),
-        .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
+        .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster", "TestSupport"]),
+        .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

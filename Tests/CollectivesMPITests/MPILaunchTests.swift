@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import CollectivesMPI
 
 /// Runs `collectives-mpi-probe` (built next to this test binary) under `mpirun`, and without a
@@ -14,27 +15,7 @@ import Testing
     }
 
     static func probeURL() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["COLLECTIVES_MPI_PROBE"] {
-            return URL(fileURLWithPath: path)
-        }
-        let binary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        var directory = binary.deletingLastPathComponent()
-        // macOS bundles: .../PowerSGDPackageTests.xctest/Contents/MacOS/PowerSGDPackageTests
-        while directory.path.contains(".xctest") { directory.deleteLastPathComponent() }
-        let probe = directory.appendingPathComponent("collectives-mpi-probe")
-        guard FileManager.default.isExecutableFile(atPath: probe.path) else {
-            throw ProbeError("collectives-mpi-probe not found at \(probe.path); build it with `swift build` "
-                             + "(or set COLLECTIVES_MPI_PROBE)")
-        }
-        return probe
-    }
-
-    static func mpirunURL() throws -> URL {
-        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent("mpirun")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw ProbeError("mpirun not found on PATH: install OpenMPI (scripts/bootstrap.sh installs openmpi-bin)")
+        try ChildProcess.built("collectives-mpi-probe", environmentOverride: "COLLECTIVES_MPI_PROBE")
     }
 
     /// `mpirun -np N probe mode arguments...` with the flags docs/collectives.md documents, or the
@@ -43,42 +24,13 @@ import Testing
     static func launch(ranks: Int?, mode: String, arguments extra: [String] = [], timeout: Double = 120,
                        whileRunning: ((String) -> Void)? = nil) throws -> Outcome {
         let probe = try probeURL()
-        let process = Process()
-        if let ranks {
-            process.executableURL = try mpirunURL()
-            var arguments = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
-            if getuid() == 0 { arguments.insert("--allow-run-as-root", at: 0) }
-            process.arguments = arguments + [probe.path, mode] + extra
-        } else {
-            process.executableURL = probe
-            process.arguments = [mode] + extra
+        let (executable, arguments) = try ranks.map { (try ChildProcess.mpirun(), ChildProcess.mpirunFlags(ranks: $0) + [probe.path, mode] + extra) }
+            ?? (probe, [mode] + extra)
+        let outcome = try ChildProcess.run(executable, arguments, timeout: timeout, mergingStandardError: true) { output in
+            whileRunning?(output)
+            return .keepWaiting
         }
-        var environment = ProcessInfo.processInfo.environment
-        environment["OPENBLAS_NUM_THREADS"] = "1"
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let collected = OutputBuffer()
-        output.fileHandleForReading.readabilityHandler = { handle in collected.append(handle.availableData) }
-        let start = Date()
-        try process.run()
-        var timedOut = false
-        while process.isRunning {
-            if Date().timeIntervalSince(start) > timeout {
-                timedOut = true
-                process.terminate()
-                process.waitUntilExit()
-                break
-            }
-            whileRunning?(collected.text)
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        process.waitUntilExit()
-        output.fileHandleForReading.readabilityHandler = nil
-        collected.append(output.fileHandleForReading.readDataToEndOfFile())
-        return Outcome(status: process.terminationStatus, output: collected.text,
-                       seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+        return Outcome(status: outcome.status, output: outcome.standardOutput, seconds: outcome.seconds, timedOut: outcome.timedOut)
     }
 
     @Test func probeWithoutLauncherIsAOneRankJob() throws {
@@ -194,16 +146,4 @@ import Testing
         #expect(CallSignature(operation: .broadcastFloats, count: 3, root: 1)
                 != CallSignature(operation: .broadcastFloats, count: 3, root: 0))
     }
-}
-
-struct ProbeError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-final class OutputBuffer: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func append(_ chunk: Data) { lock.lock(); data.append(chunk); lock.unlock() }
-    var text: String { lock.lock(); defer { lock.unlock() }; return String(decoding: data, as: UTF8.self) }
 }

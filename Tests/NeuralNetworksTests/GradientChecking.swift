@@ -1,14 +1,10 @@
 import LinearAlgebra
 @testable import NeuralNetworks
-
-/// Random tensors for tests, from Philox so every run sees the same numbers.
-func randomTensor(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
-    Philox(seed: seed, stream: 77).normalTensor(shape: shape, standardDeviation: scale)
-}
+import TestSupport
 
 /// Values bounded away from 0 (|x| ≥ 0.2), so a ±eps perturbation never crosses a ReLU kink.
 func awayFromZero(_ shape: [Int], seed: UInt64) -> Tensor {
-    var t = randomTensor(shape, seed: seed)
+    var t = normalTensor(shape, seed: seed, stream: 77)
     t.withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] = b[i] >= 0 ? b[i] + 0.2 : b[i] - 0.2 } }
     return t
 }
@@ -16,13 +12,6 @@ func awayFromZero(_ shape: [Int], seed: UInt64) -> Tensor {
 /// ⟨r, y⟩ accumulated in Double: the scalar "loss" whose gradient with respect to y is r.
 func projection(_ y: Tensor, _ r: Tensor) -> Double {
     zip(y.scalars, r.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
-}
-
-/// ‖a − b‖ / max(‖a‖, ‖b‖, floor): the relative error of a sampled gradient vector.
-func relativeError(_ a: [Double], _ b: [Double], floor: Double = 1e-3) -> Double {
-    let diff = zip(a, b).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot()
-    let na = a.reduce(0.0) { $0 + $1 * $1 }.squareRoot(), nb = b.reduce(0.0) { $0 + $1 * $1 }.squareRoot()
-    return diff / max(na, nb, floor)
 }
 
 /// Up to `limit` indices spread over 0..<count (deterministic).
@@ -79,7 +68,7 @@ struct GradientCheck {
     /// differences of ⟨r, forward(x)⟩.
     func check(layer: Layer, input: Tensor, seed: UInt64 = 5) throws -> [(String, Double)] {
         let y = try layer.forward(input, training: true)
-        let r = randomTensor(y.shape, seed: seed)
+        let r = normalTensor(y.shape, seed: seed, stream: 77)
         for p in layer.parameters { p.zeroGradient() }
         let dx = try layer.backward(r)
         return try check(inputs: input, parameters: layer.parameters, analyticInput: dx) { x in

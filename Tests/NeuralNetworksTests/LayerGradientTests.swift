@@ -15,7 +15,7 @@ import LinearAlgebra
     @Test func linear() throws {
         var initializer = ParameterInitializer(seed: 1)
         let layer = Linear(name: "fc", inFeatures: 7, outFeatures: 5, initializer: &initializer)
-        expectSmall(try checker.check(layer: layer, input: randomTensor([6, 7], seed: 2)), "Linear")
+        expectSmall(try checker.check(layer: layer, input: normalTensor([6, 7], seed: 2, stream: 77)), "Linear")
     }
 
     @Test(arguments: [(3, 1, 1, false), (3, 2, 1, true), (1, 2, 0, false), (1, 1, 0, true), (2, 1, 0, false)])
@@ -25,7 +25,7 @@ import LinearAlgebra
         let layer = Conv2d(name: "conv", inChannels: 3, outChannels: 4, kernelSize: kernel, stride: stride,
                            padding: padding, bias: bias, initializer: &initializer,
                            workspace: ConvolutionWorkspace(limit: 100))
-        expectSmall(try checker.check(layer: layer, input: randomTensor([3, 3, 5, 6], seed: 4)), "Conv2d k\(kernel) s\(stride)")
+        expectSmall(try checker.check(layer: layer, input: normalTensor([3, 3, 5, 6], seed: 4, stream: 77)), "Conv2d k\(kernel) s\(stride)")
     }
 
     @Test func conv2dMatchesDirectConvolution() throws {
@@ -34,7 +34,7 @@ import LinearAlgebra
         for threads in [1, 2] {
             let layer = Conv2d(name: "conv", inChannels: c, outChannels: o, kernelSize: k, stride: s, padding: p, bias: true,
                                initializer: &initializer, workspace: ConvolutionWorkspace(limit: 64), threads: threads)
-            let x = randomTensor([c, b, h, w], seed: 9)
+            let x = normalTensor([c, b, h, w], seed: 9, stream: 77)
             let y = try layer.forward(x, training: false)
             let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1
             #expect(y.shape == [o, b, ho, wo])
@@ -56,25 +56,25 @@ import LinearAlgebra
 
     @Test func batchNormTraining() throws {
         let layer = BatchNorm2d(name: "bn", channels: 3)
-        layer.weight.value = randomTensor([3], seed: 10)
-        layer.bias.value = randomTensor([3], seed: 11)
-        expectSmall(try checker.check(layer: layer, input: randomTensor([3, 4, 3, 3], seed: 12)), "BatchNorm2d train")
+        layer.weight.value = normalTensor([3], seed: 10, stream: 77)
+        layer.bias.value = normalTensor([3], seed: 11, stream: 77)
+        expectSmall(try checker.check(layer: layer, input: normalTensor([3, 4, 3, 3], seed: 12, stream: 77)), "BatchNorm2d train")
         // With the ReLU fused: equal to BatchNorm2d followed by ReLU, and the same gradients.
         let fused = BatchNorm2d(name: "bn", channels: 3, appliesReLU: true)
         fused.weight.value = layer.weight.value
         fused.bias.value = layer.bias.value
-        let x = randomTensor([3, 4, 3, 3], seed: 12)
+        let x = normalTensor([3, 4, 3, 3], seed: 12, stream: 77)
         #expect(try fused.forward(x, training: true) == ReLU.apply(try layer.forward(x, training: true)))
         expectSmall(try checker.check(layer: fused, input: x), "BatchNorm2d + ReLU")
     }
 
     @Test func batchNormEvaluationBackward() throws {
         let layer = BatchNorm2d(name: "bn", channels: 2)
-        layer.runningMean.value = randomTensor([2], seed: 13)
+        layer.runningMean.value = normalTensor([2], seed: 13, stream: 77)
         layer.runningVariance.value = try Tensor(shape: [2], scalars: [0.5, 2])
-        let x = randomTensor([2, 3, 2, 2], seed: 14)
+        let x = normalTensor([2, 3, 2, 2], seed: 14, stream: 77)
         let y = try layer.forward(x, training: false)
-        let r = randomTensor(y.shape, seed: 15)
+        let r = normalTensor(y.shape, seed: 15, stream: 77)
         for p in layer.parameters { p.zeroGradient() }
         let dx = try layer.backward(r)
         let results = checker.check(inputs: x, parameters: layer.parameters, analyticInput: dx) { x in
@@ -100,14 +100,14 @@ import LinearAlgebra
     }
 
     @Test func avgPool() throws {
-        expectSmall(try checker.check(layer: AvgPool2d(kernelSize: 2), input: randomTensor([2, 3, 4, 6], seed: 17)), "AvgPool2d")
-        expectSmall(try checker.check(layer: GlobalAveragePool(), input: randomTensor([4, 3, 3, 5], seed: 18)), "GlobalAveragePool")
+        expectSmall(try checker.check(layer: AvgPool2d(kernelSize: 2), input: normalTensor([2, 3, 4, 6], seed: 17, stream: 77)), "AvgPool2d")
+        expectSmall(try checker.check(layer: GlobalAveragePool(), input: normalTensor([4, 3, 3, 5], seed: 18, stream: 77)), "GlobalAveragePool")
     }
 
     @Test func flattenAndTranspose() throws {
-        expectSmall(try checker.check(layer: Flatten(), input: randomTensor([3, 2, 4], seed: 19)), "Flatten")
-        expectSmall(try checker.check(layer: BatchChannelTranspose(), input: randomTensor([3, 2, 4, 2], seed: 20)), "Transpose")
-        let x = randomTensor([2, 3, 2, 2], seed: 21)
+        expectSmall(try checker.check(layer: Flatten(), input: normalTensor([3, 2, 4], seed: 19, stream: 77)), "Flatten")
+        expectSmall(try checker.check(layer: BatchChannelTranspose(), input: normalTensor([3, 2, 4, 2], seed: 20, stream: 77)), "Transpose")
+        let x = normalTensor([2, 3, 2, 2], seed: 21, stream: 77)
         let t = BatchChannelTranspose()
         #expect(try t.forward(t.forward(x, training: false), training: false) == x)
     }
@@ -120,7 +120,7 @@ import LinearAlgebra
         #expect(kept.allSatisfy { $0 == 1 / 0.75 })
         // Keep count ~ Binomial(4000, 0.75): mean 3000, sd 27.4; ±6 sd.
         #expect(abs(kept.count - 3000) < 165)
-        let dy = randomTensor([4000], seed: 22)
+        let dy = normalTensor([4000], seed: 22, stream: 77)
         let dx = try layer.backward(dy)
         for i in 0..<4000 { #expect(dx.scalars[i] == dy.scalars[i] * y.scalars[i]) }
         #expect(try layer.forward(x, training: false) == x)
@@ -133,7 +133,7 @@ import LinearAlgebra
                               initialValue: initializer.normal(shape: [6, 4]))
         let ids = [1, 4, 1, 0, 5]
         let y = try layer.forward(ids: ids, training: true)
-        let r = randomTensor(y.shape, seed: 24)
+        let r = normalTensor(y.shape, seed: 24, stream: 77)
         layer.weight.zeroGradient()
         try layer.backward(r)
         let results = checker.check(inputs: Tensor(shape: [1]), parameters: layer.parameters, analyticInput: nil) { _ in
@@ -148,10 +148,10 @@ import LinearAlgebra
     @Test func lstm() throws {
         var initializer = ParameterInitializer(seed: 25)
         let lstm = try LSTM(name: "rnn", inputSize: 3, hiddenSize: 5, layers: 2, initializer: &initializer)
-        let x = randomTensor([4, 2, 3], seed: 26)
+        let x = normalTensor([4, 2, 3], seed: 26, stream: 77)
         lstm.resetState()
         let y = try lstm.forward(x, training: true)
-        let r = randomTensor(y.shape, seed: 27)
+        let r = normalTensor(y.shape, seed: 27, stream: 77)
         for p in lstm.parameters { p.zeroGradient() }
         let dx = try lstm.backward(r)
         let results = checker.check(inputs: x, parameters: lstm.parameters, analyticInput: dx) { x in
@@ -163,7 +163,7 @@ import LinearAlgebra
     }
 
     @Test func softmaxCrossEntropy() throws {
-        let logits = randomTensor([5, 7], seed: 28, scale: 2)
+        let logits = normalTensor([5, 7], seed: 28, stream: 77, standardDeviation: 2)
         let labels = [0, 6, 3, 3, 1]
         let (_, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
         let results = checker.check(inputs: logits, parameters: [], analyticInput: gradient) { z in
@@ -171,7 +171,7 @@ import LinearAlgebra
         }
         expectSmall(results, "softmax cross-entropy")
         // Rows split over two threads give the same bits.
-        let wide = randomTensor([37, 300], seed: 29, scale: 3)
+        let wide = normalTensor([37, 300], seed: 29, stream: 77, standardDeviation: 3)
         let wideLabels = (0..<37).map { ($0 * 11) % 300 }
         let one = try SoftmaxCrossEntropy.lossAndGradient(logits: wide, labels: wideLabels, threads: 1)
         let two = try SoftmaxCrossEntropy.lossAndGradient(logits: wide, labels: wideLabels, threads: 2)
@@ -206,6 +206,7 @@ import LinearAlgebra
 
 #if canImport(Glibc)
 import Glibc
+import TestSupport
 #endif
 func referenceExp(_ x: Double) -> Double { exp(x) }
 func referenceTanh(_ x: Double) -> Double { tanh(x) }

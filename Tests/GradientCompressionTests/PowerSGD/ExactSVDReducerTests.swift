@@ -2,6 +2,7 @@ import Collectives
 import LinearAlgebra
 import Testing
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct ExactSVDReducerTests {
     /// Output = mean over workers of each worker's own best rank-r approximation (brute force:
@@ -23,9 +24,9 @@ import Testing
                 let approximation = try SingularValueDecomposition(try inputs[w][index].reshaped(to: [n, m])).reconstruction(rank: 2)
                 for j in expected.scalars.indices { expected.scalars[j] += approximation.scalars[j] / Float(workers) }
             }
-            #expect(LowRankFixtures.relativeDifference([results[0].0[index]], [expected]) < 1e-5)
+            #expect(relativeDifference([results[0].0[index]], [expected]) < 1e-5)
         }
-        #expect(LowRankFixtures.relativeDifference([results[0].0[2]], [LowRankFixtures.mean(inputs)[2]]) < 1e-6)
+        #expect(relativeDifference([results[0].0[2]], [LowRankFixtures.mean(inputs)[2]]) < 1e-6)
         for r in 1..<workers { #expect(results[r].0 == results[0].0) }
         // First call also all-gathers the shape list; check the second step's exact payload.
         let second = try InProcessGroup.run(workers: 2) { group -> Int in
@@ -61,7 +62,7 @@ import Testing
             var a = LowRankFixtures.gradients(shapes, rank: group.rank, step: 9), b = a
             _ = try reducer.reduce(&a, over: group)
             _ = try restored.reduce(&b, over: group)
-            return (LowRankFixtures.relativeDifference([applied], [sum]), a, b)
+            return (relativeDifference([applied], [sum]), a, b)
         }
         for (difference, a, b) in results {
             #expect(difference < 1e-5)

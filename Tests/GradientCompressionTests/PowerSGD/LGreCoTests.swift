@@ -3,6 +3,7 @@ import Foundation
 import LinearAlgebra
 import Testing
 @testable import GradientCompression
+import TestSupport
 
 /// A problem where per-layer ranks matter: every layer's gradient is a fixed signal of its own
 /// rank (1, 4, 2, 6) plus per-worker, per-step noise, and one 1-D tensor.
@@ -202,7 +203,7 @@ enum LGreCoFixtures {
             let mean = LowRankFixtures.mean((0..<workers).map { LGreCoFixtures.gradients(signals, rank: $0, step: step) })
             for i in rhs.indices { for j in rhs[i].scalars.indices { rhs[i].scalars[j] += mean[i].scalars[j] } }
         }
-        #expect(LowRankFixtures.relativeDifference(lhs, rhs) < 1e-5)
+        #expect(relativeDifference(lhs, rhs) < 1e-5)
     }
 
     /// Training a quadratic ½Σ‖X_l − T_l‖² (targets of ranks 1, 4, 2, 6) with noisy gradients.

@@ -3,6 +3,7 @@ import Foundation
 import LinearAlgebra
 import Testing
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct LQSGDTests {
     /// The codec: zero and ±scale exact; every value within one log step of its input;
@@ -80,7 +81,7 @@ import Testing
             let mean = LowRankFixtures.mean((0..<workers).map { LowRankFixtures.gradients(shapes, rank: $0, step: step) })
             for j in rhs.scalars.indices { rhs.scalars[j] += mean[0].scalars[j] }
         }
-        #expect(LowRankFixtures.relativeDifference([lhs], [rhs]) < 1e-5)
+        #expect(relativeDifference([lhs], [rhs]) < 1e-5)
         #expect(results[1].3 == results[0].3 && results[2].3 == results[0].3)
         // P: 4 + ⌈b·48/8⌉, Q: 4 + ⌈b·80/8⌉ bytes all-gathered; the 1-D tensor all-reduced in fp32.
         #expect(results[0].2 == (4 + (bits * 48 + 7) / 8) + (4 + (bits * 80 + 7) / 8) + 4 * 7)

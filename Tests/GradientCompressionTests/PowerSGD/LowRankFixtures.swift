@@ -1,6 +1,7 @@
 import Collectives
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 /// Shared fixtures of the PowerSGD-family tests.
 enum LowRankFixtures {
@@ -22,18 +23,6 @@ enum LowRankFixtures {
             }
         }
         return result
-    }
-
-    /// ‖a − b‖ / ‖b‖ over all tensors, in Double.
-    static func relativeDifference(_ a: [Tensor], _ b: [Tensor]) -> Double {
-        var difference = 0.0, norm = 0.0
-        for (x, y) in zip(a, b) {
-            for (u, v) in zip(x.scalars, y.scalars) {
-                difference += Double(u - v) * Double(u - v)
-                norm += Double(v) * Double(v)
-            }
-        }
-        return (difference / max(norm, .leastNormalMagnitude)).squareRoot()
     }
 
     /// A `rows×columns` matrix U·diag(σ)·Vᵀ with orthonormal U, V from QR of normal matrices.

@@ -2,6 +2,7 @@ import Collectives
 import LinearAlgebra
 import Testing
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct PowerSGDPlusTests {
     /// At a refresh step the output is the exact rank-r truncation of the average
@@ -20,15 +21,15 @@ import Testing
             let mean = LowRankFixtures.mean((0..<2).map { LowRankFixtures.gradients(shapes, rank: $0, step: step) })
             for index in 0..<2 {
                 let expected = try SingularValueDecomposition(mean[index]).reconstruction(rank: 2)
-                let difference = LowRankFixtures.relativeDifference([outputs[0][step][index]], [expected])
+                let difference = relativeDifference([outputs[0][step][index]], [expected])
                 #expect(difference < 1e-4, "step \(step), tensor \(index): \(difference)")
             }
-            #expect(LowRankFixtures.relativeDifference([outputs[1][step][2]], [mean[2]]) < 1e-6)
+            #expect(relativeDifference([outputs[1][step][2]], [mean[2]]) < 1e-6)
         }
         // Step 1 is a power step: not the exact truncation of step 1's mean.
         let mean1 = LowRankFixtures.mean((0..<2).map { LowRankFixtures.gradients(shapes, rank: $0, step: 1) })
         let exact1 = try SingularValueDecomposition(mean1[0]).reconstruction(rank: 2)
-        #expect(LowRankFixtures.relativeDifference([outputs[0][1][0]], [exact1]) > 1e-3)
+        #expect(relativeDifference([outputs[0][1][0]], [exact1]) > 1e-3)
         #expect(outputs[0] == outputs[1])
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import LinearAlgebra
 import Testing
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct PowerSGDTests {
     let smallShapes: [[Int]] = [[20, 30], [16, 3, 3, 3], [10], [24, 40], [5, 4]]
@@ -31,7 +32,7 @@ import Testing
         }[0]
         for step in 0..<steps {
             for rank in 0..<4 { #expect(distributed[rank][step] == distributed[0][step], "workers agree bit for bit") }
-            let difference = LowRankFixtures.relativeDifference(distributed[0][step], single[step])
+            let difference = relativeDifference(distributed[0][step], single[step])
             #expect(difference < 1e-5, "step \(step): relative difference \(difference)")
         }
     }
@@ -45,7 +46,7 @@ import Testing
             for _ in 0..<3 { var g = [m]; _ = try reducer.reduce(&g, over: group); last = g[0] }
             return [last]
         }[0]
-        let difference = LowRankFixtures.relativeDifference(out, [m])
+        let difference = relativeDifference(out, [m])
         #expect(difference < 1e-4, "relative error \(difference)")
     }
 
@@ -60,7 +61,7 @@ import Testing
             return try (0..<25).map { _ in
                 var g = [m]
                 _ = try reducer.reduce(&g, over: group)
-                return LowRankFixtures.relativeDifference(g, [m]) * LowRankFixtures.norm(m)
+                return relativeDifference(g, [m]) * LowRankFixtures.norm(m)
             }
         }[0]
         #expect(errors[0] > 1.05 * optimum, "the first step is not yet optimal: \(errors[0]) vs \(optimum)")
@@ -101,7 +102,7 @@ import Testing
             let mean = LowRankFixtures.mean((0..<workers).map { LowRankFixtures.gradients(shapes, rank: $0, step: step) })
             for i in rhs.indices { for j in rhs[i].scalars.indices { rhs[i].scalars[j] += mean[i].scalars[j] } }
         }
-        let difference = LowRankFixtures.relativeDifference(lhs, rhs)
+        let difference = relativeDifference(lhs, rhs)
         #expect(difference < 1e-5, "\(variant): relative difference \(difference)")
         #expect(results.allSatisfy { $0.1.allSatisfy { $0.isFinite } })
         for step in 0..<steps {
@@ -178,7 +179,7 @@ import Testing
         for tensors in out { for t in tensors { #expect(t.scalars.allSatisfy { $0.isFinite }) } }
         #expect(out[0][0].scalars.allSatisfy { $0 == 0 })
         let expected = Tensor(shape: [20, 30]) { Float($0 % 30) }
-        #expect(LowRankFixtures.relativeDifference([out[0][2]], [expected]) < 1e-5, "\(out[0][2].scalars.prefix(40))")
+        #expect(relativeDifference([out[0][2]], [expected]) < 1e-5, "\(out[0][2].scalars.prefix(40))")
     }
 
     /// A worker whose gradient list differs gets a clear error, and so does every other worker.
@@ -267,7 +268,7 @@ import Testing
             return (g, stats.payloadBytes)
         }
         let mean = LowRankFixtures.mean((0..<2).map { LowRankFixtures.gradients(shapes, rank: $0, step: 0) })
-        #expect(LowRankFixtures.relativeDifference(results[0].0, mean) < 1e-6)
+        #expect(relativeDifference(results[0].0, mean) < 1e-6)
         let total = shapes.reduce(0) { $0 + Tensor.elementCount($1) }
         // The first call also all-gathers the shape list (once per reducer).
         #expect(results[0].1 > 4 * total && results[0].1 < 4 * total + 200)

@@ -2,6 +2,7 @@ import Testing
 import Collectives
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct DeepGradientCompressionTests {
     @Test func warmupFollowsThePapersSchedule() throws {
@@ -14,12 +15,12 @@ import LinearAlgebra
     @Test func sendsTheLargestAccumulatedValuesAndKeepsTheRest() throws {
         let results = try InProcessGroup.run(workers: 2) { group -> ([Tensor], [Tensor], Int) in
             var dgc = try DeepGradientCompression(density: 0.1, momentum: 0.5, sampleRatio: 0.5, denseBelow: 8)
-            var g = [gaussian([200], seed: 10 + UInt64(group.rank)), gaussian([5], seed: 20 + UInt64(group.rank))]
+            var g = [normalTensor([200], seed: 10 + UInt64(group.rank)), normalTensor([5], seed: 20 + UInt64(group.rank))]
             let stats = try dgc.reduce(&g, over: group)
             return (g, dgc.accumulators, stats.payloadBytes)
         }
         for rank in 0..<2 {
-            let g = gaussian([200], seed: 10 + UInt64(rank))
+            let g = normalTensor([200], seed: 10 + UInt64(rank))
             // Step 1: u = g, v = g; the 20 largest |g| are sent and cleared from v.
             let kth = g.scalars.map(abs).sorted(by: >)[19]
             let v = results[rank].1[0]
@@ -27,14 +28,14 @@ import LinearAlgebra
             // 8·20 bytes of sparse entries + the 5-element dense tensor all-reduced (20 bytes).
             #expect(results[rank].2 == 160 + 20)
         }
-        let g0 = gaussian([200], seed: 10), g1 = gaussian([200], seed: 11)
+        let g0 = normalTensor([200], seed: 10), g1 = normalTensor([200], seed: 11)
         for j in 0..<200 {
             let sent0 = results[0].1[0].scalars[j] == 0 ? g0.scalars[j] : 0
             let sent1 = results[1].1[0].scalars[j] == 0 ? g1.scalars[j] : 0
             #expect(abs(results[0].0[0].scalars[j] - (sent0 + sent1) / 2) < 1e-6)
         }
         #expect(results[0].0 == results[1].0)
-        let small = (0..<5).map { (gaussian([5], seed: 20).scalars[$0] + gaussian([5], seed: 21).scalars[$0]) / 2 }
+        let small = (0..<5).map { (normalTensor([5], seed: 20).scalars[$0] + normalTensor([5], seed: 21).scalars[$0]) / 2 }
         for j in 0..<5 { #expect(abs(results[0].0[1].scalars[j] - small[j]) < 1e-6) }
     }
 

@@ -2,12 +2,13 @@ import Testing
 import Collectives
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 /// The reducers over a real in-process group of W = 2, 3, 4 workers.
 @Suite struct ElementwiseReducerTests {
     /// Worker w's gradients: a [6, 5] matrix and a [7] vector, different per worker.
     static func gradients(rank: Int) -> [Tensor] {
-        [gaussian([6, 5], seed: 100 + UInt64(rank)), gaussian([7], seed: 200 + UInt64(rank))]
+        [normalTensor([6, 5], seed: 100 + UInt64(rank)), normalTensor([7], seed: 200 + UInt64(rank))]
     }
 
     static func exactMean(workers: Int) -> [Tensor] {
@@ -198,7 +199,7 @@ import LinearAlgebra
             let outcomes = try InProcessGroup.run(workers: 3) { group -> String in
                 func run(_ c: some Compressor) throws -> String {
                     var reducer = AllGatherReducer(TruncatingOnRank1(inner: c))
-                    var g = [gaussian([10], seed: UInt64(group.rank))]
+                    var g = [normalTensor([10], seed: UInt64(group.rank))]
                     do {
                         _ = try reducer.reduce(&g, over: group)
                         return "no error"

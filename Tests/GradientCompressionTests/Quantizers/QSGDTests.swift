@@ -1,6 +1,7 @@
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct QSGDTests {
     static let configurations: [(Int, Int, QSGD.Scaling, QSGD.Format)] = [
@@ -9,7 +10,7 @@ import LinearAlgebra
 
     @Test func isUnbiased() throws {
         // 5-standard-error bound per coordinate (QuantizerTestSupport), 4000 encodings, fixed seeds.
-        let t = gaussian([50], seed: 1)
+        let t = normalTensor([50], seed: 1)
         for (s, d, scaling, format) in QSGDTests.configurations {
             let q = try QSGD(levels: s, bucketSize: d, scaling: scaling, format: format, seed: 5)
             let trials = 4000
@@ -21,7 +22,7 @@ import LinearAlgebra
     @Test func varianceIsWithinTheBucketBound() throws {
         // E‖Q(v) − v‖² ≤ min(d/s², √d/s)·‖v‖² for L2 scaling (§3.1), per bucket; measured over 2000
         // draws and allowed 10% of sampling slack (the bound is usually far from tight).
-        let t = gaussian([256], seed: 2)
+        let t = normalTensor([256], seed: 2)
         for (s, d) in [(1, 64), (2, 16), (8, 256), (16, 4)] {
             let q = try QSGD(levels: s, bucketSize: d, scaling: .l2, format: .fixedWidth, seed: 9)
             let trials = 2000
@@ -41,7 +42,7 @@ import LinearAlgebra
 
     @Test func fixedWidthMessagesHaveTheFormulaSizeAndBothFormatsDecodeTheSameLevels() throws {
         for shape in [[1], [7], [64, 9], [1000], [3, 5, 7]] {
-            let t = gaussian(shape, seed: 4)
+            let t = normalTensor(shape, seed: 4)
             for (s, d) in [(1, 512), (64, 512), (127, 100), (255, 3)] {
                 let fixed = try QSGD(levels: s, bucketSize: d, format: .fixedWidth, seed: 1)
                 let elias = try QSGD(levels: s, bucketSize: d, format: .elias, seed: 1)
@@ -66,7 +67,7 @@ import LinearAlgebra
 
     @Test func eliasStreamIsSmallerThanFixedWidthWhenSparse() throws {
         // s = 1, d = n: E‖Q‖₀ ≤ s(s + √n) ≈ 33 nonzeros of 1024 (§3.1), so the stream is far below 2 bits/element.
-        let t = gaussian([1024], seed: 6)
+        let t = normalTensor([1024], seed: 6)
         let q = try QSGD(levels: 1, bucketSize: 1024, format: .elias)
         let bytes = try q.encode(t, key: .init(rank: 0, step: 0, tensor: 0))
         #expect(bytes.count * 8 < 1024 / 2)
@@ -77,11 +78,11 @@ import LinearAlgebra
             let q = try QSGD(levels: 8, bucketSize: 4, format: format)
             let zero = Tensor(shape: [10])
             #expect(try roundTrip(q, zero).decoded == zero)
-            var partly = gaussian([12], seed: 1)
+            var partly = normalTensor([12], seed: 1)
             for i in 4..<8 { partly.scalars[i] = 0 }
             #expect(try roundTrip(q, partly).decoded.scalars[4..<8].allSatisfy { $0 == 0 })
             for bad in [Float.nan, .infinity, -.infinity] {
-                var t = gaussian([9], seed: 2)
+                var t = normalTensor([9], seed: 2)
                 t.scalars[5] = bad
                 #expect(throws: CompressorError.self) { _ = try q.encode(t, key: .init(rank: 0, step: 0, tensor: 0)) }
             }
@@ -99,7 +100,7 @@ import LinearAlgebra
     @Test(arguments: [(QSGD.Scaling.l2, QSGD.Format.fixedWidth), (.l2, .elias), (.max, .fixedWidth), (.max, .elias)])
     func tinyBucketsQuantizeLikeAnyOther(scaling: QSGD.Scaling, format: QSGD.Format) throws {
         let d = 16, s = 64, n = 64
-        var values = gaussian([n], seed: 21).scalars
+        var values = normalTensor([n], seed: 21).scalars
         for j in 0..<d { values[d + j] = Float(j - 8) * 0x1p-146 }        // subnormal, max 2⁻¹⁴³, one zero
         for j in 0..<d { values[2 * d + j] = Float(j % 5 - 2) * 0x1p-125 }  // normal, max 2⁻¹²⁴, zeros
         let t = try Tensor(shape: [n], scalars: values)
@@ -137,7 +138,7 @@ import LinearAlgebra
     }
 
     @Test func sameKeySameBitsAndDifferentWorkersDrawDifferently() throws {
-        let t = gaussian([300], seed: 8)
+        let t = normalTensor([300], seed: 8)
         let q = try QSGD(levels: 4, bucketSize: 64, seed: 3)
         let a = try q.encode(t, key: .init(rank: 1, step: 2, tensor: 3))
         #expect(a == (try q.encode(t, key: .init(rank: 1, step: 2, tensor: 3))))
@@ -204,9 +205,9 @@ import LinearAlgebra
         var sparse = Tensor(shape: [(1 << 21) + 3000])
         sparse.scalars[5] = 1; sparse.scalars[(1 << 21) + 2500] = -2; sparse.scalars[(1 << 21) + 2999] = 0.5
         let cases: [(Tensor, Int, Int, QSGD.Scaling)] = [
-            (gaussian([5000], seed: 11), 64, 512, .l2), (gaussian([5000], seed: 12), 1, 100, .l2),
-            (gaussian([777], seed: 13), 1000, 64, .max), (gaussian([300], seed: 14), 1 << 24, 7, .max),
-            (gaussian([300], seed: 15), (1 << 23) + 5, 300, .max), (sparse, 64, 512, .max), (sparse, 300, 4096, .l2),
+            (normalTensor([5000], seed: 11), 64, 512, .l2), (normalTensor([5000], seed: 12), 1, 100, .l2),
+            (normalTensor([777], seed: 13), 1000, 64, .max), (normalTensor([300], seed: 14), 1 << 24, 7, .max),
+            (normalTensor([300], seed: 15), (1 << 23) + 5, 300, .max), (sparse, 64, 512, .max), (sparse, 300, 4096, .l2),
         ]
         for (t, s, d, scaling) in cases {
             for format in [QSGD.Format.elias, .fixedWidth] {

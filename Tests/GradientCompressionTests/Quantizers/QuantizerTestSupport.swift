@@ -1,10 +1,6 @@
 import LinearAlgebra
 @testable import GradientCompression
-
-/// A deterministic N(0, 1) tensor.
-func gaussian(_ shape: [Int], seed: UInt64) -> Tensor {
-    Philox(seed: seed, stream: 7).normalTensor(shape: shape)
-}
+import TestSupport
 
 /// Decodes a message back to a tensor (weight 1).
 func roundTrip<C: Compressor>(_ c: C, _ t: Tensor, key: CompressionKey = CompressionKey(rank: 0, step: 0, tensor: 0)) throws -> (bytes: [UInt8], decoded: Tensor) {

@@ -2,6 +2,7 @@ import Collectives
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 /// Every decoder, fed 10,000 randomly mutated, truncated and extended messages, either throws
 /// `GradientCompressionError.corruptMessage` or decodes finite values; it never traps (a trap
@@ -29,11 +30,11 @@ import LinearAlgebra
     }
 
     func check(_ c: some Compressor) throws {
-        let t = gaussian([12, 10], seed: 3)
+        let t = normalTensor([12, 10], seed: 3)
         let key = CompressionKey(rank: 0, step: 0, tensor: 0)
         let message = try c.encode(t, key: key)
         // The output holds earlier contributions (nonzero, so that an added zero is seen too: −0 + 0 = +0).
-        let earlier = gaussian(t.shape, seed: 23).scalars
+        let earlier = normalTensor(t.shape, seed: 23).scalars
         var thrown = 0, decoded = 0, nonFinite = 0, changedByAThrow = 0
         for m in mutations(of: message, count: 10_000, seed: 17) {
             var out = earlier
@@ -71,7 +72,7 @@ import LinearAlgebra
         let key = CompressionKey(rank: 0, step: 0, tensor: 0)
         for bad in [Float.nan, .infinity, -.infinity] {
             for position in [0, 57, 119] {
-                var t = gaussian([12, 10], seed: 1)
+                var t = normalTensor([12, 10], seed: 1)
                 t.scalars[position] = bad
                 #expect(throws: CompressorError.self, "\(c.name) accepted \(bad) at \(position)") { _ = try c.encode(t, key: key) }
             }
@@ -120,7 +121,7 @@ import LinearAlgebra
 
     @Test func randomKChecksTheValuesItSends() throws {
         let c = try RandomK(ratio: 1)
-        var t = gaussian([10], seed: 1)
+        var t = normalTensor([10], seed: 1)
         t.scalars[4] = .nan
         var out = [Float](repeating: 0, count: 10)
         #expect(throws: CompressorError.self) {

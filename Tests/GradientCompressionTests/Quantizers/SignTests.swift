@@ -1,11 +1,12 @@
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct SignTests {
     @Test func signBitsRoundTripWithTheZeroRuleAndFormulaSize() throws {
         for n in [1, 7, 8, 63, 64, 65, 1000] {
-            var t = gaussian([n], seed: UInt64(n))
+            var t = normalTensor([n], seed: UInt64(n))
             t.scalars[0] = 0
             if n > 1 { t.scalars[1] = -0.0 }
             let c = SignCompressor(scaling: .none)
@@ -20,7 +21,7 @@ import LinearAlgebra
     /// 64-element blocks and a partial tail.
     @Test func signBitsFollowTheDocumentedLayout() throws {
         for n in [5, 64, 130, 1000] {
-            let t = gaussian([n], seed: UInt64(7 * n))
+            let t = normalTensor([n], seed: UInt64(7 * n))
             let bytes = try SignCompressor(scaling: .meanMagnitude).encode(t, key: .init(rank: 0, step: 0, tensor: 0))
             for i in 0..<n { #expect((bytes[4 + i / 8] >> UInt8(i % 8)) & 1 == (t.scalars[i] < 0 ? 1 : 0)) }
             if n % 8 != 0 { #expect(bytes[bytes.count - 1] >> UInt8(n % 8) == 0) }
@@ -31,7 +32,7 @@ import LinearAlgebra
     }
 
     @Test func scaledSignDecodesToTheMeanMagnitudeTimesTheSign() throws {
-        let t = gaussian([3, 50], seed: 5)
+        let t = normalTensor([3, 50], seed: 5)
         let c = SignCompressor(scaling: .meanMagnitude)
         let (bytes, decoded) = try roundTrip(c, t)
         #expect(bytes.count == 4 + (150 + 7) / 8)  // §10: n + 32 bits per tensor

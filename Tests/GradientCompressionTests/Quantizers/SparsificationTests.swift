@@ -1,12 +1,13 @@
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct SparsificationTests {
     @Test(arguments: [TopK.Selection.exact, .sampled])
     func topKReturnsExactlyTheKLargestMagnitudes(selection: TopK.Selection) throws {
         for (n, ratio) in [(1, 0.5), (10, 0.3), (1000, 0.01), (5000, 0.1), (20_000, 0.001), (777, 1.0)] {
-            var t = gaussian([n], seed: UInt64(n))
+            var t = normalTensor([n], seed: UInt64(n))
             if n >= 10 { t.scalars[3] = t.scalars[7] }  // a tie somewhere
             let c = try TopK(ratio: ratio, selection: selection, sampleRatio: 0.05, seed: 2)
             let (bytes, decoded) = try roundTrip(c, t)
@@ -28,7 +29,7 @@ import LinearAlgebra
     }
 
     @Test func topKRejectsNaN() throws {
-        var t = gaussian([100], seed: 1)
+        var t = normalTensor([100], seed: 1)
         t.scalars[50] = .nan
         #expect(throws: CompressorError.self) { _ = try TopK(ratio: 0.05).encode(t, key: .init(rank: 0, step: 0, tensor: 0)) }
         #expect(throws: GradientCompressionError.self) { _ = try TopK(ratio: 0) }
@@ -58,7 +59,7 @@ import LinearAlgebra
     }
 
     @Test func unbiasedRandomKIsUnbiased() throws {
-        let t = gaussian([40], seed: 3)
+        let t = normalTensor([40], seed: 3)
         let c = try RandomK(ratio: 0.25, unbiased: true, seed: 4)
         let trials = 4000
         let m = decodedMoments(trials, t) { step in
@@ -88,9 +89,9 @@ import LinearAlgebra
     @Test(arguments: [TopK.Selection.exact, .sampled])
     func selectsTheReferenceIndices(selection: TopK.Selection) throws {
         let n = 200_000
-        var inputs: [(String, [Float])] = [("gaussian", gaussian([n], seed: 21).scalars)]
+        var inputs: [(String, [Float])] = [("gaussian", normalTensor([n], seed: 21).scalars)]
         // Heavy ties: 16 distinct magnitudes.
-        inputs.append(("ties", gaussian([n], seed: 22).scalars.map { (v: Float) -> Float in (v * 4).rounded() / 4 }))
+        inputs.append(("ties", normalTensor([n], seed: 22).scalars.map { (v: Float) -> Float in (v * 4).rounded() / 4 }))
         // The large values sit exactly where the stride-100 sample looks: the sampled threshold is too high.
         inputs.append(("sampled-large", (0..<n).map { (i: Int) -> Float in i % 100 == 0 ? 10 + Float(i % 7) : Float(i % 13) * 1e-3 }))
         // The sample sees only small values: the threshold is too low (too many candidates).

@@ -2,10 +2,11 @@ import Foundation
 import Testing
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 @Suite struct TernaryAndAtomTests {
     @Test func ternGradIsUnbiasedWithoutClippingAndHasTheFormulaSize() throws {
-        let t = gaussian([60], seed: 2)
+        let t = normalTensor([60], seed: 2)
         let c = try TernGrad(clip: 0, seed: 1)
         #expect(try c.encode(t, key: .init(rank: 0, step: 0, tensor: 0)).count == 4 + (2 * 60 + 7) / 8)
         let trials = 4000
@@ -14,7 +15,7 @@ import LinearAlgebra
     }
 
     @Test func ternGradWithClippingIsUnbiasedForTheClippedTensor() throws {
-        var t = gaussian([60], seed: 3)
+        var t = normalTensor([60], seed: 3)
         t.scalars[10] = 40  // far beyond 2.5σ
         let c = try TernGrad(clip: 2.5, seed: 1)
         let bound = t.withUnsafeBufferPointer { c.clipBound($0) }
@@ -69,7 +70,7 @@ import LinearAlgebra
     }
 
     @Test func atomoIsUnbiasedAndMessagesHaveTheFormulaSize() throws {
-        let t = gaussian([6, 5], seed: 4)
+        let t = normalTensor([6, 5], seed: 4)
         let c = try ATOMO(budget: 2, seed: 3)
         let trials = 4000
         var sizes = 0.0
@@ -92,7 +93,7 @@ import LinearAlgebra
         #expect(ATOMO.matrixShape([64, 3, 3, 3]) == (64, 27))
         #expect(ATOMO.matrixShape([]) == (1, 1))
         // A full budget reproduces the tensor (every atom has p = 1).
-        let t = gaussian([8, 2, 3], seed: 9)
+        let t = normalTensor([8, 2, 3], seed: 9)
         let d = try roundTrip(try ATOMO(budget: 10), t).decoded
         for i in 0..<t.count { #expect(abs(d.scalars[i] - t.scalars[i]) < 1e-4) }
         #expect(try roundTrip(try ATOMO(budget: 2), Tensor(shape: [4, 4])).decoded == Tensor(shape: [4, 4]))
@@ -102,7 +103,7 @@ import LinearAlgebra
     }
 
     @Test func oneBitSGDReconstructsColumnMeansWithTheFormulaSize() throws {
-        let t = gaussian([20, 3], seed: 5)
+        let t = normalTensor([20, 3], seed: 5)
         let (bytes, decoded) = try roundTrip(OneBitSGD(), t)
         #expect(bytes.count == 8 * 3 + (60 + 7) / 8)
         for j in 0..<3 {
