@@ -124,71 +124,162 @@ public struct ReducerSpecification: Sendable, Equatable, CustomStringConvertible
     }
 }
 
-/// Reads typed options out of a `ReducerSpecification`, remembering which were used, so that a
-/// misspelt or unknown option is an error naming the reducer and the options it accepts.
+/// One option a reducer accepts: its key, the values it takes, and its default. The catalog's
+/// entries declare them; the option reader, `powersgd reducers` and the options table of
+/// docs/compressors.md are all read from these declarations.
+public struct ReducerOption: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case integer(ClosedRange<Int>)
+        case number(ClosedRange<Double>)
+        case flag
+        /// One of these words (lower-case). A choice that includes `true` and `false` also
+        /// takes every spelling a flag does.
+        case choice([String])
+    }
+
+    public let key: String
+    public let kind: Kind
+    /// The default as a specification writes it (`2`, `local`), or how it is derived from the
+    /// other options or the run (`the run's seed`): then the builder passes it to the reader.
+    public let defaultValue: String
+
+    public init(_ key: String, _ kind: Kind, default defaultValue: String) {
+        self.key = key
+        self.kind = kind
+        self.defaultValue = defaultValue
+    }
+
+    /// The values `kind` allows, as the options table and error messages write them.
+    public var values: String {
+        switch kind {
+        case .integer(let range): return Self.describe(range)
+        case .number(let range): return "\(range.lowerBound)...\(range.upperBound)"
+        case .flag: return "true|false"
+        case .choice(let words): return words.joined(separator: "|")
+        }
+    }
+
+    /// `key (values; default d)`, as `powersgd reducers` lists it.
+    public var listing: String { "\(key) (\(values); default \(defaultValue))" }
+
+    /// The seed of a reducer's shared randomness (default: the run's seed).
+    public static let seed = ReducerOption("seed", .integer(0...Int.max), default: "the run's seed")
+
+    /// Error feedback around an element-wise exchange: none, classic EF or EF21 (`ErrorFeedback`).
+    public static func feedback(default value: String) -> ReducerOption {
+        ReducerOption("feedback", .choice(["none", "ef", "ef21"]), default: value)
+    }
+
+    static func describe(_ range: ClosedRange<Int>) -> String {
+        switch (range.lowerBound == Int.min, range.upperBound == Int.max) {
+        case (true, true): return "any integer"
+        case (false, true): return "\(range.lowerBound) or more"
+        case (true, false): return "at most \(range.upperBound)"
+        case (false, false): return "\(range.lowerBound)...\(range.upperBound)"
+        }
+    }
+}
+
+/// Reads typed options out of a `ReducerSpecification` against the options a reducer declares:
+/// a value outside its declared range, or an option the reducer does not declare, is an error
+/// naming the reducer, the option and what is accepted.
 public struct ReducerOptionReader {
     public let specification: ReducerSpecification
-    /// The option keys asked for so far, in order: after a reducer is built, every option it accepts.
-    public private(set) var known: [String] = []
+    /// The options the reducer accepts, in the order it declares them.
+    public let accepted: [ReducerOption]
 
-    public init(_ specification: ReducerSpecification) { self.specification = specification }
+    public init(_ specification: ReducerSpecification, accepting accepted: [ReducerOption]) {
+        self.specification = specification
+        self.accepted = accepted
+    }
 
-    private mutating func raw(_ key: String) -> String? {
-        known.append(key)
-        return specification.options.last(where: { $0.key == key })?.value
+    /// The keys of `accepted`, in order.
+    public var known: [String] { accepted.map(\.key) }
+
+    /// The declaration of `key` and the value the specification gives it (the last one written).
+    private func lookUp(_ key: String) throws -> (option: ReducerOption, text: String?) {
+        guard let option = accepted.first(where: { $0.key == key }) else {
+            throw GradientCompressionError.invalidOption("\(specification.name) reads option '\(key)', which it does not declare")
+        }
+        return (option, specification.options.last(where: { $0.key == key })?.value)
     }
 
     private func invalid(_ key: String, _ value: String, _ expected: String) -> GradientCompressionError {
         .invalidOption("\(specification.name): \(key)=\(value) is invalid; expected \(expected)")
     }
 
-    public mutating func int(_ key: String, default value: Int, in range: ClosedRange<Int> = Int.min...Int.max) throws -> Int {
-        guard let text = raw(key) else { return value }
-        guard let v = Int(text), range.contains(v) else { throw invalid(key, text, "an integer in \(describe(range))") }
+    private func declaredDefault<T>(_ option: ReducerOption, _ parse: (String) -> T?) throws -> T {
+        guard let value = parse(option.defaultValue) else {
+            throw GradientCompressionError.invalidOption(
+                "\(specification.name)'s option '\(option.key)' defaults to \(option.defaultValue): its builder must give that value")
+        }
+        return value
+    }
+
+    /// An `.integer` option; `value` replaces the declared default when that is derived.
+    public func int(_ key: String, default value: Int? = nil) throws -> Int {
+        let (option, text) = try lookUp(key)
+        guard case .integer(let range) = option.kind else { throw kindMismatch(option, "an integer") }
+        guard let text else { return try value ?? declaredDefault(option) { Int($0) } }
+        guard let v = Int(text), range.contains(v) else {
+            throw invalid(key, text, "an integer in \(ReducerOption.describe(range))")
+        }
         return v
     }
 
-    public mutating func double(_ key: String, default value: Double,
-                                in range: ClosedRange<Double> = -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude) throws -> Double {
-        guard let text = raw(key) else { return value }
+    /// A `.number` option (finite); `value` replaces the declared default when that is derived.
+    public func double(_ key: String, default value: Double? = nil) throws -> Double {
+        let (option, text) = try lookUp(key)
+        guard case .number(let range) = option.kind else { throw kindMismatch(option, "a number") }
+        guard let text else { return try value ?? declaredDefault(option) { Double($0) } }
         guard let v = Double(text), v.isFinite, range.contains(v) else {
             throw invalid(key, text, "a number in \(range.lowerBound)...\(range.upperBound)")
         }
         return v
     }
 
-    public mutating func bool(_ key: String, default value: Bool) throws -> Bool {
-        guard let text = raw(key) else { return value }
-        if Self.trueWords.contains(text.lowercased()) { return true }
-        if Self.falseWords.contains(text.lowercased()) { return false }
-        throw invalid(key, text, "true or false")
+    /// A `.flag` option: true, yes, on, 1 or false, no, off, 0.
+    public func bool(_ key: String) throws -> Bool {
+        let (option, text) = try lookUp(key)
+        guard case .flag = option.kind else { throw kindMismatch(option, "a flag") }
+        guard let text else { return try declaredDefault(option) { Self.flag($0) } }
+        guard let v = Self.flag(text) else { throw invalid(key, text, "true or false") }
+        return v
     }
 
-    /// The spellings `bool` reads as true and as false.
-    public static let trueWords = ["true", "yes", "on", "1"]
-    public static let falseWords = ["false", "no", "off", "0"]
-
-    public mutating func choice(_ key: String, default value: String, among choices: [String]) throws -> String {
-        guard let text = raw(key) else { return value }
-        guard choices.contains(text.lowercased()) else { throw invalid(key, text, "one of \(choices.joined(separator: ", "))") }
-        return text.lowercased()
+    /// A `.choice` option, lower-cased (a flag spelling in a choice that includes true and
+    /// false comes back as `true` or `false`); `value` replaces a derived default.
+    public func choice(_ key: String, default value: String? = nil) throws -> String {
+        let (option, text) = try lookUp(key)
+        guard case .choice(let words) = option.kind else { throw kindMismatch(option, "a choice") }
+        guard let text else { return value ?? option.defaultValue }
+        let word = text.lowercased()
+        if words.contains(word) { return word }
+        if words.contains("true"), words.contains("false"), let flag = Self.flag(word) { return flag ? "true" : "false" }
+        throw invalid(key, text, "one of \(words.joined(separator: ", "))")
     }
 
-    /// Throws if the specification holds an option no getter asked for.
+    /// Whether the specification writes `key` (for options whose meaning depends on another's).
+    public func isGiven(_ key: String) -> Bool { specification.options.contains { $0.key == key } }
+
+    /// Throws if the specification holds an option the reducer does not declare.
     public func finish() throws {
         for option in specification.options where !known.contains(option.key) {
-            let accepted = known.isEmpty ? "none" : known.joined(separator: ", ")
+            let names = known.isEmpty ? "none" : known.joined(separator: ", ")
             throw GradientCompressionError.invalidOption(
-                "\(specification.name) has no option '\(option.key)' (accepted: \(accepted))")
+                "\(specification.name) has no option '\(option.key)' (accepted: \(names))")
         }
     }
 
-    private func describe(_ range: ClosedRange<Int>) -> String {
-        switch (range.lowerBound == Int.min, range.upperBound == Int.max) {
-        case (true, true): return "any range"
-        case (false, true): return "\(range.lowerBound) or more"
-        case (true, false): return "at most \(range.upperBound)"
-        case (false, false): return "\(range.lowerBound)...\(range.upperBound)"
+    private func kindMismatch(_ option: ReducerOption, _ asked: String) -> GradientCompressionError {
+        .invalidOption("\(specification.name) reads option '\(option.key)' as \(asked), but declares \(option.values)")
+    }
+
+    static func flag(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: return nil
         }
     }
 }

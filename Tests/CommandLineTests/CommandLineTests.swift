@@ -91,8 +91,7 @@ import Training
         let lines = outcome.standardOutput.split(separator: "\n").map(String.init)
         for entry in ReducerCatalog.entries {
             let index = try #require(lines.firstIndex(of: entry.name), "\(entry.name) missing")
-            let options = ReducerCatalog.acceptedOptions(of: entry.name) ?? []
-            #expect(lines[index + 2] == "    options: " + (options.isEmpty ? "none" : options.joined(separator: ", ")))
+            #expect(lines[index + 2] == "    options: " + (entry.options.isEmpty ? "none" : entry.options.map(\.listing).joined(separator: ", ")))
         }
         #expect(ReducerCatalog.acceptedOptions(of: "powersgd")?.contains("warm-start") == true)
         #expect(ReducerCatalog.acceptedOptions(of: "qsgd")?.contains("levels") == true)

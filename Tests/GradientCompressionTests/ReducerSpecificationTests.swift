@@ -16,21 +16,24 @@ import Testing
     }
 
     @Test func optionReaderValidatesTypesRangesAndUnknownKeys() throws {
-        var reader = ReducerOptionReader(try ReducerSpecification(parsing: "powersgd:rank=2,warm-start=off"))
-        #expect(try reader.int("rank", default: 1, in: 1...64) == 2)
-        #expect(try reader.bool("warm-start", default: true) == false)
-        #expect(try reader.double("epsilon", default: 0) == 0)
+        let declared = [ReducerOption("rank", .integer(1...64), default: "1"), ReducerOption("warm-start", .flag, default: "true"),
+                        ReducerOption("epsilon", .number(0...1), default: "0")]
+        let reader = ReducerOptionReader(try ReducerSpecification(parsing: "powersgd:rank=2,warm-start=off"), accepting: declared)
+        #expect(try reader.int("rank") == 2)
+        #expect(try reader.bool("warm-start") == false)
+        #expect(try reader.double("epsilon") == 0)
         try reader.finish()
 
-        var zero = ReducerOptionReader(try ReducerSpecification(parsing: "powersgd:rank=0"))
+        let zero = ReducerOptionReader(try ReducerSpecification(parsing: "powersgd:rank=0"), accepting: declared)
         #expect(throws: GradientCompressionError.invalidOption("powersgd: rank=0 is invalid; expected an integer in 1...64")) {
-            try zero.int("rank", default: 1, in: 1...64)
+            try zero.int("rank")
         }
-        var typo = ReducerOptionReader(try ReducerSpecification(parsing: "powersgd:rnak=2"))
-        _ = try typo.int("rank", default: 1)
-        #expect(throws: GradientCompressionError.invalidOption("powersgd has no option 'rnak' (accepted: rank)")) {
+        let typo = ReducerOptionReader(try ReducerSpecification(parsing: "powersgd:rnak=2"), accepting: declared)
+        #expect(throws: GradientCompressionError.invalidOption("powersgd has no option 'rnak' (accepted: rank, warm-start, epsilon)")) {
             try typo.finish()
         }
+        // Reading an option that was not declared is an error naming it, not a silent default.
+        #expect(throws: GradientCompressionError.self) { try typo.int("ranks") }
     }
 }
 

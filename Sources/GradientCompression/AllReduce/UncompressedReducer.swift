@@ -37,3 +37,8 @@ public struct UncompressedReducer: GradientReducer {
     public func saveState(to archive: inout StateWriter) { archive.write("sgd") }
     public mutating func restoreState(from archive: inout StateReader) throws { try archive.expect("sgd") }
 }
+
+extension UncompressedReducer {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "sgd", summary: "uncompressed fp32 all-reduce (the baseline)", options: []) { _, _ in UncompressedReducer() }
+}

@@ -17,3 +17,26 @@ public protocol CompressedAveraging: GradientReducer {
     /// (and, if `wantLocal`, this worker's own decoded message). `step` keys the randomness.
     func exchange(_ values: [Tensor], step: Int, over group: any Communicator, wantLocal: Bool) throws -> CompressedExchange
 }
+
+/// A reducer that exchanges the messages of one element-wise `Compressor`: the tests reach the
+/// compressor behind every catalog entry through it (to fuzz its decoder and check its input
+/// policy), so a new method is covered once it is in the catalog.
+public protocol CompressorBacked {
+    var backingCompressor: any Compressor { get }
+}
+
+extension AllGatherReducer: CompressorBacked {
+    public var backingCompressor: any Compressor { compressor }
+}
+
+extension AllReduceReducer: CompressorBacked where L: Compressor {
+    public var backingCompressor: any Compressor { compressor }
+}
+
+extension ErrorFeedback: CompressorBacked where Inner: CompressorBacked {
+    public var backingCompressor: any Compressor { inner.backingCompressor }
+}
+
+extension MajorityVoteReducer: CompressorBacked {
+    public var backingCompressor: any Compressor { signs }
+}

@@ -75,3 +75,15 @@ public struct HalfPrecisionCompressor: Compressor, LinearCompressor {
         halfWidth.add(source, weight: weight, into: output)
     }
 }
+
+extension HalfPrecisionCompressor {
+    static let fp16CatalogEntry = ReducerCatalog.Entry(
+        name: "fp16", summary: "IEEE half precision (16-bit) all-reduce of the gradients", options: []) { _, _ in
+        AllReduceReducer(HalfPrecisionCompressor(.fp16))
+    }
+
+    static let bf16CatalogEntry = ReducerCatalog.Entry(
+        name: "bf16", summary: "bfloat16 (16-bit, fp32's exponent range) all-reduce of the gradients", options: []) { _, _ in
+        AllReduceReducer(HalfPrecisionCompressor(.bf16))
+    }
+}

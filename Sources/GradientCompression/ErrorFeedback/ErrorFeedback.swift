@@ -134,3 +134,14 @@ public struct ErrorFeedback<Inner: CompressedAveraging>: GradientReducer {
         try inner.restoreState(from: &archive)
     }
 }
+
+extension ErrorFeedback {
+    /// `reducer` with the error feedback a catalog `feedback` option names: `none`, `ef` or `ef21`.
+    static func wrapping(_ reducer: Inner, _ choice: String) throws -> any GradientReducer {
+        switch choice {
+        case "ef": return try ErrorFeedback(reducer, mode: .classic)
+        case "ef21": return try ErrorFeedback(reducer, mode: .ef21)
+        default: return reducer
+        }
+    }
+}

@@ -120,3 +120,14 @@ public struct ExactSVDReducer: GradientReducer {
         agreementChecked = restored != nil  // as in PowerSGD.restoreState
     }
 }
+
+extension ExactSVDReducer {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "svd", summary: "exact rank-r SVD per worker, factors all-gathered",
+        options: [ReducerOption("rank", .integer(1...4096), default: "2"),
+                  ReducerOption("min-compression-rate", .number(1e-9...1e9), default: "2"),
+                  ReducerOption("error-feedback", .flag, default: "true")]) { o, _ in
+        try ExactSVDReducer(rank: try o.int("rank"), minCompressionRate: try o.double("min-compression-rate"),
+                            errorFeedback: try o.bool("error-feedback"))
+    }
+}

@@ -230,3 +230,20 @@ public struct LGreCo: GradientReducer {
         self.lastMeasurement = []
     }
 }
+
+extension LGreCo {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "lgreco",
+        summary: "L-GreCo: PowerSGD with per-tensor ranks re-planned every `period` steps by a knapsack within the base rank's error",
+        options: PowerSGD.Options.declared + [
+            ReducerOption("period", .integer(1...Int.max), default: "100"),
+            ReducerOption("accumulate", .integer(1...Int.max), default: "10"),
+            ReducerOption("min-rank", .integer(1...4096), default: "max(1, rank/2)"),
+            ReducerOption("max-rank", .integer(1...8192), default: "2·rank"),
+        ]) { o, seed in
+        let base = try PowerSGD.Options(reading: o, defaultSeed: seed)
+        return try LGreCo(Options(powerSGD: base, period: try o.int("period"), accumulationSteps: try o.int("accumulate"),
+                                  minimumRank: try o.int("min-rank", default: max(1, base.rank / 2)),
+                                  maximumRank: try o.int("max-rank", default: 2 * base.rank)))
+    }
+}

@@ -281,3 +281,13 @@ fileprivate extension Float {
     return Darwin.exp(x)
     #endif
 }
+
+extension LQSGD {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "lqsgd", summary: "PowerSGD with b-bit log-quantized factors (all-gathered)",
+        options: [ReducerOption("rank", .integer(1...4096), default: "2"), ReducerOption("bits", .integer(2...8), default: "8"),
+                  ReducerOption("alpha", .number(1e-6...1e9), default: "10"), .seed]) { o, seed in
+        try LQSGD(rank: try o.int("rank"), bits: try o.int("bits"), alpha: Float(try o.double("alpha")),
+                  seed: try o.seed(defaultingTo: seed))
+    }
+}

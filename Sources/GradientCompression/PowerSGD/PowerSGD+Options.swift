@@ -106,56 +106,62 @@ extension PowerSGD {
 
 extension PowerSGD {
     /// A reducer from a command-line specification: `powersgd:rank=2,warm-start=false` or
-    /// `powersgd+:rank=2,period=100`, with the options `Options(reading:defaultSeed:)` reads
-    /// and the seed 0 unless the specification sets one.
+    /// `powersgd+:rank=2,period=100`, read by the catalog's parser with the seed 0 unless the
+    /// specification sets one.
     public init(specification: ReducerSpecification) throws {
-        guard specification.name == "powersgd" || specification.name == "powersgd+" else {
+        guard specification.name == "powersgd" || specification.name == "powersgd+",
+              let reducer = try ReducerCatalog.make(specification, seed: 0) as? PowerSGD else {
             throw GradientCompressionError.invalidOption("'\(specification.name)' is not powersgd or powersgd+")
         }
-        var reader = ReducerOptionReader(specification)
-        var options = try Options(reading: &reader, defaultSeed: 0)
-        if specification.name == "powersgd+" {
-            options.subspaceRefreshPeriod = try reader.int("period", default: 100, in: 1...Int.max)
-        }
-        try reader.finish()
-        try self.init(options)
+        self = reducer
     }
 }
 
 extension PowerSGD.Options {
-    /// PowerSGD's options from a specification: the one parser behind `PowerSGD(specification:)`
-    /// and the catalog's `powersgd`, `powersgd+` and `lgreco`. Keys: rank, start-iteration,
-    /// min-compression-rate, error-feedback (local|global|off, or true|false with `residual`
-    /// local|global choosing the variant), warm-start, epsilon, orthonormalization
-    /// (auto|gram-schmidt|householder), seed (default `defaultSeed`), group-same-shapes.
-    public init(reading o: inout ReducerOptionReader, defaultSeed: UInt64) throws {
+    /// The options `init(reading:defaultSeed:)` reads: those of the catalog's `powersgd`, and of
+    /// `powersgd+` and `lgreco` before their own.
+    static let declared: [ReducerOption] = [
+        ReducerOption("rank", .integer(1...4096), default: "2"),
+        ReducerOption("start-iteration", .integer(0...Int.max), default: "0"),
+        ReducerOption("min-compression-rate", .number(1e-9...1e9), default: "2"),
+        ReducerOption("error-feedback", .choice(["local", "global", "off", "true", "false"]), default: "true"),
+        ReducerOption("residual", .choice(["local", "global"]), default: "local"),
+        ReducerOption("warm-start", .flag, default: "true"),
+        ReducerOption("epsilon", .number(0...1), default: "0"),
+        ReducerOption("orthonormalization", .choice(["auto", "gram-schmidt", "householder"]), default: "auto"),
+        .seed,
+        ReducerOption("group-same-shapes", .flag, default: "false"),
+    ]
+
+    /// PowerSGD's options from a specification: the one parser behind the catalog's `powersgd`,
+    /// `powersgd+` and `lgreco` (and so `PowerSGD(specification:)`). `error-feedback` is a
+    /// variant (local, global, off) or a flag, with `residual` choosing the variant when on;
+    /// a variant that contradicts a given `residual` is an error.
+    init(reading o: ReducerOptionReader, defaultSeed: UInt64) throws {
         self.init()
-        rank = try o.int("rank", default: 2, in: 1...4096)
-        startIteration = try o.int("start-iteration", default: 0, in: 0...Int.max)
-        minCompressionRate = try o.double("min-compression-rate", default: 2, in: 1e-9...1e9)
-        let variants = PowerSGD.ErrorFeedback.allCases.map(\.rawValue)
-        let feedback = try o.choice("error-feedback", default: "true",
-                                    among: variants + (ReducerOptionReader.trueWords + ReducerOptionReader.falseWords).filter { !variants.contains($0) })
-        let residual = try o.choice("residual", default: "local", among: ["local", "global"])
-        if let variant = PowerSGD.ErrorFeedback(rawValue: feedback) {
-            if variant != .off, o.specification.options.contains(where: { $0.key == "residual" }), residual != feedback {
+        rank = try o.int("rank")
+        startIteration = try o.int("start-iteration")
+        minCompressionRate = try o.double("min-compression-rate")
+        let feedback = try o.choice("error-feedback"), residual = try o.choice("residual")
+        switch feedback {
+        case "true": errorFeedback = residual == "local" ? .local : .global
+        case "false", "off": errorFeedback = .off
+        default:
+            if o.isGiven("residual"), residual != feedback {
                 throw GradientCompressionError.invalidOption(
                     "\(o.specification.name): error-feedback=\(feedback) contradicts residual=\(residual)")
             }
-            errorFeedback = variant
-        } else {
-            errorFeedback = ReducerOptionReader.falseWords.contains(feedback) ? .off : (residual == "local" ? .local : .global)
+            errorFeedback = feedback == "local" ? .local : .global
         }
-        warmStart = try o.bool("warm-start", default: true)
-        orthogonalizationEpsilon = Float(try o.double("epsilon", default: 0, in: 0...1))
-        switch try o.choice("orthonormalization", default: "auto", among: ["auto", "gram-schmidt", "householder"]) {
+        warmStart = try o.bool("warm-start")
+        orthogonalizationEpsilon = Float(try o.double("epsilon"))
+        switch try o.choice("orthonormalization") {
         case "gram-schmidt": orthonormalization = .gramSchmidt
         case "householder": orthonormalization = .householder
         default: orthonormalization = nil
         }
-        // The default carries the whole 64-bit seed through Int's bit pattern (a given `seed=` is 0...Int.max).
-        seed = UInt64(truncatingIfNeeded: try o.int("seed", default: Int(truncatingIfNeeded: defaultSeed), in: 0...Int.max))
-        groupSameShapes = try o.bool("group-same-shapes", default: false)
+        seed = try o.seed(defaultingTo: defaultSeed)
+        groupSameShapes = try o.bool("group-same-shapes")
     }
 
     /// The options that differ from the defaults, as `init(reading:defaultSeed:)` reads them
@@ -175,5 +181,19 @@ extension PowerSGD.Options {
         case nil: break
         }
         return parts
+    }
+}
+
+extension PowerSGD {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "powersgd", summary: "rank-r power iteration with warm start and error feedback",
+        options: Options.declared) { o, seed in try PowerSGD(Options(reading: o, defaultSeed: seed)) }
+
+    static let plusCatalogEntry = ReducerCatalog.Entry(
+        name: "powersgd+", summary: "PowerSGD with an exact-SVD subspace refresh every `period` steps (our §2 design)",
+        options: Options.declared + [ReducerOption("period", .integer(1...Int.max), default: "100")]) { o, seed in
+        var options = try Options(reading: o, defaultSeed: seed)
+        options.subspaceRefreshPeriod = try o.int("period")
+        return try PowerSGD(options)
     }
 }

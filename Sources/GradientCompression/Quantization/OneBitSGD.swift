@@ -136,3 +136,12 @@ public struct OneBitSGD: Compressor {
         }
     }
 }
+
+extension OneBitSGD {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "onebit",
+        summary: "1-bit SGD: the sign of each value and two means per column (of its positive and its negative values), with error feedback, all-gathered",
+        options: [.feedback(default: "ef")]) { o, _ in
+        try ErrorFeedback.wrapping(AllGatherReducer(OneBitSGD()), try o.choice("feedback"))
+    }
+}

@@ -530,3 +530,20 @@ public struct QSGD: Compressor {
         try source1.expectEnd(at: c1.p)
     }
 }
+
+extension QSGD {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "qsgd",
+        summary: "QSGD: stochastic quantization to `levels` levels per bucket of `bucket` values (l2 or max norm), "
+            + "Elias-coded or fixed-width, all-gathered",
+        options: [ReducerOption("levels", .integer(1...(1 << 24)), default: "64"),
+                  ReducerOption("bucket", .integer(1...Int(Int32.max)), default: "512"),
+                  ReducerOption("norm", .choice(["l2", "max"]), default: "l2"),
+                  ReducerOption("format", .choice(["elias", "fixed"]), default: "elias"),
+                  .feedback(default: "none"), .seed]) { o, seed in
+        let q = try QSGD(levels: try o.int("levels"), bucketSize: try o.int("bucket"),
+                         scaling: Scaling(rawValue: try o.choice("norm"))!, format: Format(rawValue: try o.choice("format"))!,
+                         seed: try o.seed(defaultingTo: seed & 0x7FFF_FFFF_FFFF_FFFF))
+        return try ErrorFeedback.wrapping(AllGatherReducer(q), try o.choice("feedback"))
+    }
+}

@@ -145,3 +145,11 @@ public struct TernGrad: Compressor {
         }
     }
 }
+
+extension TernGrad {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "terngrad", summary: "TernGrad: stochastic ternary {-s, 0, s} codes with the shared scaler s, gradients clipped at clip·σ, all-gathered",
+        options: [ReducerOption("clip", .number(0...1e6), default: "2.5"), .seed]) { o, seed in
+        AllGatherReducer(try TernGrad(clip: Float(try o.double("clip")), seed: try o.seed(defaultingTo: seed & 0x7FFF_FFFF_FFFF_FFFF)))
+    }
+}

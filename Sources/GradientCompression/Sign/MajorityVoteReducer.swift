@@ -102,3 +102,15 @@ public struct MajorityVoteReducer: GradientReducer {
         buffers = try (0..<count).map { _ in try archive.readTensor() }
     }
 }
+
+extension MajorityVoteReducer {
+    static let signSGDCatalogEntry = ReducerCatalog.Entry(
+        name: "signsgd", summary: "signSGD with majority vote: each worker sends gradient signs, the step follows the sign of their sum",
+        options: []) { _, _ in try MajorityVoteReducer(momentum: 0) }
+
+    static let signumCatalogEntry = ReducerCatalog.Entry(
+        name: "signum", summary: "Signum: majority vote over the signs of each worker's momentum (momentum in the reducer)",
+        options: [ReducerOption("momentum", .number(0...0.999999), default: "0.9")]) { o, _ in
+        try MajorityVoteReducer(momentum: Float(try o.double("momentum")))
+    }
+}

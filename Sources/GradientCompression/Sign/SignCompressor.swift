@@ -135,3 +135,11 @@ public struct SignCompressor: Compressor {
         }
     }
 }
+
+extension SignCompressor {
+    static let scaledSignCatalogEntry = ReducerCatalog.Entry(
+        name: "scaled-sign", summary: "EF-signSGD: the sign of each value scaled by the mean magnitude, with error feedback, all-gathered",
+        options: [.feedback(default: "ef")]) { o, _ in
+        try ErrorFeedback.wrapping(AllGatherReducer(SignCompressor(scaling: .meanMagnitude)), try o.choice("feedback"))
+    }
+}

@@ -123,3 +123,11 @@ public struct ATOMO: Compressor {
         for i in 0..<n * m { output[i] += product[i] }
     }
 }
+
+extension ATOMO {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "atomo", summary: "ATOMO: unbiased sampling of each matrix's singular atoms with an expected `budget` atoms, all-gathered",
+        options: [ReducerOption("budget", .number(1e-6...1e9), default: "2"), .seed]) { o, seed in
+        AllGatherReducer(try ATOMO(budget: try o.double("budget"), seed: try o.seed(defaultingTo: seed & 0x7FFF_FFFF_FFFF_FFFF)))
+    }
+}

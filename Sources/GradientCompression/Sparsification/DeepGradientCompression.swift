@@ -198,3 +198,21 @@ func libmPower(_ x: Double, _ y: Double) -> Double {
     return Darwin.pow(x, y)
     #endif
 }
+
+extension DeepGradientCompression {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "dgc", summary: "Deep Gradient Compression: top-`density` sparsification with momentum correction, momentum masking and a density warm-up",
+        options: [ReducerOption("density", .number(1e-9...1), default: "0.001"),
+                  ReducerOption("momentum", .number(0...0.999999), default: "0.9"),
+                  ReducerOption("nesterov", .flag, default: "false"),
+                  ReducerOption("mask-momentum", .flag, default: "true"),
+                  ReducerOption("warmup-epochs", .integer(0...1000), default: "4"),
+                  ReducerOption("steps-per-epoch", .integer(0...Int.max), default: "0"),
+                  ReducerOption("dense-below", .integer(0...Int.max), default: "0"), .seed]) { o, seed in
+        try DeepGradientCompression(
+            density: try o.double("density"), momentum: Float(try o.double("momentum")), nesterov: try o.bool("nesterov"),
+            maskMomentum: try o.bool("mask-momentum"), warmupEpochs: try o.int("warmup-epochs"),
+            stepsPerEpoch: try o.int("steps-per-epoch"), denseBelow: try o.int("dense-below"),
+            seed: try o.seed(defaultingTo: seed & 0x7FFF_FFFF_FFFF_FFFF))
+    }
+}

@@ -68,3 +68,19 @@ public struct RandomK: LinearCompressor {
         for (j, i) in indices(elements: n, key: key).enumerated() { output[i] = scale * coefficients[j] }
     }
 }
+
+extension RandomK {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "randomk",
+        summary: "Random-K: `ratio` of the values at positions drawn from the shared seed, all-reduced (error feedback, or unbiased scaling)",
+        options: [ReducerOption("ratio", .number(1e-9...1), default: "0.01"), ReducerOption("unbiased", .flag, default: "false"),
+                  .feedback(default: "ef; none when unbiased"), .seed]) { o, seed in
+        let unbiased = try o.bool("unbiased")
+        let r = try RandomK(ratio: try o.double("ratio"), unbiased: unbiased, seed: try o.seed(defaultingTo: seed & 0x7FFF_FFFF_FFFF_FFFF))
+        let feedback = try o.choice("feedback", default: unbiased ? "none" : "ef")
+        guard !(unbiased && feedback != "none") else {
+            throw GradientCompressionError.invalidOption("randomk: unbiased=true must not be combined with error feedback (ALGORITHMS.md §5.4)")
+        }
+        return try ErrorFeedback.wrapping(AllReduceReducer(r), feedback)
+    }
+}

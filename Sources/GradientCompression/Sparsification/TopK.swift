@@ -62,3 +62,18 @@ public struct TopK: Compressor {
                                  shape: shape, weight: weight, accumulatingInto: output)
     }
 }
+
+extension TopK {
+    static let catalogEntry = ReducerCatalog.Entry(
+        name: "topk",
+        summary: "Top-K: the `ratio` largest-magnitude values per tensor (or globally) as index-value pairs, with error feedback, all-gathered",
+        options: [ReducerOption("ratio", .number(1e-9...1), default: "0.01"),
+                  ReducerOption("selection", .choice(["exact", "sampled"]), default: "exact"),
+                  ReducerOption("scope", .choice(["tensor", "global"]), default: "tensor"),
+                  .feedback(default: "ef"), .seed]) { o, seed in
+        let t = try TopK(ratio: try o.double("ratio"), selection: Selection(rawValue: try o.choice("selection"))!,
+                         seed: try o.seed(defaultingTo: seed & 0x7FFF_FFFF_FFFF_FFFF))
+        let scope: AllGatherReducer<TopK>.Scope = try o.choice("scope") == "global" ? .global : .perTensor
+        return try ErrorFeedback.wrapping(AllGatherReducer(t, scope: scope), try o.choice("feedback"))
+    }
+}

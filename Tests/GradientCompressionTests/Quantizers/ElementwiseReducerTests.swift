@@ -234,16 +234,17 @@ func square(_ x: Double) -> Double { x * x }
     }
 }
 
-@Suite struct CompressorCatalogTests {
-    @Test func buildsEveryNamedReducerWithOptionsAndRejectsUnknownOptions() throws {
-        for name in CompressorCatalog.names {
-            let reducer = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: name))
-            #expect(reducer != nil, "\(name)")
-        }
-        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:levels=16,bucket=128,format=fixed"))?.name == "qsgd(levels=16,bucket=128,norm=l2,format=fixed)")
-        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "topk:ratio=0.1,scope=global"))?.name == "topk(ratio=0.1,selection=exact,scope=global,feedback=ef)")
-        #expect(try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "powersgd")) == nil)
-        #expect(throws: GradientCompressionError.self) { _ = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "qsgd:level=4")) }
-        #expect(throws: GradientCompressionError.self) { _ = try CompressorCatalog.reducer(for: ReducerSpecification(parsing: "randomk:unbiased=true,feedback=ef")) }
+@Suite struct ElementwiseCatalogTests {
+    static func make(_ text: String) throws -> any GradientReducer {
+        try ReducerCatalog.make(ReducerSpecification(parsing: text), seed: 0)
+    }
+
+    @Test func buildsNamedReducersWithOptionsAndRejectsUnknownOptions() throws {
+        #expect(try Self.make("qsgd:levels=16,bucket=128,format=fixed").name == "qsgd(levels=16,bucket=128,norm=l2,format=fixed)")
+        #expect(try Self.make("topk:ratio=0.1,scope=global").name == "topk(ratio=0.1,selection=exact,scope=global,feedback=ef)")
+        #expect(try Self.make("onebit:feedback=none").name == "onebit(feedback=none)")
+        #expect(try Self.make("signum").name == "signum(momentum=0.9)")
+        #expect(throws: GradientCompressionError.self) { _ = try Self.make("qsgd:level=4") }
+        #expect(throws: GradientCompressionError.self) { _ = try Self.make("randomk:unbiased=true,feedback=ef") }
     }
 }

@@ -2,6 +2,7 @@ import Testing
 import Collectives
 import LinearAlgebra
 @testable import GradientCompression
+import TestSupport
 
 /// fp16 / bf16 through `AllReduceReducer` (the catalog's `fp16` / `bf16` methods): the average is
 /// each worker's value rounded to the format, accumulated in fp32 in rank order, × 1/W, rounded
@@ -69,7 +70,7 @@ import LinearAlgebra
     @Test(arguments: ["fp16", "bf16"])
     func catalogMethodsAllReduce(name: String) throws {
         let results = try InProcessGroup.run(workers: 3) { group -> ReductionStats in
-            var reducer = try CompressorCatalog.reducer(for: ReducerSpecification(name: name))!
+            var reducer = try ReducerCatalog.make(ReducerSpecification(name: name), seed: 0)
             var g = ElementwiseReducerTests.gradients(rank: group.rank)
             return try reducer.reduce(&g, over: group)
         }

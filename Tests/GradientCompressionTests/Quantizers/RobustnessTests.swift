@@ -11,22 +11,30 @@ import TestSupport
 /// leaves its output bit for bit as it was ("decodes or throws": the output already holds other
 /// workers' contributions).
 @Suite struct RobustnessTests {
-    static func compressors() throws -> [any Compressor] {
-        [
-            try QSGD(levels: 64, bucketSize: 32, format: .elias),
-            try QSGD(levels: 5, bucketSize: 16, scaling: .max, format: .fixedWidth),
-            try TopK(ratio: 0.1),
-            SignCompressor(scaling: .none),
-            SignCompressor(scaling: .meanMagnitude),
-            HalfPrecisionCompressor(.fp16),
-            HalfPrecisionCompressor(.bf16),
-        ] + extraCompressors()
+    /// Variants beyond each catalog entry's defaults: the other QSGD coder, options that make
+    /// messages longer.
+    static let variants = ["qsgd:bucket=32", "qsgd:levels=5,bucket=16,norm=max,format=fixed", "topk:ratio=0.1", "atomo:budget=3"]
+
+    /// The compressor behind every catalog reducer that exchanges one element-wise compressor's
+    /// messages (with its defaults and with `variants`), by specification: a new method is
+    /// fuzzed once it is in the catalog.
+    static let compressors: [(specification: String, compressor: any Compressor)] = {
+        (ReducerCatalog.entries.map(\.name) + variants).compactMap { text in
+            let reducer = try! ReducerCatalog.make(ReducerSpecification(parsing: text), seed: 0)
+            return (reducer as? any CompressorBacked).map { (text, $0.backingCompressor) }
+        }
+    }()
+
+    @Test func everyCompressorBackedEntryIsFuzzed() {
+        let fuzzed = Set(Self.compressors.map { $0.specification })
+        for name in ["qsgd", "terngrad", "atomo", "onebit", "signsgd", "scaled-sign", "topk", "fp16", "bf16"] {
+            #expect(fuzzed.contains(name), "\(name)")
+        }
     }
 
-    @Test(arguments: 0..<7 + extraCompressorCount)
+    @Test(arguments: compressors.indices)
     func decoderSurvivesMutatedMessages(index: Int) throws {
-        let c = try RobustnessTests.compressors()[index]
-        try check(c)
+        try check(Self.compressors[index].compressor)
     }
 
     func check(_ c: some Compressor) throws {
@@ -62,10 +70,9 @@ import TestSupport
 /// input throws `CompressorError.nonFiniteInput`; an all-zero tensor decodes to zeros (the plain
 /// sign, whose zero rule sends +1, decodes to +1).
 @Suite struct InputPolicyTests {
-    @Test(arguments: 0..<7 + extraCompressorCount)
+    @Test(arguments: RobustnessTests.compressors.indices)
     func nonFiniteInputThrowsAndZeroDecodesToZero(index: Int) throws {
-        let c = try RobustnessTests.compressors()[index]
-        try check(c)
+        try check(RobustnessTests.compressors[index].compressor)
     }
 
     func check(_ c: some Compressor) throws {
