@@ -73,6 +73,24 @@ public struct LGreCo: GradientReducer {
     /// Rank 0's candidates (rank, size, measured error) per planned tensor at the last re-plan,
     /// and the tensor indices they belong to (empty on other ranks).
     public private(set) var lastMeasurement: [(tensor: Int, candidates: [LGreCoPlanner.Candidate])] = []
+    /// Rank 0's accumulated inputs A, fed by the PowerSGD steps of the accumulation window.
+    var accumulator = InputAccumulator()
+
+    /// Step 2 of the type's documentation, as PowerSGD's step observer: while `weight` is set,
+    /// A += weight · M for every compressed tensor (A packed like the error memories, by
+    /// `errorOffset`).
+    struct InputAccumulator: PowerStepObserver {
+        var weight: Float?
+        var sum: [Float] = []
+
+        mutating func observe(input: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout) {
+            guard let weight else { return }
+            if sum.count != layout.compressedCount { sum = [Float](repeating: 0, count: layout.compressedCount) }
+            sum.withUnsafeMutableBufferPointer { a in
+                Vector.axpy(weight, input, UnsafeMutableBufferPointer(rebasing: a[entry.errorOffset ..< entry.errorOffset + entry.count]))
+            }
+        }
+    }
 
     public init(_ options: Options = Options()) throws {
         try options.validate()
@@ -104,8 +122,8 @@ public struct LGreCo: GradientReducer {
         let k = options.period
         if t > 0, t % k == 0 { try replan(over: group) }
         let window = min(options.accumulationSteps, k)
-        powerSGD.accumulationWeight = (t >= 0 && group.rank == 0 && t % k >= k - window) ? 1 / Float(window) : nil
-        let inner = try powerSGD.reduce(&gradients, over: group)
+        accumulator.weight = (t >= 0 && group.rank == 0 && t % k >= k - window) ? 1 / Float(window) : nil
+        let inner = try powerSGD.reduce(&gradients, over: group, observer: &accumulator)
         return meter.finish(uncompressedBytes: inner.uncompressedBytes, relativeError: inner.relativeError)
     }
 
@@ -143,14 +161,14 @@ public struct LGreCo: GradientReducer {
         let received = try group.broadcast(message, root: 0)
         let ranks = try decodePlan(received, tensors: layout.entries.count, planned: planned)
         powerSGD.adopt(ranks: ranks)
-        powerSGD.inputAccumulator = []
+        accumulator.sum = []
         plansMade += 1
     }
 
     /// Rank 0: candidate errors from A's singular values, then the knapsack; per-tensor ranks
     /// (the base rank for tensors that are not planned).
     mutating func measureAndPlan(layout: MatrixLayout, planned: [(tensor: Int, ranks: [Int], base: Int)]) throws -> [Int] {
-        let accumulator = powerSGD.inputAccumulator
+        let accumulator = self.accumulator.sum
         var layers: [[LGreCoPlanner.Candidate]] = [], uniform: [Int] = []
         for (tensor, ranks, base) in planned {
             let entry = layout.entries[tensor]
@@ -201,7 +219,7 @@ public struct LGreCo: GradientReducer {
         archive.write(plansMade)
         archive.write(powerSGD.requestedRanks?.count ?? -1)
         for r in powerSGD.requestedRanks ?? [] { archive.write(r) }
-        archive.write(powerSGD.inputAccumulator)
+        archive.write(accumulator.sum)
         powerSGD.saveState(to: &archive)
     }
 
@@ -224,7 +242,7 @@ public struct LGreCo: GradientReducer {
         guard accumulator.isEmpty || accumulator.count == restored.layout?.compressedCount else {
             throw StateArchiveError.unexpectedValue(expected: "an L-GreCo accumulator matching the saved shapes", offset: archive.offset)
         }
-        restored.inputAccumulator = accumulator
+        self.accumulator = InputAccumulator(sum: accumulator)
         self.powerSGD = restored
         self.plansMade = plansMade
         self.lastMeasurement = []

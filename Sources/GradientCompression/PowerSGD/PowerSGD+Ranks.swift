@@ -23,8 +23,9 @@ extension PowerSGD {
         var newQ = [Float](repeating: 0, count: new.qCount)
         let redraw = options.warmStart && hasWarmStart
         let seed = options.seed, step = UInt64(self.step)
+        let source = workspace.q.pointer
         newQ.withUnsafeMutableBufferPointer { target in
-            q.withUnsafeBufferPointer { source in
+            do {
                 for (index, (before, after)) in zip(old.entries, new.entries).enumerated() where after.isCompressed {
                     let block = UnsafeMutableBufferPointer(rebasing: target[after.qOffset ..< after.qOffset + after.columns * after.rank])
                     if before.rank == after.rank, source.count == old.qCount {
@@ -35,7 +36,8 @@ extension PowerSGD {
                 }
             }
         }
-        q = newQ
+        makeWorkspaceUnique()
+        workspace.replaceQ(newQ)
         layout = new
         // Error memories and the accumulator are packed by `errorOffset`, which depends only on
         // the (unchanged) compressed set: they stay as they are. Scratch buffers are resized by

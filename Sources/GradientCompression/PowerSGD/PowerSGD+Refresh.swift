@@ -24,12 +24,9 @@ extension PowerSGD {
         let uncompressedPlacements = layout.uncompressedPlacements.map {
             TensorPlacement(tensor: $0.tensor, offset: layout.compressedCount + $0.offset)
         }
-        var q = take(&self.q), error = take(&self.error)
-        defer { self.q = q; self.error = error }
+        let (qb, eb) = (workspace.q.pointer, workspace.error.pointer)
         var norms = LowRankKernels.Norms()
         try buffer.withUnsafeMutableBufferPointer { b in
-        try q.withUnsafeMutableBufferPointer { qb in
-        try error.withUnsafeMutableBufferPointer { eb in
             // 1. M_w into the packed buffer (E ← G + E first when feedback is on).
             TensorPlacement.pack(gradients, uncompressedPlacements, into: b.baseAddress!)
             for (index, entry) in layout.entries.enumerated() where entry.isCompressed && entry.count > 0 {
@@ -86,7 +83,7 @@ extension PowerSGD {
                     } } }
                 }
             }
-        } } }
+        }
         hasWarmStart = true
         return norms.input > 0 ? (norms.residual / norms.input).squareRoot() : 0
     }

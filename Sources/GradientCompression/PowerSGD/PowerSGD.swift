@@ -21,6 +21,9 @@ import LinearAlgebra
 ///
 /// Momentum, weight decay and the learning rate belong to the optimizer, applied after the
 /// reduce (Algorithm 2).
+///
+/// `PowerSGDReference` is the same algorithm written plainly; the tests compare the two.
+/// L-GreCo watches each step's inputs through `PowerStepObserver`.
 public struct PowerSGD: GradientReducer {
     public let options: Options
 
@@ -28,30 +31,14 @@ public struct PowerSGD: GradientReducer {
     var layout: MatrixLayout?
     /// Calls to `reduce` so far (plain and compressed).
     var step = 0
-    /// Whether `q` holds a warm-start Q (false until the first compressed step).
+    /// Whether `workspace.q` holds a warm-start Q (false until the first compressed step).
     var hasWarmStart = false
-    /// All Q factors, packed (m×r each, row-major).
-    var q: [Float] = []
-    /// All error-feedback memories of compressed tensors, packed.
-    var error: [Float] = []
     /// Whether the workers' shape lists were compared since this reducer was built or restored.
     var agreementChecked = false
     /// Per-tensor requested ranks (L-GreCo's plan); nil: `options.rank` for every tensor.
     var requestedRanks: [Int]?
-    /// When set, each compressed step adds `accumulationWeight · M` (the error-corrected input
-    /// of every compressed tensor, packed like `error`) into `inputAccumulator` (L-GreCo, §7.1).
-    var accumulationWeight: Float?
-    var inputAccumulator: [Float] = []
-    /// Whether `error` holds M of the last step with the residual correction P̂·Q_cᵀ
-    /// (`pendingP`, `pendingQ`) still to subtract (see `powerStep`).
-    var hasPendingResidual = false
-    var pendingP: [Float] = []
-    var pendingQ: [Float] = []
-
-    // Scratch buffers, reused across steps (not state).
-    var p: [Float] = []
-    var localQ: [Float] = []
-    var uncompressed: [Float] = []
+    /// Q, the error memories, the pending residual and the step's scratch buffers.
+    var workspace = PowerStepWorkspace()
 
     public init(_ options: Options = Options()) throws {
         try options.validate()
@@ -71,6 +58,14 @@ public struct PowerSGD: GradientReducer {
     }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
+        var none = IgnoringObserver()
+        return try reduce(&gradients, over: group, observer: &none)
+    }
+
+    /// `reduce`, showing `observer` each compressed tensor's error-corrected input M of every
+    /// power step (L-GreCo accumulates them for its re-plans).
+    mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator,
+                         observer: inout some PowerStepObserver) throws -> ReductionStats {
         let meter = ReductionMeter(group)
         try prepare(gradients, over: group)
         let layout = self.layout!
@@ -84,7 +79,7 @@ public struct PowerSGD: GradientReducer {
         if options.subspaceRefreshPeriod > 0, compressedStep % options.subspaceRefreshPeriod == 0 {
             relativeError = try refreshStep(&gradients, layout: layout, over: group)
         } else {
-            relativeError = try powerStep(&gradients, layout: layout, over: group)
+            relativeError = try powerStep(&gradients, layout: layout, over: group, observer: &observer)
             if options.warmStart { reviveZeroColumns(layout: layout) }
         }
         return meter.finish(uncompressedBytes: 4 * layout.totalCount, relativeError: relativeError)
@@ -100,22 +95,21 @@ public struct PowerSGD: GradientReducer {
         }
         let layout = self.layout!
         try layout.validate(gradients)
-        if q.count != layout.qCount { q = [Float](repeating: 0, count: layout.qCount) }
-        if options.errorFeedback != .off, error.count != layout.compressedCount {
-            error = [Float](repeating: 0, count: layout.compressedCount)
-        }
-        if p.count != layout.pCount { p = [Float](repeating: 0, count: layout.pCount) }
-        if uncompressed.count != layout.uncompressedCount { uncompressed = [Float](repeating: 0, count: layout.uncompressedCount) }
+        makeWorkspaceUnique()
+        workspace.fitState(to: layout, errorFeedback: options.errorFeedback != .off)
+    }
+
+    /// Gives this reducer its own workspace if a copy of it shares the current one.
+    mutating func makeWorkspaceUnique() {
+        if !isKnownUniquelyReferenced(&workspace) { workspace = workspace.copy() }
     }
 
     /// Draws Q_i for every compressed tensor from the shared generator, keyed by (seed, step, i).
     mutating func drawQ(layout: MatrixLayout) {
-        let step = UInt64(self.step), seed = options.seed
-        q.withUnsafeMutableBufferPointer { buffer in
-            for (index, entry) in layout.compressedEntries {
-                let part = UnsafeMutableBufferPointer(rebasing: buffer[entry.qOffset ..< entry.qOffset + entry.columns * entry.rank])
-                Philox(seed: seed, stream: Philox.stream(step, UInt64(index))).fillNormal(part)
-            }
+        let q = workspace.q
+        for (index, entry) in layout.compressedEntries {
+            let part = UnsafeMutableBufferPointer(start: q.base + entry.qOffset, count: entry.columns * entry.rank)
+            Philox(seed: options.seed, stream: Philox.stream(UInt64(step), UInt64(index))).fillNormal(part)
         }
         hasWarmStart = true
     }
@@ -125,22 +119,19 @@ public struct PowerSGD: GradientReducer {
     /// M·0 = 0: the approximation would lose that rank for good. Such columns are redrawn from
     /// the shared generator, keyed by (seed, step, tensor, column); Q̄ is identical on every
     /// worker, so every worker redraws the same columns with the same values.
-    mutating func reviveZeroColumns(layout: MatrixLayout) {
-        let step = UInt64(self.step), seed = options.seed
-        q.withUnsafeMutableBufferPointer { qb in
-            for (index, entry) in layout.compressedEntries {
-                let (m, r) = (entry.columns, entry.rank)
-                let block = qb.baseAddress! + entry.qOffset
-                for k in 0..<r {
-                    var zero = true
-                    for j in 0..<m where block[j &* r &+ k] != 0 { zero = false; break }
-                    guard zero else { continue }
-                    var column = [Float](repeating: 0, count: m)
-                    column.withUnsafeMutableBufferPointer {
-                        Philox(seed: seed, stream: Philox.stream(step, UInt64(index), UInt64(k) &+ 1)).fillNormal($0)
-                    }
-                    for j in 0..<m { block[j &* r &+ k] = column[j] }
+    func reviveZeroColumns(layout: MatrixLayout) {
+        for (index, entry) in layout.compressedEntries {
+            let (m, r) = (entry.columns, entry.rank)
+            let block = workspace.q.base + entry.qOffset
+            for k in 0..<r {
+                var zero = true
+                for j in 0..<m where block[j &* r &+ k] != 0 { zero = false; break }
+                guard zero else { continue }
+                var column = [Float](repeating: 0, count: m)
+                column.withUnsafeMutableBufferPointer {
+                    Philox(seed: options.seed, stream: Philox.stream(UInt64(step), UInt64(index), UInt64(k) &+ 1)).fillNormal($0)
                 }
+                for j in 0..<m { block[j &* r &+ k] = column[j] }
             }
         }
     }
@@ -154,109 +145,77 @@ public struct PowerSGD: GradientReducer {
     /// (see docs/powersgd.md). The residual's norm comes from the factors:
     /// ‖M − P̂Q_cᵀ‖² = ‖M‖² − 2⟨Q_w, Q_c⟩ + ‖Q_c‖², since P̂ has orthonormal (or zero) columns
     /// and P̂ᵀM = Q_wᵀ.
-    mutating func powerStep(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws -> Double {
+    mutating func powerStep(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator,
+                            observer: inout some PowerStepObserver) throws -> Double {
         if !options.warmStart || !hasWarmStart { drawQ(layout: layout) }
         let feedback = options.errorFeedback
-        let method = options.orthonormalization ?? .preferred(rank: options.rank)
-        let epsilon = options.orthogonalizationEpsilon
-        if localQ.count != layout.qCount { localQ = [Float](repeating: 0, count: layout.qCount) }
-        let pending = hasPendingResidual
-        if feedback != .off, pendingP.count != layout.pCount {
-            pendingP = [Float](repeating: 0, count: layout.pCount)
-            pendingQ = [Float](repeating: 0, count: layout.qCount)
+        let orthonormalization = options.orthonormalization ?? .preferred(rank: options.rank)
+        let w = workspace
+        w.fitStep(to: layout, errorFeedback: feedback != .off)
+        let (q, p, localQ, qt, pendingQt) = (w.q, w.p, w.localQ, w.qt, w.pendingQt)
+        /// M of a compressed tensor: E after the first pass with error feedback, else G itself.
+        func input(_ index: Int, _ entry: MatrixLayout.Entry, _ body: (UnsafePointer<Float>) -> Void) {
+            if feedback == .off { gradients[index].withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(w.error.base + entry.errorOffset) }
         }
-        // Move the buffers out of `self` so closures can hold their pointers without
-        // overlapping access to `self`; they are moved back at the end (no copies).
-        var q = take(&self.q), p = take(&self.p), error = take(&self.error)
-        var localQ = take(&self.localQ), uncompressed = take(&self.uncompressed)
-        var accumulator = take(&self.inputAccumulator)
-        var pendingP = take(&self.pendingP), pendingQ = take(&self.pendingQ)
-        defer {
-            self.q = q; self.p = p; self.error = error; self.localQ = localQ; self.uncompressed = uncompressed
-            self.inputAccumulator = accumulator; self.pendingP = pendingP; self.pendingQ = pendingQ
-        }
-        if accumulationWeight != nil, accumulator.count != layout.compressedCount {
-            accumulator = [Float](repeating: 0, count: layout.compressedCount)
-        }
-        let maxThin = layout.entries.map { $0.rank * $0.columns }.max() ?? 0
-        var qtMean = [Float](repeating: 0, count: maxThin), qtOther = [Float](repeating: 0, count: maxThin)
         var inputSquares = [Double](repeating: 0, count: layout.entries.count)
 
-        try q.withUnsafeMutableBufferPointer { qb in
-        try p.withUnsafeMutableBufferPointer { pb in
-        try error.withUnsafeMutableBufferPointer { eb in
-        try localQ.withUnsafeMutableBufferPointer { lqb in
-        try pendingP.withUnsafeMutableBufferPointer { ppb in
-        try pendingQ.withUnsafeMutableBufferPointer { pqb in
-        try qtMean.withUnsafeMutableBufferPointer { qtm in
-        try qtOther.withUnsafeMutableBufferPointer { qto in
-            // 1. Pack the uncompressed tensors; E ← G + E − P̂'Q_c'ᵀ (last step's pending
-            //    residual), so E holds M; P_w = M·Q.
-            layout.packUncompressed(gradients, into: &uncompressed)
-            for (index, entry) in layout.compressedEntries {
-                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
-                LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
-                var correction: LowRankKernels.Correction?
-                if feedback != .off, pending {
-                    LowRankKernels.transpose(pqb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qto.baseAddress!)
-                    correction = .init(pHat: ppb.baseAddress! + entry.pOffset, qt: qto.baseAddress!)
-                }
-                inputSquares[index] = gradients[index].withUnsafeBufferPointer { g in
-                    LowRankKernels.project(gradient: g.baseAddress!, error: feedback == .off ? nil : eb.baseAddress! + entry.errorOffset,
-                                           correction: correction, rows: n, columns: m, qt: qtm.baseAddress!, rank: r,
-                                           into: pb.baseAddress! + entry.pOffset)
-                }
+        // 1. Pack the uncompressed tensors; E ← G + E − P̂'Q_c'ᵀ (last step's pending residual),
+        //    so E holds M; P_w = M·Q.
+        TensorPlacement.pack(gradients, layout.uncompressedPlacements, into: w.uncompressed.base)
+        for (index, entry) in layout.compressedEntries {
+            let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+            LowRankKernels.transpose(q.base + entry.qOffset, rows: m, columns: r, into: qt.base)
+            var correction: LowRankKernels.Correction?
+            if feedback != .off, w.hasPendingResidual {
+                LowRankKernels.transpose(w.pendingQ.base + entry.qOffset, rows: m, columns: r, into: pendingQt.base)
+                correction = .init(pHat: w.pendingP.base + entry.pOffset, qt: pendingQt.base)
             }
-            // (L-GreCo) A += weight · M.
-            if let weight = accumulationWeight {
-                accumulator.withUnsafeMutableBufferPointer { ab in
-                    for (index, entry) in layout.compressedEntries {
-                        let target = UnsafeMutableBufferPointer(rebasing: ab[entry.errorOffset ..< entry.errorOffset + entry.count])
-                        if feedback == .off {
-                            gradients[index].withUnsafeBufferPointer { Vector.axpy(weight, $0, target) }
-                        } else {
-                            Vector.axpy(weight, UnsafeBufferPointer(rebasing: eb[entry.errorOffset ..< entry.errorOffset + entry.count]), target)
-                        }
-                    }
-                }
+            inputSquares[index] = gradients[index].withUnsafeBufferPointer { g in
+                LowRankKernels.project(gradient: g.baseAddress!, error: feedback == .off ? nil : w.error.base + entry.errorOffset,
+                                       correction: correction, rows: n, columns: m, qt: qt.base, rank: r,
+                                       into: p.base + entry.pOffset)
             }
-            // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
-            try uncompressed.withUnsafeMutableBufferPointer { try group.allReduce($0, operation: .mean) }
-            try group.allReduce(pb, operation: .sum)
-            // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
-            for (index, entry) in layout.compressedEntries {
-                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
-                let pHat = pb.baseAddress! + entry.pOffset
-                try method.apply(pHat, rows: n, columns: r, epsilon: epsilon)
-                let qOut = qb.baseAddress! + entry.qOffset
-                if feedback == .off {
-                    gradients[index].withUnsafeBufferPointer {
-                        TallSkinny.multiplyTransposed($0.baseAddress!, rows: n, columns: m, by: pHat, rank: r, into: qOut)
-                    }
-                } else {
-                    TallSkinny.multiplyTransposed(eb.baseAddress! + entry.errorOffset, rows: n, columns: m, by: pHat, rank: r, into: qOut)
-                }
+        }
+        for (index, entry) in layout.compressedEntries {
+            input(index, entry) { observer.observe(input: UnsafeBufferPointer(start: $0, count: entry.count), of: entry, in: layout) }
+        }
+        // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
+        try group.allReduce(w.uncompressed.pointer, operation: .mean)
+        try group.allReduce(p.pointer, operation: .sum)
+        // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
+        for (index, entry) in layout.compressedEntries {
+            let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+            let pHat = p.base + entry.pOffset
+            try orthonormalization.apply(pHat, rows: n, columns: r, epsilon: options.orthogonalizationEpsilon)
+            input(index, entry) {
+                TallSkinny.multiplyTransposed($0, rows: n, columns: m, by: pHat, rank: r, into: q.base + entry.qOffset)
             }
-            // 5. Keep the local Q_w, then Q̄ = mean over workers.
-            lqb.baseAddress!.update(from: qb.baseAddress!, count: qb.count)
-            try group.allReduce(qb, operation: .mean)
-            // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending.
-            for (index, entry) in layout.compressedEntries {
-                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
-                LowRankKernels.transpose(qb.baseAddress! + entry.qOffset, rows: m, columns: r, into: qtm.baseAddress!)
-                gradients[index].withUnsafeMutableBufferPointer { g in
-                    LowRankKernels.expand(pHat: pb.baseAddress! + entry.pOffset, rank: r, qt: qtm.baseAddress!,
-                                          rows: n, columns: m, into: g.baseAddress!)
-                }
+        }
+        // 5. Keep the local Q_w, then Q̄ = mean over workers.
+        localQ.base.update(from: q.base, count: q.count)
+        try group.allReduce(q.pointer, operation: .mean)
+        // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending.
+        for (index, entry) in layout.compressedEntries {
+            let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+            LowRankKernels.transpose(q.base + entry.qOffset, rows: m, columns: r, into: qt.base)
+            gradients[index].withUnsafeMutableBufferPointer { g in
+                LowRankKernels.expand(pHat: p.base + entry.pOffset, rank: r, qt: qt.base, rows: n, columns: m, into: g.baseAddress!)
             }
-            if feedback != .off {
-                ppb.baseAddress!.update(from: pb.baseAddress!, count: pb.count)
-                pqb.baseAddress!.update(from: feedback == .local ? lqb.baseAddress! : qb.baseAddress!, count: qb.count)
-            }
-            layout.unpackUncompressed(uncompressed, into: &gradients)
-        } } } } } } } }
-        hasPendingResidual = feedback != .off
-        // ‖M − P̂Q_cᵀ‖² per tensor from the factors (Q_c = Q_w for variant B, else Q̄).
+        }
+        if feedback != .off {
+            w.pendingP.base.update(from: p.base, count: p.count)
+            w.pendingQ.base.update(from: feedback == .local ? localQ.base : q.base, count: q.count)
+        }
+        TensorPlacement.unpack(w.uncompressed.base, layout.uncompressedPlacements, into: &gradients)
+        w.hasPendingResidual = feedback != .off
+        // 7. Q̄ stays in `q` as the next step's warm start (`reduce` revives its zero columns).
+        return relativeResidual(layout: layout, inputSquares: inputSquares)
+    }
+
+    /// ‖M − P̂Q_cᵀ‖ / ‖M‖ over the compressed tensors, from the factors (Q_c = Q_w for variant B,
+    /// else Q̄): the relative error of the last power step.
+    func relativeResidual(layout: MatrixLayout, inputSquares: [Double]) -> Double {
+        let (localQ, q) = (workspace.localQ, workspace.q)
         var input = 0.0, residual = 0.0
         for (index, entry) in layout.compressedEntries {
             var local = 0.0, cross = 0.0, mean = 0.0
@@ -265,24 +224,25 @@ public struct PowerSGD: GradientReducer {
                 local += a * a; cross += a * b; mean += b * b
             }
             input += inputSquares[index]
-            residual += feedback == .local ? max(0, inputSquares[index] - local) : max(0, inputSquares[index] - 2 * cross + mean)
+            residual += options.errorFeedback == .local ? max(0, inputSquares[index] - local) : max(0, inputSquares[index] - 2 * cross + mean)
         }
-        // 7. Q̄ stays in `q` as the next step's warm start (`reduce` revives its zero columns).
         return input > 0 ? (residual / input).squareRoot() : 0
     }
 
-    /// Applies the pending residual correction (E ← E − P̂Q_cᵀ) so that `error` holds the true
-    /// error memory: before a re-plan changes the layout and before a PowerSGD+ refresh.
+    /// Applies the pending residual correction (E ← E − P̂Q_cᵀ) so that the error buffer holds
+    /// the true error memory: before a re-plan changes the layout and before a PowerSGD+ refresh.
     mutating func settlePendingResidual() {
-        guard hasPendingResidual else { return }
-        error = errorMemory
-        hasPendingResidual = false
+        guard workspace.hasPendingResidual else { return }
+        makeWorkspaceUnique()
+        workspace.replaceError(errorMemory)
+        workspace.hasPendingResidual = false
     }
 
-    /// The error memory E − P̂Q_cᵀ (packed like `error`), with the pending correction applied.
+    /// The error memory E − P̂Q_cᵀ (packed like the error buffer), with the pending correction applied.
     var errorMemory: [Float] {
-        guard hasPendingResidual, let layout else { return error }
-        var result = error
+        var result = workspace.error.array
+        guard workspace.hasPendingResidual, let layout else { return result }
+        let (pendingP, pendingQ) = (workspace.pendingP, workspace.pendingQ)
         for entry in layout.entries where entry.isCompressed {
             let (n, m, r) = (entry.rows, entry.columns, entry.rank)
             for i in 0..<n {
@@ -307,16 +267,17 @@ public struct PowerSGD: GradientReducer {
     }
 
     public func saveState(to archive: inout StateWriter) {
+        let w = workspace
         archive.write("powersgd")
         archive.write(name)
         archive.write(step)
         archive.write(hasWarmStart)
         archive.writeShapeList(layout?.shapes)
-        archive.write(q)
-        archive.write(error)
-        archive.write(hasPendingResidual)
-        archive.write(hasPendingResidual ? pendingP : [])
-        archive.write(hasPendingResidual ? pendingQ : [])
+        archive.write(w.q.array)
+        archive.write(w.error.array)
+        archive.write(w.hasPendingResidual)
+        archive.write(w.hasPendingResidual ? w.pendingP.array : [])
+        archive.write(w.hasPendingResidual ? w.pendingQ.array : [])
     }
 
     public mutating func restoreState(from archive: inout StateReader) throws {
@@ -335,19 +296,33 @@ public struct PowerSGD: GradientReducer {
         guard !pending || (pendingP.count == layout?.pCount && pendingQ.count == layout?.qCount) else {
             throw StateArchiveError.unexpectedValue(expected: "a pending PowerSGD residual matching the saved shapes", offset: archive.offset)
         }
-        self.hasPendingResidual = pending
-        self.pendingP = pendingP
-        self.pendingQ = pendingQ
+        let restored = PowerStepWorkspace()
+        restored.replaceQ(q)
+        restored.replaceError(error)
+        restored.replacePending(p: pendingP, q: pendingQ)
+        restored.hasPendingResidual = pending
+        self.workspace = restored
         self.step = step
         self.hasWarmStart = hasWarmStart
         self.layout = layout
-        self.q = q
-        self.error = error
         // A saved layout passed the cross-worker check before it was saved, and Checkpoint.restore
         // compares the restored replicas across ranks: repeating the all-gather would add a
         // collective the uninterrupted run does not have at this step.
         self.agreementChecked = layout != nil
     }
+}
+
+/// The extension point of PowerSGD's power step: `observe` sees each compressed tensor's
+/// error-corrected input M (n×m, row-major) once per power step, after step 1 and before any
+/// collective, in the order the kernels visit the tensors. L-GreCo accumulates these inputs to
+/// measure the rank-r errors it plans with; plain PowerSGD ignores them.
+protocol PowerStepObserver {
+    mutating func observe(input: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout)
+}
+
+/// The observer of plain PowerSGD.
+struct IgnoringObserver: PowerStepObserver {
+    func observe(input: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout) {}
 }
 
 /// Moves an array out of a stored property, leaving an empty one (no copy-on-write copy).
