@@ -12,25 +12,8 @@ public struct UncompressedReducer: GradientReducer {
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
         let meter = ReductionMeter(group)
-        let total = gradients.reduce(0) { $0 + $1.count }
-        if packed.count != total { packed = [Float](repeating: 0, count: total) }
-        try packed.withUnsafeMutableBufferPointer { buffer in
-            var offset = 0
-            for tensor in gradients {
-                tensor.withUnsafeBufferPointer { source in
-                    if let base = source.baseAddress { (buffer.baseAddress! + offset).update(from: base, count: source.count) }
-                }
-                offset += tensor.count
-            }
-            try group.allReduce(buffer, operation: .mean)
-            offset = 0
-            for index in gradients.indices {
-                gradients[index].withUnsafeMutableBufferPointer { target in
-                    if let base = target.baseAddress { base.update(from: buffer.baseAddress! + offset, count: target.count) }
-                }
-                offset += gradients[index].count
-            }
-        }
+        let (placements, total) = TensorPlacement.contiguous(gradients)
+        try TensorPlacement.allReduceMean(&gradients, placements, count: total, reusing: &packed, over: group)
         return meter.finish(uncompressedBytes: 4 * total, relativeError: 0)
     }
 

@@ -258,12 +258,8 @@ public struct PowerSGD: GradientReducer {
 
     /// Plain fp32 all-reduce (mean) of every tensor, in one packed buffer (before `startIteration`).
     func allReduceEverything(_ gradients: inout [Tensor], layout: MatrixLayout, over group: any Communicator) throws {
-        var offset = 0
-        let placements = gradients.indices.map { index -> TensorPlacement in
-            defer { offset += gradients[index].count }
-            return TensorPlacement(tensor: index, offset: offset)
-        }
-        try TensorPlacement.allReduceMean(&gradients, placements, count: offset, over: group)
+        let (placements, count) = TensorPlacement.contiguous(gradients)
+        try TensorPlacement.allReduceMean(&gradients, placements, count: count, over: group)
     }
 
     public func saveState(to archive: inout StateWriter) {

@@ -2,9 +2,9 @@ import Collectives
 import LinearAlgebra
 
 /// Where a tensor goes in a packed fp32 buffer: the one helper for packing gradients into a
-/// contiguous buffer (one collective for many tensors) and unpacking them, used by every
-/// low-rank reducer (PowerSGD's uncompressed tensors and plain steps, PowerSGD+'s refresh,
-/// exact SVD, LQ-SGD).
+/// contiguous buffer (one collective for many tensors) and unpacking them, used by uncompressed
+/// SGD and every low-rank reducer (PowerSGD's uncompressed tensors and plain steps, PowerSGD+'s
+/// refresh, exact SVD, LQ-SGD).
 struct TensorPlacement {
     var tensor: Int
     var offset: Int
@@ -27,16 +27,34 @@ struct TensorPlacement {
         }
     }
 
+    /// Every tensor of `gradients`, back to back in order.
+    static func contiguous(_ gradients: [Tensor]) -> (placements: [TensorPlacement], count: Int) {
+        var offset = 0
+        let placements = gradients.indices.map { index -> TensorPlacement in
+            defer { offset += gradients[index].count }
+            return TensorPlacement(tensor: index, offset: offset)
+        }
+        return (placements, offset)
+    }
+
     /// Packs the placed tensors into one buffer of `count` floats, all-reduces it (mean) and
-    /// unpacks the result: one collective for all of them.
+    /// unpacks the result: one collective for all of them. `buffer` is reused when it has the
+    /// size already (a reducer that keeps it allocates once).
+    static func allReduceMean(_ gradients: inout [Tensor], _ placements: [TensorPlacement], count: Int,
+                              reusing buffer: inout [Float], over group: any Communicator) throws {
+        if buffer.count != count { buffer = [Float](repeating: 0, count: count) }
+        try buffer.withUnsafeMutableBufferPointer { b in
+            if let base = b.baseAddress { pack(gradients, placements, into: base) }
+            try group.allReduce(b, operation: .mean)
+            if let base = b.baseAddress { unpack(base, placements, into: &gradients) }
+        }
+    }
+
+    /// `allReduceMean` with a buffer of its own.
     static func allReduceMean(_ gradients: inout [Tensor], _ placements: [TensorPlacement], count: Int,
                               over group: any Communicator) throws {
-        var buffer = [Float](repeating: 0, count: count)
-        try buffer.withUnsafeMutableBufferPointer { b in
-            pack(gradients, placements, into: b.baseAddress!)
-            try group.allReduce(b, operation: .mean)
-            unpack(b.baseAddress!, placements, into: &gradients)
-        }
+        var buffer: [Float] = []
+        try allReduceMean(&gradients, placements, count: count, reusing: &buffer, over: group)
     }
 }
 
