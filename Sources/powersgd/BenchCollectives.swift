@@ -6,7 +6,7 @@ import LinearAlgebra
 
 /// `powersgd bench collectives`: all-reduce of ResNet-18's gradient (11,173,962 floats, 44.7 MB)
 /// and all-gather of 1 MB per rank, at W = 2 and 4, with `InProcessGroup` and with
-/// `MPICommunicator` (issue 3). The MPI part re-launches this binary under `mpirun` with the
+/// `MPICommunicator`. The MPI part re-launches this binary under `mpirun` with the
 /// hidden `--mpi-worker` flag; rank 0 prints its measurements as one JSON line.
 ///
 /// Each figure is the median over `--repeats` timed operations, each started right after a

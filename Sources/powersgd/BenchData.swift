@@ -4,7 +4,7 @@ import Foundation
 import LinearAlgebra
 
 /// `powersgd bench data`: how fast each data pipeline delivers training batches on one thread
-/// (issue 7), so the training runs can show that data loading is not their bottleneck. The
+/// so the training runs can show that data loading is not their bottleneck. The
 /// limit measured in the same run is the machine's memory copy bandwidth: an image pipeline
 /// writes 4 bytes per float it delivers, so `ratioToCopyBandwidth` says how far it is from a
 /// plain memory copy of its output.

@@ -2,7 +2,7 @@ import Datasets
 import Foundation
 import Testing
 
-/// Facts published for the real files (issue 7), checked on the files this machine has.
+/// Facts published for the real files, checked on the files this machine has.
 @Suite struct RealDatasetTests {
     @Test func fashionMNISTCountsShapesAndMean() throws {
         let train = try ImageDataset.fashionMNIST(split: .train)
