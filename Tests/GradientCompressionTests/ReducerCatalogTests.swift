@@ -19,6 +19,18 @@ import Testing
         }
     }
 
+    /// The repository README's list of reducers names every catalog entry.
+    @Test func readmeListsEveryReducer() throws {
+        let readme = try String(contentsOf: Self.compressorsDoc.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("README.md"), encoding: .utf8)
+        let list = try #require(readme.range(of: "Reducers (`--reducer NAME:key=value,...`):"))
+        let rest = readme[list.upperBound...]
+        let paragraph = rest[..<(rest.range(of: "\n\n")?.lowerBound ?? rest.endIndex)]
+        for entry in ReducerCatalog.entries {
+            #expect(paragraph.contains("`\(entry.name)`"), "README.md's reducer list misses \(entry.name)")
+        }
+    }
+
     @Test func namesAreUniqueAndEveryEntryBuildsWithItsDefaults() throws {
         #expect(Set(ReducerCatalog.entries.map(\.name)).count == ReducerCatalog.entries.count)
         for entry in ReducerCatalog.entries {
