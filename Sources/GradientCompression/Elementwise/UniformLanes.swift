@@ -70,6 +70,22 @@ extension UniformLanes {
     }
 }
 
+extension UniformLanes {
+    /// Runs `body` on the state as 32 words (s0's eight lanes, then s1's, s2's, s3's), the layout
+    /// the C kernels of `CVectorKernels` advance, and keeps what `body` leaves there.
+    mutating func withState<R>(_ body: (UnsafeMutablePointer<UInt32>) throws -> R) rethrows -> R {
+        var words = [UInt32](repeating: 0, count: 32)
+        for lane in 0..<8 {
+            words[lane] = s0[lane]; words[8 + lane] = s1[lane]; words[16 + lane] = s2[lane]; words[24 + lane] = s3[lane]
+        }
+        let result = try words.withUnsafeMutableBufferPointer { try body($0.baseAddress!) }
+        for lane in 0..<8 {
+            s0[lane] = words[lane]; s1[lane] = words[8 + lane]; s2[lane] = words[16 + lane]; s3[lane] = words[24 + lane]
+        }
+        return result
+    }
+}
+
 extension CompressionKey {
     /// The per-worker eight-lane generator of this encoding (seeded from `workerStream`).
     public func workerLanes(seed: UInt64, purpose: UInt64 = 0) -> UniformLanes {

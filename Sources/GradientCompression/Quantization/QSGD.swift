@@ -1,3 +1,4 @@
+import CVectorKernels
 import LinearAlgebra
 
 /// QSGD (Alistarh et al. 2017; ALGORITHMS.md §3): stochastic quantization to s levels per bucket.
@@ -78,7 +79,7 @@ public struct QSGD: Compressor {
     }
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
-        format == .fixedWidth ? try encodeFixedWidth(values, key: key) : try encodeElias(values, key: key)
+        format == .fixedWidth ? try encodeFixedWidth(values, key: key) : try encodeElias(values, key: key, kernel: .preferred)
     }
 
     /// Bucket b's scale, and its level words in `words` (all zero for a zero bucket): the elements'
@@ -155,8 +156,9 @@ public struct QSGD: Compressor {
 
     /// The Elias format: two independent streams, stream k holding the buckets b with b % 2 = k,
     /// written in lockstep (buckets 2g and 2g + 1 together) so that the two serial bit-position
-    /// chains overlap in the CPU, and decoded the same way.
-    func encodeElias(_ values: UnsafeBufferPointer<Float>, key: CompressionKey) throws -> [UInt8] {
+    /// chains overlap in the CPU, and decoded the same way. On AVX2 the codes of a bucket are
+    /// written by `qsgd_elias_append_avx2` (eight at a time, the same bits), below 2³⁰ elements.
+    func encodeElias(_ values: UnsafeBufferPointer<Float>, key: CompressionKey, kernel: KernelPath) throws -> [UInt8] {
         let n = values.count, buckets = bucketCount(n)
         guard let v = values.baseAddress else { return [UInt8](repeating: 0, count: 12) }
         let d = Swift.min(n, bucketSize)
@@ -181,12 +183,21 @@ public struct QSGD: Compressor {
         var streams = [EliasStreamState(stream: PositionedBits(bit: 0), last: -1),
                        EliasStreamState(stream: PositionedBits(bit: 8 * capacity0), last: -1)]
         var nonzeros = [0, 0]
+        let vector = kernel == .avx2 && n <= 1 << 30
+        let bytes = buffer.assumingMemoryBound(to: UInt8.self)
         for b in 0..<buckets {
             let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words)
             scales[b] = q.scale
             let k = b & 1
             nonzeros[k] &+= q.nonzeros
-            if q.nonzeros &* 8 < q.count {
+            if vector {
+                var c = qsgd_elias_stream(bit: Int64(streams[k].stream.bit), pending: streams[k].stream.pending,
+                                          last: Int64(streams[k].last))
+                _ = qsgd_elias_append_avx2(words, q.count, Int64((b &>> 1) &* bucketSize), &c, bytes)
+                var stream = PositionedBits(bit: Int(c.bit))
+                stream.pending = c.pending
+                streams[k] = EliasStreamState(stream: stream, last: Int(c.last))
+            } else if q.nonzeros &* 8 < q.count {
                 streams[k] = QSGD.appendSparseEliasBucket(words, count: q.count, start: (b &>> 1) &* bucketSize, state: streams[k],
                                                           into: buffer, table: table, tableLimit: tableLimit)
             } else {
