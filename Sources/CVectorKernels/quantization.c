@@ -67,24 +67,77 @@ static uint16_t spread(unsigned b) {
     return r;
 }
 
+// One step of the eight xoshiro128+ lanes (UniformLanes.next): eight uniforms b·2⁻²³.
+AVX2 static inline __m256 next_uniforms(__m256i *s0, __m256i *s1, __m256i *s2, __m256i *s3) {
+    __m256i result = _mm256_add_epi32(*s0, *s3), t = _mm256_slli_epi32(*s1, 9);
+    *s2 = _mm256_xor_si256(*s2, *s0);
+    *s3 = _mm256_xor_si256(*s3, *s1);
+    *s1 = _mm256_xor_si256(*s1, *s2);
+    *s0 = _mm256_xor_si256(*s0, *s3);
+    *s2 = _mm256_xor_si256(*s2, t);
+    *s3 = _mm256_or_si256(_mm256_slli_epi32(*s3, 11), _mm256_srli_epi32(*s3, 21));
+    return _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(result, 9), _mm256_set1_epi32(0x3F800000))),
+                         _mm256_set1_ps(1));
+}
+
+// QSGD.levelWords (wide = false) for eight elements.
+AVX2 static inline __m256i level_words(__m256 x, __m256 u, __m256 factor, __m256 s) {
+    const __m256 big = _mm256_set1_ps(0x1p23f), one = _mm256_set1_ps(1);
+    __m256 a = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7FFFFFFF))), factor);
+    a = _mm256_blendv_ps(a, s, _mm256_cmp_ps(a, s, _CMP_GT_OQ));
+    __m256 rounded = _mm256_sub_ps(_mm256_add_ps(a, big), big);
+    __m256 lower = _mm256_blendv_ps(rounded, _mm256_sub_ps(rounded, one), _mm256_cmp_ps(rounded, a, _CMP_GT_OQ));
+    __m256 level = _mm256_blendv_ps(lower, _mm256_add_ps(lower, one), _mm256_cmp_ps(u, _mm256_sub_ps(a, lower), _CMP_LT_OQ));
+    level = _mm256_blendv_ps(level, s, _mm256_cmp_ps(level, s, _CMP_GT_OQ));
+    __m256i word = _mm256_and_si256(_mm256_castps_si256(_mm256_add_ps(level, big)), _mm256_set1_epi32(0x7FFFFF));
+    __m256i negative = _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return _mm256_or_si256(word, _mm256_and_si256(negative, _mm256_set1_epi32((int)0x80000000u)));
+}
+
+AVX2 size_t qsgd_levels_avx2(const float *x, size_t count, unsigned *lanes, float factor, float levels, unsigned *words) {
+    __m256i s0 = _mm256_loadu_si256((const __m256i *)lanes), s1 = _mm256_loadu_si256((const __m256i *)(lanes + 8));
+    __m256i s2 = _mm256_loadu_si256((const __m256i *)(lanes + 16)), s3 = _mm256_loadu_si256((const __m256i *)(lanes + 24));
+    const __m256 f = _mm256_set1_ps(factor), s = _mm256_set1_ps(levels);
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+    __m256i nonzeros = _mm256_setzero_si256();
+    size_t j = 0;
+    for (; j + 8 <= count; j += 8) {
+        __m256 u = next_uniforms(&s0, &s1, &s2, &s3);
+        __m256i w = level_words(_mm256_loadu_ps(x + j), u, f, s);
+        _mm256_storeu_si256((__m256i *)(words + j), w);
+        nonzeros = _mm256_sub_epi32(nonzeros, _mm256_cmpgt_epi32(_mm256_and_si256(w, magnitude), _mm256_setzero_si256()));
+    }
+    if (j < count) {
+        float block[8] = {0};
+        unsigned out[8];
+        memcpy(block, x + j, (count - j) * sizeof(float));
+        __m256 u = next_uniforms(&s0, &s1, &s2, &s3);
+        __m256i w = level_words(_mm256_loadu_ps(block), u, f, s);
+        _mm256_storeu_si256((__m256i *)out, w);
+        memcpy(words + j, out, (count - j) * sizeof(unsigned));
+        nonzeros = _mm256_sub_epi32(nonzeros, _mm256_cmpgt_epi32(_mm256_and_si256(w, magnitude), _mm256_setzero_si256()));
+    }
+    _mm256_storeu_si256((__m256i *)lanes, s0);
+    _mm256_storeu_si256((__m256i *)(lanes + 8), s1);
+    _mm256_storeu_si256((__m256i *)(lanes + 16), s2);
+    _mm256_storeu_si256((__m256i *)(lanes + 24), s3);
+    unsigned counts[8];
+    _mm256_storeu_si256((__m256i *)counts, nonzeros);
+    size_t total = 0;
+    for (int k = 0; k < 8; k++) total += counts[k];
+    return total;
+}
+
 AVX2 void terngrad_fields_avx2(const float *x, size_t groups, unsigned *lanes, float scaler, float inverse,
                                unsigned char *out) {
     uint16_t even[256];
     for (unsigned b = 0; b < 256; b++) even[b] = spread(b);
     __m256i s0 = _mm256_loadu_si256((const __m256i *)lanes), s1 = _mm256_loadu_si256((const __m256i *)(lanes + 8));
     __m256i s2 = _mm256_loadu_si256((const __m256i *)(lanes + 16)), s3 = _mm256_loadu_si256((const __m256i *)(lanes + 24));
-    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF), one = _mm256_set1_epi32(0x3F800000);
-    const __m256 s = _mm256_set1_ps(scaler), inv = _mm256_set1_ps(inverse), unit = _mm256_set1_ps(1), zero = _mm256_setzero_ps();
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+    const __m256 s = _mm256_set1_ps(scaler), inv = _mm256_set1_ps(inverse), zero = _mm256_setzero_ps();
     for (size_t g = 0; g < groups; g++) {
-        // xoshiro128+ (UniformLanes.next): the uniform b·2⁻²³ from the top 23 bits of s0 + s3.
-        __m256i result = _mm256_add_epi32(s0, s3), t = _mm256_slli_epi32(s1, 9);
-        s2 = _mm256_xor_si256(s2, s0);
-        s3 = _mm256_xor_si256(s3, s1);
-        s1 = _mm256_xor_si256(s1, s2);
-        s0 = _mm256_xor_si256(s0, s3);
-        s2 = _mm256_xor_si256(s2, t);
-        s3 = _mm256_or_si256(_mm256_slli_epi32(s3, 11), _mm256_srli_epi32(s3, 21));
-        __m256 u = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(result, 9), one)), unit);
+        __m256 u = next_uniforms(&s0, &s1, &s2, &s3);
 
         __m256 v = _mm256_loadu_ps(x + 8 * g);
         __m256 clipped = _mm256_min_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(v), magnitude)), s);
@@ -152,5 +205,6 @@ void terngrad_fields_avx2(const float *x, size_t groups, unsigned *lanes, float 
                           unsigned char *out) {}
 int onebit_encode_avx2(const float *x, size_t rows, size_t m, size_t period, float *lanes,
                        double *negative_sum, double *positive_sum, long long *negative_count, unsigned char *bits) { return 0; }
+size_t qsgd_levels_avx2(const float *x, size_t count, unsigned *lanes, float factor, float levels, unsigned *words) { return 0; }
 
 #endif

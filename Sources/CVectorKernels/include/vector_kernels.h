@@ -57,6 +57,13 @@ void terngrad_fields_avx2(const float *x, size_t groups, unsigned *lanes, float 
 int onebit_encode_avx2(const float *x, size_t rows, size_t m, size_t period, float *lanes,
                        double *negative_sum, double *positive_sum, long long *negative_count, unsigned char *bits);
 
+/// QSGD's level words of one bucket (`QSGD.levelWords` for s < 2²³, step for step): for each
+/// element, a = min(|x|·factor, s), ζ = ⌊a⌋ + [U < a − ⌊a⌋] (⌊a⌋ by the 2²³ trick), clamped to s,
+/// written as ζ | [x < 0] << 31; U from the eight xoshiro128+ lanes in `lanes` (`UniformLanes`'
+/// state), one step per eight elements, the last count mod 8 against zero padding. Returns the
+/// count of nonzero levels.
+size_t qsgd_levels_avx2(const float *x, size_t count, unsigned *lanes, float factor, float levels, unsigned *words);
+
 /// One QSGD Elias stream being written (GradientCompression's `PositionedBits` and the stream
 /// position of its last nonzero): `bit` counts bits from the shared base, `pending` holds the
 /// bits of byte bit/8 written so far (below bit mod 8, zeros above).

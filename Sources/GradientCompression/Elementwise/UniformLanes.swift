@@ -74,15 +74,13 @@ extension UniformLanes {
     /// Runs `body` on the state as 32 words (s0's eight lanes, then s1's, s2's, s3's), the layout
     /// the C kernels of `CVectorKernels` advance, and keeps what `body` leaves there.
     mutating func withState<R>(_ body: (UnsafeMutablePointer<UInt32>) throws -> R) rethrows -> R {
-        var words = [UInt32](repeating: 0, count: 32)
-        for lane in 0..<8 {
-            words[lane] = s0[lane]; words[8 + lane] = s1[lane]; words[16 + lane] = s2[lane]; words[24 + lane] = s3[lane]
+        // On the stack: QSGD calls this once per bucket.
+        try withUnsafeTemporaryAllocation(of: SIMD8<UInt32>.self, capacity: 4) { state in
+            state[0] = s0; state[1] = s1; state[2] = s2; state[3] = s3
+            let result = try state.withMemoryRebound(to: UInt32.self) { try body($0.baseAddress!) }
+            s0 = state[0]; s1 = state[1]; s2 = state[2]; s3 = state[3]
+            return result
         }
-        let result = try words.withUnsafeMutableBufferPointer { try body($0.baseAddress!) }
-        for lane in 0..<8 {
-            s0[lane] = words[lane]; s1[lane] = words[8 + lane]; s2[lane] = words[16 + lane]; s3[lane] = words[24 + lane]
-        }
-        return result
     }
 }
 

@@ -87,7 +87,7 @@ public struct QSGD: Compressor {
     /// L2 norm beyond fp32).
     @inline(__always)
     func quantizeBucket(_ b: Int, _ v: UnsafePointer<Float>, _ n: Int, lanes: inout UniformLanes, key: CompressionKey,
-                        into words: UnsafeMutablePointer<UInt32>) throws -> (scale: Float, count: Int, nonzeros: Int) {
+                        into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath = .preferred) throws -> (scale: Float, count: Int, nonzeros: Int) {
         let start = b &* bucketSize, count = Swift.min(n, start &+ bucketSize) &- start
         let bucket = UnsafeBufferPointer(start: v + start, count: count)
         let scale = scaling == .l2 ? Vector.norm2(bucket) : maximumMagnitude(bucket)
@@ -101,9 +101,9 @@ public struct QSGD: Compressor {
                 words.initialize(repeating: 0, count: count)
                 return (0, count, 0)
             }
-            return quantizeSmallBucket(bucket, lanes: &lanes, into: words)
+            return quantizeSmallBucket(bucket, lanes: &lanes, into: words, kernel: kernel)
         }
-        return (scale, count, quantizeLevels(bucket, lanes: &lanes, factor: Float(levels) / scale, into: words))
+        return (scale, count, quantizeLevels(bucket, lanes: &lanes, factor: Float(levels) / scale, into: words, kernel: kernel))
     }
 
     /// Scales below this take `quantizeSmallBucket` (see the type's documentation): above it
@@ -119,12 +119,12 @@ public struct QSGD: Compressor {
     /// s/(sent·2¹⁰⁰) (sent·2¹⁰⁰ is exact).
     @inline(never)
     func quantizeSmallBucket(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes,
-                             into words: UnsafeMutablePointer<UInt32>) -> (scale: Float, count: Int, nonzeros: Int) {
+                             into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath) -> (scale: Float, count: Int, nonzeros: Int) {
         let scaled = bucket.map { $0 * QSGD.smallScaleFactor }
         let scaledScale = scaled.withUnsafeBufferPointer { scaling == .l2 ? Vector.norm2($0) : maximumMagnitude($0) }
         let sent = scaledScale * QSGD.smallScaleUndo
         let nonzeros = scaled.withUnsafeBufferPointer {
-            quantizeLevels($0, lanes: &lanes, factor: Float(levels) / (sent * QSGD.smallScaleFactor), into: words)
+            quantizeLevels($0, lanes: &lanes, factor: Float(levels) / (sent * QSGD.smallScaleFactor), into: words, kernel: kernel)
         }
         return (sent, bucket.count, nonzeros)
     }
@@ -186,7 +186,7 @@ public struct QSGD: Compressor {
         let vector = kernel == .avx2 && n <= 1 << 30
         let bytes = buffer.assumingMemoryBound(to: UInt8.self)
         for b in 0..<buckets {
-            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words)
+            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words, kernel: kernel)
             scales[b] = q.scale
             let k = b & 1
             nonzeros[k] &+= q.nonzeros
@@ -353,12 +353,16 @@ public struct QSGD: Compressor {
     /// (a + 2²³) − 2²³ is a rounded to an integer (minus one if that rounded up gives ⌊a⌋), and the
     /// low 23 bits of the float ζ + 2²³ are ζ. Floats from 2²³ to 2²⁴ (levels s ≥ 2²³) are integers
     /// already: ⌊a⌋ = a, and ζ is the mantissa with its implicit bit (2²⁴ has exponent 24).
-    /// Returns the count of nonzero levels.
-    @inlinable
+    /// Returns the count of nonzero levels. On AVX2, for s < 2²³, `qsgd_levels_avx2` does the same
+    /// arithmetic eight lanes to a register (the portable SIMD8 is two SSE registers, and its
+    /// selects are and/andnot/or triples).
     func quantizeLevels(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes, factor: Float,
-                        into words: UnsafeMutablePointer<UInt32>) -> Int {
+                        into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath = .preferred) -> Int {
         guard let v = bucket.baseAddress else { return 0 }
         let count = bucket.count
+        if kernel == .avx2 && levels < 1 << 23 {
+            return lanes.withState { qsgd_levels_avx2(v, count, $0, factor, Float(levels), words) }
+        }
         var j = 0
         var nonzeros = SIMD8<UInt32>(repeating: 0)
         // The same loop twice, with `wide` a constant in each, on purpose: written once as a local
