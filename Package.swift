@@ -32,7 +32,9 @@ let package = Package(
         .systemLibrary(name: "CLAPACKE", pkgConfig: "lapacke",
                        providers: [.apt(["liblapacke-dev"])]),
 
-        .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE"],
+        // AVX2/FMA kernels behind a runtime CPU check (Swift's x86-64 baseline has neither).
+        .target(name: "CVectorKernels"),
+        .target(name: "LinearAlgebra", dependencies: ["COpenBLAS", "CLAPACKE", "CVectorKernels"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .target(name: "CHalfConversion"),
@@ -45,7 +47,7 @@ let package = Package(
         // Network namespaces, shaped veth links and the mpirun launch into them (`powersgd cluster`).
         .target(name: "EmulatedCluster", exclude: ["README.md"]),
         .executableTarget(name: "collectives-mpi-probe", dependencies: ["Collectives", "CollectivesMPI", "GradientCompression", "LinearAlgebra"]),
-        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives"],
+        .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives", "CVectorKernels"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],

@@ -1,3 +1,4 @@
+import CVectorKernels
 import Dispatch
 
 /// Products of a large `n×m` matrix M with a thin factor of r ≤ ~32 columns:
@@ -13,22 +14,40 @@ import Dispatch
 /// - Mᵀ·P: each row i of M is added, scaled by P[i, k], into r accumulators
 ///   Q'ᵀ[k, :] (r·m floats, in L2), four per pass; Q'ᵀ is transposed at the end.
 /// Sums run in a fixed order (rows ascending; 16 lanes then lanes in order), so
-/// the results are deterministic, and identical for any thread count in Mᵀ·P
-/// (threads split columns, never the sum over rows). In M·Q threads split rows.
+/// the results are deterministic, and identical for any thread count (M·Q: threads
+/// split rows; Mᵀ·P: threads split columns, never the sum over rows).
+///
+/// On CPUs with AVX2 and FMA the products run in the C kernels of `CVectorKernels`
+/// (8-lane FMAs; the baseline x86-64 target Swift compiles for has neither), whose order
+/// of operations `referenceMultiply` and `referenceMultiplyTransposed` repeat in plain
+/// scalar loops: the tests compare them bit for bit. Elsewhere the portable Swift kernels
+/// below run (separate multiply and add, so they agree with the references to rounding).
 public enum TallSkinny {
+
     /// P (n×r) ← M (n×m) · Q (m×r), all row-major.
     public static func multiply(_ m: UnsafePointer<Float>, rows n: Int, columns cols: Int,
                                 by q: UnsafePointer<Float>, rank r: Int,
                                 into p: UnsafeMutablePointer<Float>, threads: Int = 1) {
+        multiply(m, rows: n, columns: cols, by: q, rank: r, into: p, threads: threads, kernel: .preferred)
+    }
+
+    static func multiply(_ m: UnsafePointer<Float>, rows n: Int, columns cols: Int,
+                         by q: UnsafePointer<Float>, rank r: Int,
+                         into p: UnsafeMutablePointer<Float>, threads: Int, kernel: KernelPath) {
         guard n > 0, r > 0 else { return }
         guard cols > 0 else { p.update(repeating: 0, count: n * r); return }
         // Qᵀ so that each of its rows is contiguous like a row of M.
-        let qt = UnsafeMutablePointer<Float>.allocate(capacity: r * cols)
+        let qt = transposed(q, rows: cols, columns: r)
         defer { qt.deallocate() }
-        for j in 0..<cols { for k in 0..<r { qt[k &* cols &+ j] = q[j &* r &+ k] } }
         let shared = SendablePointers(m: m, qt: qt, p: p)
-        p.update(repeating: 0, count: n * r)
         let block = columnBlock(rank: r)
+        if kernel == .avx2 {
+            parallelRanges(n, threads: threads) { lo, hi in
+                tall_skinny_multiply_avx2(shared.m, lo, hi, cols, shared.qt, r, block, shared.p)
+            }
+            return
+        }
+        p.update(repeating: 0, count: n * r)
         parallelRanges(n, threads: threads) { lo, hi in
             // Column blocks keep the r·block floats of Qᵀ they touch in L1 while rows stream past.
             var b0 = 0
@@ -61,18 +80,28 @@ public enum TallSkinny {
     public static func multiplyTransposed(_ m: UnsafePointer<Float>, rows n: Int, columns cols: Int,
                                           by p: UnsafePointer<Float>, rank r: Int,
                                           into q: UnsafeMutablePointer<Float>, threads: Int = 1) {
+        multiplyTransposed(m, rows: n, columns: cols, by: p, rank: r, into: q, threads: threads, kernel: .preferred)
+    }
+
+    static func multiplyTransposed(_ m: UnsafePointer<Float>, rows n: Int, columns cols: Int,
+                                   by p: UnsafePointer<Float>, rank r: Int,
+                                   into q: UnsafeMutablePointer<Float>, threads: Int, kernel: KernelPath) {
         guard cols > 0, r > 0 else { return }
         let qt = UnsafeMutablePointer<Float>.allocate(capacity: r * cols)
         defer { qt.deallocate() }
         qt.initialize(repeating: 0, count: r * cols)
         let shared = SendablePointers(m: m, qt: qt, p: UnsafeMutablePointer(mutating: p))
+        // Column blocks keep the accumulated r·block floats of Q'ᵀ in L1 while all rows stream past.
+        let block = columnBlock(rank: r)
         // Threads own column ranges (multiples of 16 so lanes stay aligned to the same split).
         let blocks = (cols + 15) / 16
         parallelRanges(blocks, threads: threads) { lo, hi in
             let c0 = lo * 16, c1 = min(cols, hi * 16)
             guard c0 < c1 else { return }
-            // Column blocks keep the accumulated r·block floats of Q'ᵀ in L1 while all rows stream past.
-            let block = columnBlock(rank: r)
+            if kernel == .avx2 {
+                tall_skinny_multiply_transposed_avx2(shared.m, n, cols, shared.p, r, c0, c1, block, shared.qt)
+                return
+            }
             var b0 = c0
             while b0 < c1 {
                 let b1 = min(c1, b0 &+ block)
@@ -95,6 +124,13 @@ public enum TallSkinny {
             }
         }
         for j in 0..<cols { for k in 0..<r { q[j &* r &+ k] = qt[k &* cols &+ j] } }
+    }
+
+    /// A newly allocated `columns×rows` transpose of the `rows×columns` matrix `a` (the caller deallocates).
+    static func transposed(_ a: UnsafePointer<Float>, rows: Int, columns: Int) -> UnsafeMutablePointer<Float> {
+        let t = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
+        for i in 0..<rows { for k in 0..<columns { t[k &* rows &+ i] = a[i &* columns &+ k] } }
+        return t
     }
 
     /// Columns per block: about 16 KB of the thin factor (r rows of Qᵀ), a multiple of 16.

@@ -40,6 +40,17 @@ struct BenchModel: ParsableCommand {
         var stepGFLOPs: Double
         var stepRatioToSgemmPeak: Double
         var loadAverage: Double
+        /// 4 × the model's parameter count: the size of its weights (and of each gradient copy).
+        var parameterBytes: Int
+        /// This process's resident set before the timed steps and its peak during them (warm-up
+        /// included), from /proc (VmRSS, VmHWM reset first); nil where /proc cannot be read.
+        var residentBeforeStepBytes: Int?
+        var stepPeakResidentBytes: Int?
+        var stepPeakOverParameterBytes: Double?
+        /// With --peer: the PyTorch process's peak resident set over the same model's phase of
+        /// the script (read from /proc while it runs), and ours over it.
+        var pytorchPeakResidentBytes: Int?
+        var peakRatioToPyTorch: Double?
     }
     struct LSTMResult: Codable {
         var threads: Int
@@ -52,6 +63,17 @@ struct BenchModel: ParsableCommand {
         var sgemmPeakGFLOPs: Double
         var stepRatioToSgemmPeak: Double
         var loadAverage: Double
+        /// 4 × the model's parameter count: the size of its weights (and of each gradient copy).
+        var parameterBytes: Int
+        /// This process's resident set before the timed steps and its peak during them (warm-up
+        /// included), from /proc (VmRSS, VmHWM reset first); nil where /proc cannot be read.
+        var residentBeforeStepBytes: Int?
+        var stepPeakResidentBytes: Int?
+        var stepPeakOverParameterBytes: Double?
+        /// With --peer: the PyTorch process's peak resident set over the same model's phase of
+        /// the script (read from /proc while it runs), and ours over it.
+        var pytorchPeakResidentBytes: Int?
+        var peakRatioToPyTorch: Double?
     }
     struct Report: Codable {
         var resnet18: [ResNetResult]
@@ -79,17 +101,31 @@ struct BenchModel: ParsableCommand {
             if models.contains("lstm") { lstms.append(try benchLSTM(threads: effective)) }
         }
         BLASThreads.count = startThreads
-        // The peer runs after ours, alone on the cores, and prints a line per model and thread count.
-        if let output = try peer.output(script: "torch_train_speed.py") {
+        // The peer runs after ours, alone on the cores, and prints a line per model and thread count
+        // when that model's steps end: its peak resident set is read at each such line and reset
+        // for the next phase (the first phase includes the import of torch).
+        var peerPeaks: [String: Int] = [:]
+        let output = try peer.output(script: "torch_train_speed.py", environment: ["PYTHONUNBUFFERED": "1"]) { line, pid in
+            guard line.hasPrefix("threads="), let model = line.split(separator: " ").dropFirst().first else { return }
+            peerPeaks["\(line.split(separator: " ")[0]) \(model)"] = ResidentMemory.peakBytes(pid: pid)
+            ResidentMemory.resetPeak(pid: pid)
+        }
+        if let output {
             for i in resnets.indices {
-                let theirs = PeerArguments.figure(in: output, line: "threads=\(resnets[i].threads) resnet18", unit: "samples/s")
+                let phase = "threads=\(resnets[i].threads) resnet18"
+                let theirs = PeerArguments.figure(in: output, line: phase, unit: "samples/s")
                 resnets[i].pytorchSamplesPerSecond = theirs
                 resnets[i].ratioToPyTorch = theirs.map { resnets[i].samplesPerSecond / $0 }
+                resnets[i].pytorchPeakResidentBytes = peerPeaks[phase]
+                resnets[i].peakRatioToPyTorch = Self.ratio(resnets[i].stepPeakResidentBytes, peerPeaks[phase])
             }
             for i in lstms.indices {
-                let theirs = PeerArguments.figure(in: output, line: "threads=\(lstms[i].threads) lstm", unit: "tokens/s")
+                let phase = "threads=\(lstms[i].threads) lstm"
+                let theirs = PeerArguments.figure(in: output, line: phase, unit: "tokens/s")
                 lstms[i].pytorchTokensPerSecond = theirs
                 lstms[i].ratioToPyTorch = theirs.map { lstms[i].tokensPerSecond / $0 }
+                lstms[i].pytorchPeakResidentBytes = peerPeaks[phase]
+                lstms[i].peakRatioToPyTorch = Self.ratio(lstms[i].stepPeakResidentBytes, peerPeaks[phase])
             }
         }
         let report = Report(resnet18: resnets, lstm: lstms, notes:
@@ -97,9 +133,18 @@ struct BenchModel: ParsableCommand {
             + "SGD (ResNet: momentum 0.9, lr 0.1; LSTM: lr 20, no dropout), random data, as torch_train_speed.py; "
             + "convGFLOPs: the 20 convolutions' forward+backward FLOPs (3 products each, 2 for the stem) over their time run "
             + "alone on the shapes of the step; sgemmPeak: 1024³ cblas_sgemm at the same thread count; "
-            + "BLAS threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here)")
+            + "BLAS threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here); "
+            + "memory: whole-process resident sets (ours: the peak over the model's timed steps; PyTorch's: the peak "
+            + "of its script's phase for that model and thread count, interpreter and the previous phase's leftovers included)")
         try BenchmarkReport.print(report)
     }
+
+    static func ratio(_ a: Int?, _ b: Int?) -> Double? {
+        guard let a, let b, b > 0 else { return nil }
+        return Double(a) / Double(b)
+    }
+
+    static func parameterBytes(_ parameters: [Parameter]) -> Int { parameters.reduce(0) { $0 + 4 * $1.value.count } }
 
     func sgemmPeak() -> Double {
         let n = 1024
@@ -121,14 +166,17 @@ struct BenchModel: ParsableCommand {
         var labelGenerator = Xoshiro256(seed: 4)
         let labels = (0..<batch).map { _ in Int(labelGenerator.next() % 10) }
         var failure: Error?
-        let step = Benchmark.medianSeconds(repeats: repeats) {
-            do {
-                model.zeroGradients()
-                _ = try model.lossAndGradients(input: x, labels: labels)
-                sgd.apply(to: model.parameters)
-            } catch { failure = error }
+        let (step, before, peakBytes) = ResidentMemory.measure {
+            Benchmark.medianSeconds(repeats: repeats) {
+                do {
+                    model.zeroGradients()
+                    _ = try model.lossAndGradients(input: x, labels: labels)
+                    sgd.apply(to: model.parameters)
+                } catch { failure = error }
+            }
         }
         if let failure { throw failure }
+        let parameterBytes = Self.parameterBytes(model.parameters)
 
         // The convolutions alone, on the shapes the step gave them.
         let convolutions = model.body.allLayers.compactMap { $0 as? Conv2d }
@@ -154,7 +202,9 @@ struct BenchModel: ParsableCommand {
                             ratioToPyTorch: nil, stepMs: step * 1e3, convGFLOPs: convGFLOPs,
                             convShareOfStep: seconds / step, sgemmPeakGFLOPs: peak, convRatioToSgemmPeak: convGFLOPs / peak,
                             stepGFLOPs: flops / step / 1e9, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
-                            loadAverage: MachineDescription.loadAverage())
+                            loadAverage: MachineDescription.loadAverage(), parameterBytes: parameterBytes,
+                            residentBeforeStepBytes: before, stepPeakResidentBytes: peakBytes,
+                            stepPeakOverParameterBytes: Self.ratio(peakBytes, parameterBytes))
     }
 
     func benchLSTM(threads: Int) throws -> LSTMResult {
@@ -166,14 +216,17 @@ struct BenchModel: ParsableCommand {
         let tokens = (0..<(steps * batch)).map { _ in Int(generator.next() % UInt64(vocabulary)) }
         let targets = (0..<(steps * batch)).map { _ in Int(generator.next() % UInt64(vocabulary)) }
         var failure: Error?
-        let step = Benchmark.medianSeconds(repeats: repeats) {
-            do {
-                model.zeroGradients()
-                _ = try model.lossAndGradients(tokens: tokens, targets: targets, steps: steps, batch: batch)
-                sgd.apply(to: model.parameters)
-            } catch { failure = error }
+        let (step, before, peakBytes) = ResidentMemory.measure {
+            Benchmark.medianSeconds(repeats: repeats) {
+                do {
+                    model.zeroGradients()
+                    _ = try model.lossAndGradients(tokens: tokens, targets: targets, steps: steps, batch: batch)
+                    sgd.apply(to: model.parameters)
+                } catch { failure = error }
+            }
         }
         if let failure { throw failure }
+        let parameterBytes = Self.parameterBytes(model.parameters)
         let tokensPerSecond = Double(steps * batch) / step
         // Three products (forward, ∂W, ∂X) for the decoder and for each layer's input and recurrent weights.
         let rows = Double(steps * batch), h = 200.0
@@ -182,6 +235,8 @@ struct BenchModel: ParsableCommand {
         return LSTMResult(threads: threads, tokensPerSecond: tokensPerSecond, pytorchTokensPerSecond: nil,
                           ratioToPyTorch: nil, stepMs: step * 1e3,
                           stepGFLOPs: flops / step / 1e9, sgemmPeakGFLOPs: peak, stepRatioToSgemmPeak: flops / step / 1e9 / peak,
-                          loadAverage: MachineDescription.loadAverage())
+                          loadAverage: MachineDescription.loadAverage(), parameterBytes: parameterBytes,
+                          residentBeforeStepBytes: before, stepPeakResidentBytes: peakBytes,
+                          stepPeakOverParameterBytes: Self.ratio(peakBytes, parameterBytes))
     }
 }

@@ -47,6 +47,16 @@ struct BenchReducers: ParsableCommand {
         var peerStepLessBackwardMs: Double?
         /// medianMs over peerStepLessBackwardMs (below 1: faster).
         var ratioToPeer: Double?
+        /// The reducer's state after the steps (error memory, warm-start factors, counters), as
+        /// its checkpoint (`saveState`) measures it, per worker, and over the model's parameter bytes.
+        var stateBytesPerWorker: Int
+        var stateOverParameterBytes: Double
+        /// How much the process's resident set grew at its peak during the steps over what it
+        /// was after every worker had its gradients and a fresh reducer (the state built in the
+        /// first step plus the transient buffers of a reduce: messages, packed vectors), per
+        /// worker, and over the parameter bytes; nil where /proc cannot be read.
+        var peakGrowthBytesPerWorker: Int?
+        var peakGrowthOverParameterBytes: Double?
     }
     struct Bound: Codable {
         var reducer: String
@@ -60,6 +70,8 @@ struct BenchReducers: ParsableCommand {
         var workers: Int
         var tensors: Int
         var parameters: Int
+        /// 4 × parameters: one fp32 copy of the gradient.
+        var parameterBytes: Int
         var steps: Int
         var copyBandwidthPerWorkerGBs: Double
         var reducers: [Row]
@@ -143,7 +155,7 @@ struct BenchReducers: ParsableCommand {
             }
         }
         let report = Report(
-            model: model, workers: workers, tensors: shapes.count, parameters: parameters, steps: steps,
+            model: model, workers: workers, tensors: shapes.count, parameters: parameters, parameterBytes: 4 * parameters, steps: steps,
             copyBandwidthPerWorkerGBs: copyBandwidth, reducers: rows, memoryTrafficBounds: bounds, peerBackwardMs: peerBackwardMs,
             notes: "Times are the median (and mean) over timed steps of the slowest worker's reduce call, "
                 + "in-process workers, 1 BLAS thread each. Copy bandwidth: bytes read + written per second "
@@ -156,7 +168,7 @@ struct BenchReducers: ParsableCommand {
     /// from the worker's own fixed random gradient (copied in outside the timed region).
     func measure(_ specification: ReducerSpecification, shapes: [[Int]]) throws -> (Row, MatrixLayout?) {
         let total = 2 + steps
-        let results = try InProcessGroup.run(workers: workers) { group -> ([Double], ReductionStats, String, MatrixLayout?) in
+        let results = try InProcessGroup.run(workers: workers) { group -> ([Double], ReductionStats, String, MatrixLayout?, Int, Int?) in
             var reducer = try Self.makeReducer(specification)
             let source = shapes.enumerated().map { index, shape in
                 Philox(seed: 99, stream: Philox.stream(UInt64(group.rank), UInt64(index))).normalTensor(shape: shape)
@@ -164,6 +176,10 @@ struct BenchReducers: ParsableCommand {
             var gradients = source
             var times: [Double] = []
             var stats = ReductionStats()
+            // Rank 0 measures the whole process once every worker holds its gradients and reducer.
+            try group.barrier()
+            let before = group.rank == 0 && ResidentMemory.resetPeak() ? ResidentMemory.currentBytes() : nil
+            try group.barrier()
             for step in 0..<total {
                 for i in gradients.indices {
                     gradients[i].withUnsafeMutableBufferPointer { target in
@@ -177,9 +193,15 @@ struct BenchReducers: ParsableCommand {
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 if step >= 2 { times.append(seconds) }
             }
+            try group.barrier()
+            let growth = before.flatMap { b in ResidentMemory.peakBytes().map { $0 - b } }
             let layout = (reducer as? PowerSGD)?.layout(for: shapes)
-            return (times, stats, reducer.name, layout)
+            var state = StateWriter()
+            reducer.saveState(to: &state)
+            return (times, stats, reducer.name, layout, state.bytes.count, growth)
         }
+        let parameterBytes = Double(4 * shapes.reduce(0) { $0 + Tensor.elementCount($1) })
+        let growthPerWorker = results[0].5.map { $0 / workers }
         let perStep = (0..<steps).map { step in results.map { $0.0[step] }.max()! }
         let sorted = perStep.sorted()
         let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
@@ -189,7 +211,10 @@ struct BenchReducers: ParsableCommand {
         let row = Row(reducer: results[0].2, medianMs: median * 1e3, meanMs: perStep.reduce(0, +) / Double(steps) * 1e3,
                       payloadBytesPerWorker: stats.payloadBytes, bytesSentPerWorker: stats.bytesSent,
                       compressionRatio: stats.compressionRatio, relativeError: stats.relativeError,
-                      collectivesPerStep: stats.collectives.count)
+                      collectivesPerStep: stats.collectives.count,
+                      stateBytesPerWorker: results[0].4, stateOverParameterBytes: Double(results[0].4) / parameterBytes,
+                      peakGrowthBytesPerWorker: growthPerWorker,
+                      peakGrowthOverParameterBytes: growthPerWorker.map { Double($0) / parameterBytes })
         return (row, results[0].3)
     }
 

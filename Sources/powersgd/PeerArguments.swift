@@ -36,9 +36,11 @@ struct PeerArguments: ParsableArguments {
 
     /// The peer's output: the file given, or what `script` prints when run now (with `arguments`
     /// and the extra `environment`; `resultFile` names a file the script writes instead of
-    /// printing, read after it ends). Nil when no peer is asked for.
+    /// printing, read after it ends). Nil when no peer is asked for. `onLine` sees each line of
+    /// the running script's output as it arrives, with the script's process id (to read its
+    /// memory at that point; run the script with PYTHONUNBUFFERED=1 so lines arrive when printed).
     func output(script: String, arguments: [String] = [], environment extra: [String: String] = [:],
-                resultFile: String? = nil) throws -> String? {
+                resultFile: String? = nil, onLine: ((Substring, Int32) -> Void)? = nil) throws -> String? {
         if let peerOutput { return try String(contentsOfFile: peerOutput, encoding: .utf8) }
         guard peer, let python = pythonPath else { return nil }
         guard FileManager.default.isExecutableFile(atPath: python) else {
@@ -61,7 +63,20 @@ struct PeerArguments: ParsableArguments {
         process.standardOutput = pipe
         FileHandleStandardError.write("running the peer: \(python) \(([path] + arguments).joined(separator: " "))\n")
         do { try process.run() } catch { throw RuntimeError("--peer: cannot run \(python): \(error.localizedDescription)") }
-        let printed = pipe.fileHandleForReading.readDataToEndOfFile()
+        var printed = Data()
+        if let onLine {
+            var pending = Data()
+            while case let chunk = pipe.fileHandleForReading.availableData, !chunk.isEmpty {
+                printed.append(chunk)
+                pending.append(chunk)
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    onLine(Substring(String(decoding: pending[..<newline], as: UTF8.self)), process.processIdentifier)
+                    pending.removeSubrange(...newline)
+                }
+            }
+        } else {
+            printed = pipe.fileHandleForReading.readDataToEndOfFile()
+        }
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw RuntimeError("--peer: \(script) exited with status \(process.terminationStatus)")

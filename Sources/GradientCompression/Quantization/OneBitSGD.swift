@@ -1,3 +1,4 @@
+import CVectorKernels
 import LinearAlgebra
 
 /// 1-bit SGD's quantizer (Seide et al. 2014; ALGORITHMS.md §5.6), column-wise two-means
@@ -32,60 +33,88 @@ public struct OneBitSGD: Compressor {
     }
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
-        let (n, m) = OneBitSGD.matrix(shape)
-        let count = Swift.min(values.count, n * m)
-        guard maximumMagnitude(values).isFinite else {
-            let i = values.firstIndex { !$0.isFinite } ?? 0
-            throw CompressorError.nonFiniteInput(method: "onebit", tensor: key.tensor, detail: "element \(i) is \(values[i])")
-        }
-        // Column sums of each side and the count of negatives, branch-free, accumulated row by row
-        // (contiguous reads) in fp32 over blocks of 64 rows and added to fp64 per block.
+        try encode(values, shape: shape, key: key, kernel: .preferred)
+    }
+
+    /// lcm(8, m): the lanes of `columnStatistics`, whole rows of 8-element groups.
+    static func period(columns m: Int) -> Int {
+        var a = 8, b = m
+        while b != 0 { (a, b) = (b, a % b) }
+        return 8 * m / a
+    }
+
+    /// Per column j: the sums of min(x, 0) and of max(x, 0) over the column, and the count of its
+    /// negative entries. Order (one read, vectorizable for any m, and `onebit_encode_avx2`'s): per
+    /// block of 64 rows, fp32 lane sums over e mod P for the block's elements e in ascending order
+    /// (P = lcm(8, m), which divides 64m, so every block starts at lane 0), then the lanes in
+    /// ascending order added to fp64 sums of column p mod m. A block of 64 rows bounds the fp32
+    /// sums' rounding as the column-wise fp32 blocks did.
+    static func columnStatistics(_ v: UnsafePointer<Float>, rows n: Int, columns m: Int)
+        -> (negativeSum: [Double], positiveSum: [Double], negativeCount: [Int]) {
+        let period = OneBitSGD.period(columns: m)
         var negativeSum = [Double](repeating: 0, count: m), positiveSum = negativeSum
         var negativeCount = [Int](repeating: 0, count: m)
-        var blockNegative = [Float](repeating: 0, count: m), blockPositive = blockNegative
-        var blockCount = [Int32](repeating: 0, count: m)
-        if let v = values.baseAddress, m > 0 {
-            blockNegative.withUnsafeMutableBufferPointer { bn in
-                blockPositive.withUnsafeMutableBufferPointer { bp in
-                    blockCount.withUnsafeMutableBufferPointer { bc in
-                        var r = 0
-                        while r < n {
-                            let rows = Swift.min(64, n &- r)
-                            for row in r ..< r &+ rows {
-                                let x = v + row &* m
-                                for j in 0..<m {
-                                    let e = x[j]
-                                    bn[j] += Swift.min(e, 0)
-                                    bp[j] += Swift.max(e, 0)
-                                    bc[j] &+= e < 0 ? 1 : 0
-                                }
-                            }
-                            for j in 0..<m {
-                                negativeSum[j] += Double(bn[j]); positiveSum[j] += Double(bp[j]); negativeCount[j] &+= Int(bc[j])
-                                bn[j] = 0; bp[j] = 0; bc[j] = 0
-                            }
-                            r &+= rows
-                        }
-                    }
-                }
+        var negative = [Float](repeating: 0, count: period), positive = negative
+        var count = [Int](repeating: 0, count: period)
+        var r = 0
+        while r < n {
+            let block = v + r &* m, elements = Swift.min(64, n &- r) &* m
+            for p in 0..<period { negative[p] = 0; positive[p] = 0; count[p] = 0 }
+            var p = 0
+            for e in 0..<elements {
+                let x = block[e]
+                negative[p] += Swift.min(x, 0)
+                positive[p] += Swift.max(x, 0)
+                count[p] &+= x < 0 ? 1 : 0
+                p = p &+ 1 == period ? 0 : p &+ 1
             }
+            for p in 0..<period {
+                negativeSum[p % m] += Double(negative[p]); positiveSum[p % m] += Double(positive[p]); negativeCount[p % m] &+= count[p]
+            }
+            r &+= 64
+        }
+        return (negativeSum, positiveSum, negativeCount)
+    }
+
+    func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey, kernel: KernelPath) throws -> [UInt8] {
+        let (n, m) = OneBitSGD.matrix(shape)
+        let count = Swift.min(values.count, n * m)
+        func nonFinite() -> Error {
+            let i = values.firstIndex { !$0.isFinite } ?? 0
+            return CompressorError.nonFiniteInput(method: "onebit", tensor: key.tensor, detail: "element \(i) is \(values[i])")
         }
         let total = 8 * m + (count + 7) / 8
-        return [UInt8](unsafeUninitializedCapacity: total) { out, written in
-            let raw = UnsafeMutableRawPointer(out.baseAddress!)
-            for j in 0..<m {
-                let lower = negativeCount[j] > 0 ? Float(negativeSum[j] / Double(negativeCount[j])) : 0
-                let nonNegative = n - negativeCount[j]
-                let upper = nonNegative > 0 ? Float(positiveSum[j] / Double(nonNegative)) : 0
-                raw.storeBytes(of: lower.bitPattern.littleEndian, toByteOffset: 8 * j, as: UInt32.self)
-                raw.storeBytes(of: upper.bitPattern.littleEndian, toByteOffset: 8 * j + 4, as: UInt32.self)
+        var message = [UInt8](repeating: 0, count: total)
+        guard let v = values.baseAddress, m > 0, count > 0 else { return message }
+        var negativeSum = [Double](repeating: 0, count: m), positiveSum = negativeSum
+        var negativeCount = [Int](repeating: 0, count: m)
+        if kernel == .avx2 && count == n * m {
+            // Statistics and bits in one read of the input.
+            let period = OneBitSGD.period(columns: m)
+            var lanes = [Float](repeating: 0, count: 3 * period)
+            var counts = [Int64](repeating: 0, count: m)
+            let finite = message.withUnsafeMutableBufferPointer { out in
+                onebit_encode_avx2(v, n, m, period, &lanes, &negativeSum, &positiveSum, &counts, out.baseAddress! + 8 * m)
+            }
+            guard finite == 1 else { throw nonFinite() }
+            negativeCount = counts.map { Int($0) }
+        } else {
+            guard maximumMagnitude(values).isFinite else { throw nonFinite() }
+            (negativeSum, positiveSum, negativeCount) = OneBitSGD.columnStatistics(v, rows: count / m, columns: m)
+            if count % m != 0 {
+                // A buffer shorter than the shape: the partial row's elements count in their columns too.
+                for e in count / m * m ..< count {
+                    let x = v[e]
+                    negativeSum[e % m] += Double(Swift.min(x, 0)); positiveSum[e % m] += Double(Swift.max(x, 0))
+                    negativeCount[e % m] &+= x < 0 ? 1 : 0
+                }
             }
             // Bit i (row-major) = [xᵢ ≥ 0], eight elements per byte: a vector compare, an and with 2ʲ
             // and their union (`laneUnion`).
-            let bitsOut = raw + 8 * m
-            let weights = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
-            var i = 0
-            if let v = values.baseAddress {
+            message.withUnsafeMutableBytes { raw in
+                let bitsOut = raw.baseAddress! + 8 * m
+                let weights = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+                var i = 0
                 while i &+ 8 <= count {
                     let x = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
                     let byte = laneUnion(SIMD8<UInt32>(repeating: 0).replacing(with: weights, where: x .>= 0))
@@ -98,8 +127,17 @@ public struct OneBitSGD: Compressor {
                     bitsOut.storeBytes(of: byte, toByteOffset: i &>> 3, as: UInt8.self)
                 }
             }
-            written = total
         }
+        message.withUnsafeMutableBytes { raw in
+            for j in 0..<m {
+                let lower = negativeCount[j] > 0 ? Float(negativeSum[j] / Double(negativeCount[j])) : 0
+                let nonNegative = n - negativeCount[j]
+                let upper = nonNegative > 0 ? Float(positiveSum[j] / Double(nonNegative)) : 0
+                raw.storeBytes(of: lower.bitPattern.littleEndian, toByteOffset: 8 * j, as: UInt32.self)
+                raw.storeBytes(of: upper.bitPattern.littleEndian, toByteOffset: 8 * j + 4, as: UInt32.self)
+            }
+        }
+        return message
     }
 
     public func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,

@@ -1,3 +1,4 @@
+import CVectorKernels
 import LinearAlgebra
 
 /// QSGD (Alistarh et al. 2017; ALGORITHMS.md §3): stochastic quantization to s levels per bucket.
@@ -81,7 +82,7 @@ public struct QSGD: Compressor {
     }
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
-        format == .fixedWidth ? try encodeFixedWidth(values, key: key) : try encodeElias(values, key: key)
+        format == .fixedWidth ? try encodeFixedWidth(values, key: key) : try encodeElias(values, key: key, kernel: .preferred)
     }
 
     /// Bucket b's scale, and its level words in `words` (all zero for a zero bucket): the elements'
@@ -89,7 +90,7 @@ public struct QSGD: Compressor {
     /// L2 norm beyond fp32).
     @inline(__always)
     func quantizeBucket(_ b: Int, _ v: UnsafePointer<Float>, _ n: Int, lanes: inout UniformLanes, key: CompressionKey,
-                        into words: UnsafeMutablePointer<UInt32>) throws -> (scale: Float, count: Int, nonzeros: Int) {
+                        into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath = .preferred) throws -> (scale: Float, count: Int, nonzeros: Int) {
         let start = b &* bucketSize, count = Swift.min(n, start &+ bucketSize) &- start
         let bucket = UnsafeBufferPointer(start: v + start, count: count)
         let scale = scaling == .l2 ? Vector.norm2(bucket) : maximumMagnitude(bucket)
@@ -103,9 +104,9 @@ public struct QSGD: Compressor {
                 words.initialize(repeating: 0, count: count)
                 return (0, count, 0)
             }
-            return quantizeSmallBucket(bucket, lanes: &lanes, into: words)
+            return quantizeSmallBucket(bucket, lanes: &lanes, into: words, kernel: kernel)
         }
-        return (scale, count, quantizeLevels(bucket, lanes: &lanes, factor: Float(levels) / scale, into: words))
+        return (scale, count, quantizeLevels(bucket, lanes: &lanes, factor: Float(levels) / scale, into: words, kernel: kernel))
     }
 
     /// Scales below this take `quantizeSmallBucket` (see the type's documentation): above it
@@ -121,12 +122,12 @@ public struct QSGD: Compressor {
     /// s/(sent·2¹⁰⁰) (sent·2¹⁰⁰ is exact).
     @inline(never)
     func quantizeSmallBucket(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes,
-                             into words: UnsafeMutablePointer<UInt32>) -> (scale: Float, count: Int, nonzeros: Int) {
+                             into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath) -> (scale: Float, count: Int, nonzeros: Int) {
         let scaled = bucket.map { $0 * QSGD.smallScaleFactor }
         let scaledScale = scaled.withUnsafeBufferPointer { scaling == .l2 ? Vector.norm2($0) : maximumMagnitude($0) }
         let sent = scaledScale * QSGD.smallScaleUndo
         let nonzeros = scaled.withUnsafeBufferPointer {
-            quantizeLevels($0, lanes: &lanes, factor: Float(levels) / (sent * QSGD.smallScaleFactor), into: words)
+            quantizeLevels($0, lanes: &lanes, factor: Float(levels) / (sent * QSGD.smallScaleFactor), into: words, kernel: kernel)
         }
         return (sent, bucket.count, nonzeros)
     }
@@ -158,8 +159,9 @@ public struct QSGD: Compressor {
 
     /// The Elias format: two independent streams, stream k holding the buckets b with b % 2 = k,
     /// written in lockstep (buckets 2g and 2g + 1 together) so that the two serial bit-position
-    /// chains overlap in the CPU, and decoded the same way.
-    func encodeElias(_ values: UnsafeBufferPointer<Float>, key: CompressionKey) throws -> [UInt8] {
+    /// chains overlap in the CPU, and decoded the same way. On AVX2 the codes of a bucket are
+    /// written by `qsgd_elias_append_avx2` (eight at a time, the same bits), below 2³⁰ elements.
+    func encodeElias(_ values: UnsafeBufferPointer<Float>, key: CompressionKey, kernel: KernelPath) throws -> [UInt8] {
         let n = values.count, buckets = bucketCount(n)
         guard let v = values.baseAddress else { return [UInt8](repeating: 0, count: 12) }
         let d = Swift.min(n, bucketSize)
@@ -184,12 +186,21 @@ public struct QSGD: Compressor {
         var streams = [EliasStreamState(stream: PositionedBits(bit: 0), last: -1),
                        EliasStreamState(stream: PositionedBits(bit: 8 * capacity0), last: -1)]
         var nonzeros = [0, 0]
+        let vector = kernel == .avx2 && n <= 1 << 30
+        let bytes = buffer.assumingMemoryBound(to: UInt8.self)
         for b in 0..<buckets {
-            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words)
+            let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words, kernel: kernel)
             scales[b] = q.scale
             let k = b & 1
             nonzeros[k] &+= q.nonzeros
-            if q.nonzeros &* 8 < q.count {
+            if vector {
+                var c = qsgd_elias_stream(bit: Int64(streams[k].stream.bit), pending: streams[k].stream.pending,
+                                          last: Int64(streams[k].last))
+                _ = qsgd_elias_append_avx2(words, q.count, Int64((b &>> 1) &* bucketSize), &c, bytes)
+                var stream = PositionedBits(bit: Int(c.bit))
+                stream.pending = c.pending
+                streams[k] = EliasStreamState(stream: stream, last: Int(c.last))
+            } else if q.nonzeros &* 8 < q.count {
                 streams[k] = QSGD.appendSparseEliasBucket(words, count: q.count, start: (b &>> 1) &* bucketSize, state: streams[k],
                                                           into: buffer, table: table, tableLimit: tableLimit)
             } else {
@@ -345,12 +356,16 @@ public struct QSGD: Compressor {
     /// (a + 2²³) − 2²³ is a rounded to an integer (minus one if that rounded up gives ⌊a⌋), and the
     /// low 23 bits of the float ζ + 2²³ are ζ. Floats from 2²³ to 2²⁴ (levels s ≥ 2²³) are integers
     /// already: ⌊a⌋ = a, and ζ is the mantissa with its implicit bit (2²⁴ has exponent 24).
-    /// Returns the count of nonzero levels.
-    @inlinable
+    /// Returns the count of nonzero levels. On AVX2, for s < 2²³, `qsgd_levels_avx2` does the same
+    /// arithmetic eight lanes to a register (the portable SIMD8 is two SSE registers, and its
+    /// selects are and/andnot/or triples).
     func quantizeLevels(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes, factor: Float,
-                        into words: UnsafeMutablePointer<UInt32>) -> Int {
+                        into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath = .preferred) -> Int {
         guard let v = bucket.baseAddress else { return 0 }
         let count = bucket.count
+        if kernel == .avx2 && levels < 1 << 23 {
+            return lanes.withState { qsgd_levels_avx2(v, count, $0, factor, Float(levels), words) }
+        }
         var j = 0
         var nonzeros = SIMD8<UInt32>(repeating: 0)
         // The same loop twice, with `wide` a constant in each, on purpose: written once as a local

@@ -1,3 +1,4 @@
+import CVectorKernels
 import LinearAlgebra
 
 /// TernGrad (Wen et al. 2017; ALGORITHMS.md §5.1): per tensor, optional clipping to ±c·σ, scaler
@@ -63,12 +64,28 @@ public struct TernGrad: Compressor {
     }
 
     public func encode(_ values: UnsafeBufferPointer<Float>, shape: [Int], key: CompressionKey) throws -> [UInt8] {
+        try encode(values, key: key, kernel: .preferred)
+    }
+
+    /// max |xᵢ| and the clipping bound (`maximumMagnitude` and `clipBound`; on AVX2 in one pass
+    /// that sums in the same order, so both paths give the same bits).
+    func statistics(_ values: UnsafeBufferPointer<Float>, kernel: KernelPath) -> (maxAbs: Float, clipBound: Float) {
+        guard kernel == .avx2, let p = values.baseAddress else { return (maximumMagnitude(values), clipBound(values)) }
         let n = values.count
-        let maxAbs = maximumMagnitude(values)
+        var sum = 0.0, sumSq = 0.0
+        let maxAbs = terngrad_statistics_avx2(p, n, clip > 0 ? 1 : 0, &sum, &sumSq)
+        guard clip > 0 else { return (maxAbs, .infinity) }
+        let mean = sum / Double(n)
+        return (maxAbs, clip * Float(max(0, sumSq / Double(n) - mean * mean).squareRoot()))
+    }
+
+    func encode(_ values: UnsafeBufferPointer<Float>, key: CompressionKey, kernel: KernelPath) throws -> [UInt8] {
+        let n = values.count
+        let (maxAbs, bound) = statistics(values, kernel: kernel)
         guard maxAbs.isFinite else {
             throw CompressorError.nonFiniteInput(method: "terngrad", tensor: key.tensor, detail: "it holds NaN/Inf")
         }
-        let scaler = Swift.min(maxAbs, clipBound(values))
+        let scaler = Swift.min(maxAbs, bound)
         let inverse: Float = scaler > 0 ? 1 / scaler : 0
         // P(b = 1) = min(|x|, s)/s: U < that, U from eight xoshiro128+ lanes on the 2⁻²³ grid
         // (`UniformLanes`), eight elements per step.
@@ -79,6 +96,10 @@ public struct TernGrad: Compressor {
             raw.storeBytes(of: scaler.bitPattern.littleEndian, as: UInt32.self)
             var i = 0
             if let p = values.baseAddress {
+                if kernel == .avx2 {
+                    lanes.withState { terngrad_fields_avx2(p, n / 8, $0, scaler, inverse, raw.assumingMemoryBound(to: UInt8.self) + 4) }
+                    i = n / 8 * 8
+                }
                 while i &+ 8 <= n {
                     let x = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
                     let f = TernGrad.fields(x, lanes.next(), scaler: scaler, inverse: inverse)

@@ -70,6 +70,20 @@ extension UniformLanes {
     }
 }
 
+extension UniformLanes {
+    /// Runs `body` on the state as 32 words (s0's eight lanes, then s1's, s2's, s3's), the layout
+    /// the C kernels of `CVectorKernels` advance, and keeps what `body` leaves there.
+    mutating func withState<R>(_ body: (UnsafeMutablePointer<UInt32>) throws -> R) rethrows -> R {
+        // On the stack: QSGD calls this once per bucket.
+        try withUnsafeTemporaryAllocation(of: SIMD8<UInt32>.self, capacity: 4) { state in
+            state[0] = s0; state[1] = s1; state[2] = s2; state[3] = s3
+            let result = try state.withMemoryRebound(to: UInt32.self) { try body($0.baseAddress!) }
+            s0 = state[0]; s1 = state[1]; s2 = state[2]; s3 = state[3]
+            return result
+        }
+    }
+}
+
 extension CompressionKey {
     /// The per-worker eight-lane generator of this encoding (seeded from `workerStream`).
     public func workerLanes(seed: UInt64, purpose: UInt64 = 0) -> UniformLanes {

@@ -1,0 +1,86 @@
+// Kernels that need AVX2 and FMA: the tall-skinny products of PowerSGD (LinearAlgebra's
+// `TallSkinny`) and the bit packing of the sign and ternary quantizers.
+//
+// Swift cannot enable a target feature for one function, and the default x86-64 target has
+// neither AVX2 nor FMA, so these are C compiled with `__attribute__((target("avx2,fma")))`. They
+// must only be called when `vector_kernels_available()` returns 1 (a CPUID check the caller does
+// once); the Swift callers keep a portable path for other CPUs and a plain reference kernel that
+// the tests compare these with.
+#ifndef VECTOR_KERNELS_H
+#define VECTOR_KERNELS_H
+
+#include <stddef.h>
+
+/// 1 if the CPU and OS support AVX2 and FMA (CPUID.1:ECX FMA/OSXSAVE/AVX, CPUID.7:EBX AVX2 and
+/// XCR0's SSE/AVX state), else 0 (always 0 off x86-64).
+int vector_kernels_available(void);
+
+/// p[i·r + k] = Σⱼ m[i·cols + j] · qt[k·cols + j] for i in [row_begin, row_end), k < r.
+/// `qt` is Qᵀ (r×cols, row-major). Columns are taken in blocks of `block` columns;
+/// within a block each (i, k) sums 16 lanes (j mod 16 for the first ⌊w/16⌋·16 columns of the
+/// block) with FMA in ascending j, the rest by `fmaf` in ascending j; the lanes are
+/// reduced as ((l + l₊₈) + l₊₄) + l₊₂, then + l₊₁, the rest added, and the block's sum added to
+/// p[i·r + k] (which starts at 0).
+/// The result depends only on the inputs and `block`, not on how rows are split.
+void tall_skinny_multiply_avx2(const float *m, size_t row_begin, size_t row_end, size_t cols,
+                               const float *qt, size_t r, size_t block, float *p);
+
+/// qt[k·cols + j] = fma(p[i·r + k], m[i·cols + j], qt[k·cols + j]) for i = 0, 1, ..., rows − 1 in
+/// order, j in [col_begin, col_end), k < r: exactly the scalar loop `q = fmaf(p, m, q)` over
+/// rows ascending, so the result is bit-identical to that loop for any split of the columns.
+/// `qt` (r×cols) holds Q'ᵀ and must start zeroed. Columns are taken in blocks of `block`.
+void tall_skinny_multiply_transposed_avx2(const float *m, size_t rows, size_t cols,
+                                          const float *p, size_t r,
+                                          size_t col_begin, size_t col_end, size_t block, float *qt);
+
+/// TernGrad's statistics in one pass: max |xᵢ| by the 31-bit magnitude patterns as signed
+/// integers (NaN above Inf, like `maximumMagnitude`), and when `moments` is nonzero Σxᵢ and Σxᵢ²
+/// exactly as TernGrad's portable `clipBound` sums them: blocks of 256 in 8 fp32 lanes (x and
+/// x·x rounded, then added), each block's lanes added in order 0…7 to a fp64 total, the last
+/// n mod 256 elements added to it one by one in fp64.
+float terngrad_statistics_avx2(const float *x, size_t n, int moments, double *sum, double *sum_squares);
+
+/// TernGrad's 2-bit fields of 8·`groups` elements, 2 bytes per 8 (little-endian; element j of a
+/// group in bits 2j, 2j + 1: 01 kept positive, 11 kept negative, 00 dropped), with
+/// kept = U < min(|x|, scaler)·inverse and U from the eight xoshiro128+ lanes in `lanes`
+/// (s0[0..8), s1, s2, s3: `UniformLanes`' state, advanced one step per group).
+void terngrad_fields_avx2(const float *x, size_t groups, unsigned *lanes, float scaler, float inverse,
+                          unsigned char *out);
+
+/// 1-bit SGD's encoding pass over an n×m row-major matrix (count = n·m elements), in one read:
+/// bits[e/8] bit e mod 8 = [x_e ≥ 0] for every element e, and the column statistics in the
+/// order `OneBitSGD.columnStatistics` (the portable path) states: per block of 64 rows, lane
+/// sums p = e mod `period` (period = lcm(8, m), a divisor of 64m) in fp32 in ascending e of
+/// min(x, 0) (as 0 < x ? 0 : x) and max(x, 0) (as 0 ≥ x ? 0 : x) and a count of x < 0, then
+/// added in ascending p to column p mod m of the fp64 sums and the counts. `lanes` is scratch of
+/// 3·period floats. Returns 0 if an element is NaN or ±Inf (the outputs are then unspecified), else 1.
+int onebit_encode_avx2(const float *x, size_t rows, size_t m, size_t period, float *lanes,
+                       double *negative_sum, double *positive_sum, long long *negative_count, unsigned char *bits);
+
+/// QSGD's level words of one bucket (`QSGD.levelWords` for s < 2²³, step for step): for each
+/// element, a = min(|x|·factor, s), ζ = ⌊a⌋ + [U < a − ⌊a⌋] (⌊a⌋ by the 2²³ trick), clamped to s,
+/// written as ζ | [x < 0] << 31; U from the eight xoshiro128+ lanes in `lanes` (`UniformLanes`'
+/// state), one step per eight elements, the last count mod 8 against zero padding. Returns the
+/// count of nonzero levels.
+size_t qsgd_levels_avx2(const float *x, size_t count, unsigned *lanes, float factor, float levels, unsigned *words);
+
+/// One QSGD Elias stream being written (GradientCompression's `PositionedBits` and the stream
+/// position of its last nonzero): `bit` counts bits from the shared base, `pending` holds the
+/// bits of byte bit/8 written so far (below bit mod 8, zeros above).
+typedef struct {
+    long long bit;
+    unsigned long long pending;
+    long long last;
+} qsgd_elias_stream;
+
+/// Appends QSGD's Elias codes of one bucket's level words (ζ | sign << 31; element j at stream
+/// position start + j) to `stream`: for each nonzero level, γ(position − last), the sign bit,
+/// γ(ζ), least significant bit first — the same bits as the portable Swift encoder. Eight words
+/// per step: gaps from a table of the nonzero mask, code lengths from the float exponent, their
+/// prefix sums in the vector, and one append of the eight codes joined in a register (element
+/// by element when they exceed 56 bits). Needs start + count ≤ 2³⁰ and the stream's buffer to
+/// have 8 writable bytes past its last code. Returns the count of nonzero levels.
+size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long long start, qsgd_elias_stream *stream,
+                              unsigned char *base);
+
+#endif
