@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
         .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Privacy", targets: ["Privacy"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "EmulatedCluster", targets: ["EmulatedCluster"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
@@ -52,11 +53,13 @@ let package = Package(
                 exclude: ["README.md"], linkerSettings: libm),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Datasets", dependencies: ["LinearAlgebra", "CZlib"], exclude: ["README.md"]),
-        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets"],
+        // DP-SGD's accountant (RDP of the sampled Gaussian mechanism), settings and noise.
+        .target(name: "Privacy", dependencies: ["LinearAlgebra"], exclude: ["README.md"], linkerSettings: libm),
+        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Privacy"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI", "EmulatedCluster",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "Privacy", "CollectivesMPI", "EmulatedCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -68,6 +71,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
         .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster"]),
+        .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
