@@ -33,6 +33,9 @@ struct BenchDP: ParsableCommand {
         var privateStepMs: Double?
         var ratio: Double?
         var method: String?
+        /// Of the private step: the clipped sum alone, and the noise alone.
+        var clippedSumMs: Double?
+        var noiseMs: Double?
         var oneBackwardPerExampleStepMs: Double?
         var oneBackwardPerExampleRatio: Double?
         /// Why DP-SGD refuses the model, when it does.
@@ -57,7 +60,8 @@ struct BenchDP: ParsableCommand {
         results.append(ModelResult(model: "lstm", parameters: 0, batchSize: batchSize,
                                    refused: "a batch is columns of one token stream with hidden state carried across batches: no example for a clipped gradient to bound"))
         try BenchmarkReport.print(Report(models: results, notes:
-            "median of \(repeats) steps after one warm-up, 1 thread; private = PerExampleGradients.clippedSum (C = 1) + N(0, σ²C²) on "
+            "median of \(repeats) rounds after one warm-up round, each round timing the four parts one after the other, 1 thread; "
+            + "private = PerExampleGradients.clippedSum (C = 1) + N(0, σ²C²) on "
             + "every parameter (σ = 1); non-private = forward + backward of the mean loss; the optimizer step (the same in both) is not "
             + "timed; ratio = private / non-private"))
     }
@@ -66,27 +70,40 @@ struct BenchDP: ParsableCommand {
         let input = Philox(seed: 3, stream: 1).normalTensor(shape: [batchSize] + model.inputShape)
         let labels = (0..<batchSize).map { $0 % model.classes }
         let parameters = model.parameters
-        let plain = try Benchmark.medianSeconds(repeats: repeats) {
+        let method = PerExampleGradients.method(for: model)
+        var step: UInt64 = 0
+        let plainStep = {
             model.zeroGradients()
             _ = try model.lossAndGradients(input: input, labels: labels)
         }
-        func privateStep(_ method: PerExampleGradients.Method) throws -> Double {
-            var step: UInt64 = 0
-            return try Benchmark.medianSeconds(repeats: repeats) {
-                _ = try PerExampleGradients.clippedSum(model, input: input, labels: labels, clip: 1, perLayer: false, method: method)
-                step += 1
-                for (k, p) in parameters.enumerated() {
-                    p.gradient.withUnsafeMutableBufferPointer {
-                        GaussianNoise.add(to: $0, standardDeviation: 1, seed: 1, stream: Philox.stream(step, UInt64(k)))
-                    }
+        let clippedSum = { (method: PerExampleGradients.Method) in
+            _ = try PerExampleGradients.clippedSum(model, input: input, labels: labels, clip: 1, perLayer: false, method: method)
+        }
+        let addNoise = {
+            step += 1
+            for (k, p) in parameters.enumerated() {
+                p.gradient.withUnsafeMutableBufferPointer {
+                    GaussianNoise.add(to: $0, standardDeviation: 1, seed: 1, stream: Philox.stream(step, UInt64(k)))
                 }
             }
         }
-        let method = PerExampleGradients.method(for: model)
-        let efficient = try privateStep(method)
-        let loop = method == .efficient ? try privateStep(.oneBackwardPerExample) : efficient
+        // Interleaved, one of each per round, so that other processes on the cores slow all of
+        // them alike; medians over the rounds (after one warm-up round).
+        var times: [[Double]] = [[], [], [], []]
+        for round in 0...repeats {
+            let parts: [() throws -> Void] = [plainStep, { try clippedSum(method) }, addNoise, { try clippedSum(.oneBackwardPerExample) }]
+            for (k, part) in parts.enumerated() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try part()
+                if round > 0 { times[k].append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
+            }
+        }
+        let medians = times.map { $0.sorted()[$0.count / 2] }
+        let plain = medians[0], clipping = medians[1], noise = medians[2], loop = medians[3] + medians[2]
+        let efficient = clipping + noise
         return ModelResult(model: name, parameters: model.parameterCount, batchSize: batchSize, nonPrivateStepMs: plain * 1e3,
                            privateStepMs: efficient * 1e3, ratio: efficient / plain, method: method.rawValue,
+                           clippedSumMs: clipping * 1e3, noiseMs: noise * 1e3,
                            oneBackwardPerExampleStepMs: loop * 1e3, oneBackwardPerExampleRatio: loop / plain)
     }
 }

@@ -55,7 +55,7 @@ public final class DifferentiallyPrivateWorkload: Workload {
         case .central:
             throw PrivacyError.invalidOption(name: "placement", value: "central",
                 reason: "the noise is added on rank 0 only, and \(reducer) compresses each worker's message on its own (not a "
-                    + "function of the noised sum), so the other \(workers - 1) workers' messages and the model built from them "
+                    + "function of the noised sum), so the messages of ranks 1…\(workers - 1) and the model built from them "
                     + "carry un-noised data; use placement=distributed or placement=local, or the reducer sgd or powersgd")
         case .distributed: return sigma / Double(workers).squareRoot()
         case .local: return sigma
