@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "GradientCompression", targets: ["GradientCompression"]),
         .library(name: "NeuralNetworks", targets: ["NeuralNetworks"]),
         .library(name: "Datasets", targets: ["Datasets"]),
+        .library(name: "Privacy", targets: ["Privacy"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "EmulatedCluster", targets: ["EmulatedCluster"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
@@ -54,11 +55,13 @@ let package = Package(
                 exclude: ["README.md"], linkerSettings: libm),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Datasets", dependencies: ["LinearAlgebra", "CZlib"], exclude: ["README.md"]),
-        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets"],
+        // DP-SGD's accountant (RDP of the sampled Gaussian mechanism), settings and noise.
+        .target(name: "Privacy", dependencies: ["LinearAlgebra"], exclude: ["README.md"], linkerSettings: libm),
+        .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Privacy"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI", "EmulatedCluster",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "Privacy", "CollectivesMPI", "EmulatedCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -73,6 +76,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
         .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster", "TestSupport"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra", "TestSupport"]),
+        .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
 )

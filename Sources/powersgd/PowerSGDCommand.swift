@@ -12,7 +12,7 @@ struct PowerSGDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "powersgd",
         abstract: "Communication-efficient data-parallel training (PowerSGD and its peers).",
-        subcommands: [TrainCommand.self, CompareCommand.self, SimulateCommand.self, ReducersCommand.self, Bench.self, ClusterCommand.self])
+        subcommands: [TrainCommand.self, CompareCommand.self, SimulateCommand.self, ReducersCommand.self, PrivacyCommand.self, Bench.self, ClusterCommand.self])
 
     static func main() {
         keepLargeAllocationsInTheHeap()
@@ -57,7 +57,7 @@ func attachingNegativeValues(_ arguments: [String]) -> [String] {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print JSON, each measured against a limit of this machine.",
-        subcommands: [BenchLinalg.self, BenchCollectives.self, BenchData.self, BenchModel.self, BenchCompressors.self, BenchReducers.self, BenchNetwork.self])
+        subcommands: [BenchLinalg.self, BenchCollectives.self, BenchData.self, BenchModel.self, BenchCompressors.self, BenchReducers.self, BenchNetwork.self, BenchDP.self])
 }
 
 enum FileHandleStandardError {

@@ -19,6 +19,10 @@ struct Summary {
             lines.append(String(format: "  test %@: %.4f", final.metric.rawValue, final.value))
         }
         guard !run.steps.isEmpty else { return lines.joined(separator: "\n") }
+        if let epsilon = run.steps.last?.epsilon {
+            lines.append(String(format: "  differential privacy: ε = %.4f spent after %d steps (DP-SGD, RDP accountant)", epsilon,
+                                run.steps.last!.step + 1))
+        }
         let sgdBytes = 4.0 * Double(result.parameterCount)
         let bytes = run.payloadBytesPerStep
         lines.append(String(format: "  bytes per worker per step: %@ (plain SGD: %@), %.1f× fewer; compression ratio %.1f",

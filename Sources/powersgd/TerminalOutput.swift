@@ -34,15 +34,16 @@ final class TerminalOutput {
         fflush(stdout)
     }
 
-    func progress(step: Int, total: Int, epoch: Int, loss: Double, examples: Int) {
+    func progress(step: Int, total: Int, epoch: Int, loss: Double, examples: Int, epsilon: Double? = nil) {
         let now = clock()
         recent.append(now - lastTime)
         lastTime = now
         if recent.count > 20 { recent.removeFirst() }
         let perStep = recent.reduce(0, +) / Double(recent.count)
         let eta = perStep * Double(total - step)
-        let text = String(format: "epoch %d  step %d/%d  loss %.4f  %.0f examples/s  ETA %@", epoch + 1, step, total, loss,
+        var text = String(format: "epoch %d  step %d/%d  loss %.4f  %.0f examples/s  ETA %@", epoch + 1, step, total, loss,
                           Double(examples) / max(perStep, 1e-9), format(eta))
+        if let epsilon { text += String(format: "  ε %.3f", epsilon) }
         lastProgress = text
         if isTerminal {
             let width = 30, filled = width * step / max(total, 1)

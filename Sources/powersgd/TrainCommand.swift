@@ -5,6 +5,7 @@ import EmulatedCluster
 import Foundation
 import GradientCompression
 import NeuralNetworks
+import Privacy
 import Training
 #if canImport(Glibc)
 import Glibc
@@ -96,6 +97,12 @@ struct TrainCommand: ParsableCommand {
             output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(counted(workers, "worker")) "
                         + "(threads), reducer \(reducer)")
         }
+        if let dp = experiment.configuration.dp, settings.backend == "threads" {
+            let privacy = try checkPrivacy(dp, experiment: experiment, reducer: specification.name, workers: workers)
+            output.line(String(format: "DP-SGD: noise multiplier σ = %.4f, clip C = %g, δ = %g, sample rate q = %.5g "
+                               + "(expected lot %d), placement %@; ε is charged at σ = %.4f per step", privacy.noise, dp.clip,
+                               dp.delta, privacy.sampleRate, workers * settings.batchSize, dp.placement.rawValue, privacy.accountedNoise))
+        }
         let built = try ReducerCatalog.make(specification, seed: settings.seed)
         if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
             output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
@@ -107,7 +114,7 @@ struct TrainCommand: ParsableCommand {
             return try outputs.namingWriteFailures { try session.run(group: group, onStep: { record, total in
                 interrupt.completed(steps: record.step + 1)
                 output.progress(step: record.step + 1, total: total, epoch: record.epoch, loss: record.loss,
-                                examples: settings.batchSize * group.size)
+                                examples: settings.batchSize * group.size, epsilon: record.epsilon)
             }, onEvaluation: { record in
                 output.line(String(format: "evaluation after step %d (epoch %d): %@ %.4f", record.step, record.epoch + 1,
                                    record.metric.rawValue, record.value))
@@ -119,6 +126,19 @@ struct TrainCommand: ParsableCommand {
     }
 }
 
+
+/// Builds rank 0's DP workload before any worker starts, so that what DP-SGD cannot run (a
+/// model, reducer or placement it cannot honour, an unreachable ε, δ ≥ 1/N) is a usage error
+/// naming the option (exit 2).
+func checkPrivacy(_ dp: DifferentialPrivacySettings, experiment: Experiment, reducer: String, workers: Int) throws -> DifferentiallyPrivateWorkload {
+    do {
+        return try DifferentiallyPrivateWorkload.make(experiment.makeWorkload(rank: 0, workers: workers), settings: dp, reducer: reducer,
+                                                      totalSteps: experiment.totalSteps(workers: workers), workers: workers,
+                                                      seed: experiment.configuration.seed)
+    } catch let error as PrivacyError {
+        throw ValidationError("--dp: \(error)")
+    }
+}
 
 /// Runs `body` on the configured transport: N threads of this process, or this MPI rank.
 func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
@@ -162,6 +182,7 @@ func runThreads<T>(workers: Int, collectiveTimeout: Double? = CollectiveTimeout.
 /// Errors that mean the flags do not fit (exit 2), raised once the workers have started.
 func isUsageError(_ error: Error) -> Bool {
     if case .configurationChanged? = error as? TrainingError { return true }
+    if error is PrivacyError { return true }
     return false
 }
 
@@ -197,6 +218,7 @@ extension TrainingArguments {
         c.seed = seed
         c.width = width
         c.evaluateEvery = evaluateEvery
+        c.dp = try? privacySettings()
         return c
     }
 }

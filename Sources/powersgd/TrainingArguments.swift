@@ -3,6 +3,7 @@ import Collectives
 import Foundation
 import GradientCompression
 import NeuralNetworks
+import Privacy
 import Training
 
 /// The options shared by `train` and `compare`: model, data, workers, optimizer, schedule.
@@ -79,6 +80,15 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Seconds a worker waits in a collective for the others before the run fails naming the workers that did not arrive (with mpi: the job is aborted); 0: no limit.")
     var collectiveTimeout: Double = CollectiveTimeout.defaultSeconds
 
+    @Option(help: ArgumentHelp("DP-SGD: noise=σ or epsilon=ε (σ found for it), clip=C, delta=δ (< 1/N), optional placement=central|distributed|local and per-layer=true; e.g. noise=1.1,clip=1.0,delta=1e-5. Lots are Poisson-sampled at q = workers × batch-size / N. Image classifiers without batch norm only (mlp). See docs/privacy.md.", valueName: "options"))
+    var dp: String?
+
+    /// `--dp` parsed (nil without the flag).
+    func privacySettings() throws -> DifferentialPrivacySettings? {
+        guard let dp else { return nil }
+        do { return try DifferentialPrivacySettings.parse(dp) } catch { throw ValidationError("--dp: \(error)") }
+    }
+
     /// `--collective-timeout` for the communicators: nil for 0 (no limit).
     var collectiveTimeoutSeconds: Double? { collectiveTimeout > 0 ? collectiveTimeout : nil }
 
@@ -124,6 +134,7 @@ struct TrainingArguments: ParsableArguments {
         guard collectiveTimeout >= 0, collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
         }
+        _ = try privacySettings()
         guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
             throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")
         }

@@ -28,7 +28,7 @@ final class SyntheticImages: LabeledImageSource {
         return (zip(prototypes[label], noise).map { $0 + $1 }, label)
     }
 
-    private func batch(_ indices: [Int], test: Bool) -> (input: Tensor, labels: [Int]) {
+    func batch(_ indices: [Int], test: Bool) -> (input: Tensor, labels: [Int]) {
         var scalars: [Float] = []
         var labels: [Int] = []
         for i in indices { let (x, y) = example(i, test: test); scalars += x; labels.append(y) }

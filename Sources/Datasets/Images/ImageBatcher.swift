@@ -113,3 +113,17 @@ public final class ImageBatcher {
         return out
     }
 }
+
+extension ImageBatcher {
+    /// The number of training images.
+    public var trainingCount: Int { train.count }
+
+    /// Training images `indices` (any order, repeats allowed), augmented as in `epoch` when the
+    /// batcher augments: what a sampler other than the epoch permutation (DP-SGD's Poisson lots) uses.
+    public func trainingExamples(_ indices: [Int], epoch: Int) throws -> (input: Tensor, labels: [Int]) {
+        guard indices.allSatisfy({ (0..<train.count).contains($0) }) else {
+            throw DatasetError.invalidRequest("a training index is outside the \(train.count) images of \(train.name)")
+        }
+        return (images(indices, from: train, epoch: augment ? epoch : nil), indices.map { Int(train.labels[$0]) })
+    }
+}

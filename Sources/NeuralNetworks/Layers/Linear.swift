@@ -7,7 +7,11 @@ public final class Linear: Layer {
     public let outFeatures: Int
     public let weight: Parameter
     public let bias: Parameter?
-    private var cachedInput: Tensor?
+    private(set) var cachedInput: Tensor?
+    /// Per-example mode (DP-SGD, `PerExampleGradients`): backward keeps ∂loss/∂output for the
+    /// per-example norms and the clipped sum, and adds nothing to the parameter gradients.
+    var recordsOutputGradient = false
+    var recordedOutputGradient: Tensor?
 
     /// A layer with PyTorch's default initialization from `initializer`.
     public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool = true,
@@ -67,16 +71,20 @@ public final class Linear: Layer {
             throw NeuralNetworkError.inputShape(layer: name + " (backward)", expected: "\([n, outFeatures])",
                                                 got: outputGradient.shape)
         }
-        outputGradient.withPointer { dy in
-            input.withPointer { x in
-                // ∂W += dyᵀ·x
-                weight.gradient.withMutablePointer { dw in
-                    sgemm(.transposed, .none, m: outFeatures, n: inFeatures, k: n,
-                          a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dw, ldc: inFeatures)
+        if recordsOutputGradient {
+            recordedOutputGradient = outputGradient
+        } else {
+            outputGradient.withPointer { dy in
+                input.withPointer { x in
+                    // ∂W += dyᵀ·x
+                    weight.gradient.withMutablePointer { dw in
+                        sgemm(.transposed, .none, m: outFeatures, n: inFeatures, k: n,
+                              a: dy, lda: outFeatures, b: x, ldb: inFeatures, beta: 1, c: dw, ldc: inFeatures)
+                    }
                 }
-            }
-            if let bias {
-                bias.gradient.withMutablePointer { db in columnSums(dy, rows: n, columns: outFeatures, into: db) }
+                if let bias {
+                    bias.gradient.withMutablePointer { db in columnSums(dy, rows: n, columns: outFeatures, into: db) }
+                }
             }
         }
         // ∂x = dy·W

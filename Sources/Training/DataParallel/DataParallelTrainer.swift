@@ -60,6 +60,8 @@ public struct DataParallelTrainer {
         public var skewSeconds: Double
         /// This worker's reducer statistics (bytes, ratio, collectives).
         public var reduction: ReductionStats
+        /// Under DP-SGD: the ε spent after this step (`DifferentiallyPrivateWorkload`).
+        public var epsilon: Double?
     }
 
     /// The result of an evaluation, the same on every worker.
@@ -131,7 +133,7 @@ public struct DataParallelTrainer {
                             learningRate: learningRate, computeSeconds: Double(slowest[0]),
                             compressionSeconds: Double(slowest[1]), communicationSeconds: Double(slowest[2]),
                             optimizerSeconds: Double(slowest[3]), skewSeconds: Double(slowest[4] + slowest[5]),
-                            reduction: reduction))
+                            reduction: reduction, epsilon: (workload as? DifferentiallyPrivateWorkload)?.account.epsilon))
             step += 1
             if options.evaluates && (options.evaluateEvery > 0 && step % options.evaluateEvery == 0 || step == options.totalSteps) {
                 try onEvaluation(evaluate(workload: workload, group: group, step: step, epoch: (step - 1) / stepsPerEpoch))

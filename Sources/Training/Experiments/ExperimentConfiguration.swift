@@ -1,5 +1,6 @@
 import Foundation
 import NeuralNetworks
+import Privacy
 
 /// Everything that defines a training run except the reducer and the transport: model, data,
 /// optimizer, schedule and length. The command line fills it; library users can too.
@@ -34,6 +35,8 @@ public struct ExperimentConfiguration: Sendable, Codable, Equatable {
     public var width: Double = 0
     /// Evaluate every this many steps; 0 means at the end of every epoch.
     public var evaluateEvery = 0
+    /// DP-SGD (`--dp`): per-example clipping, Gaussian noise, Poisson lots; nil trains without it.
+    public var dp: DifferentialPrivacySettings?
 
     public init() {}
 

@@ -46,6 +46,8 @@ public struct TrainingSession {
         var settings: [String: String] = ["reducer": reducer]
         for child in Mirror(reflecting: configuration).children {
             guard let label = child.label, !excluded.contains(label) else { continue }
+            // Runs without DP record no `dp` key, so their checkpoints stay resumable.
+            if label == "dp", describe(child.value) == "none" { continue }
             settings[flagName(label)] = describe(child.value)
         }
         return settings
@@ -70,9 +72,13 @@ public struct TrainingSession {
                     onEvaluation: (EvaluationRecord) -> Void = { _ in },
                     onNotice: (String) -> Void = { _ in }) throws -> Result {
         var reducer = try ReducerCatalog.make(self.reducer, seed: experiment.configuration.seed)
-        let workload = try experiment.makeWorkload(rank: group.rank, workers: group.size, threads: threads,
+        var workload = try experiment.makeWorkload(rank: group.rank, workers: group.size, threads: threads,
                                                    reducerAppliesMomentum: reducer.appliesMomentum)
         let total = try experiment.totalSteps(workers: group.size)
+        if let dp = experiment.configuration.dp {
+            workload = try DifferentiallyPrivateWorkload.make(workload, settings: dp, reducer: self.reducer.name, totalSteps: total,
+                                                              workers: group.size, seed: experiment.configuration.seed)
+        }
         let trajectory = Self.trajectorySettings(experiment.configuration, reducer: reducer.name)
         func notice(_ text: String) { if group.rank == 0 { onNotice(text) } }
         let c = experiment.configuration

@@ -30,7 +30,8 @@ public final class RunRecorder {
     @discardableResult
     public func recordStep(step: Int, epoch: Int, loss: Double, learningRate: Double? = nil,
                            computeSeconds: Double, compressionSeconds: Double, communicationSeconds: Double,
-                           optimizerSeconds: Double, skewSeconds: Double? = nil, reduction: ReductionStats) throws -> StepRecord {
+                           optimizerSeconds: Double, skewSeconds: Double? = nil, reduction: ReductionStats,
+                           epsilon: Double? = nil) throws -> StepRecord {
         let previous = run.steps.last
         var record = StepRecord(
             step: step, epoch: epoch, loss: loss, learningRate: learningRate,
@@ -42,6 +43,7 @@ public final class RunRecorder {
             communicationSeconds: communicationSeconds, optimizerSeconds: optimizerSeconds,
             projectedSeconds: 0, collectives: reduction.collectives)
         record.skewSeconds = skewSeconds
+        record.epsilon = epsilon
         record.projectedSeconds = run.settings.projection.stepSeconds(record)
         elapsedSeconds += record.measuredSeconds
         projectedElapsedSeconds += record.projectedSeconds
@@ -72,7 +74,7 @@ extension RunRecorder {
         try recordStep(step: step.step, epoch: step.epoch, loss: step.loss, learningRate: Double(step.learningRate),
                        computeSeconds: step.computeSeconds, compressionSeconds: step.compressionSeconds,
                        communicationSeconds: step.communicationSeconds, optimizerSeconds: step.optimizerSeconds,
-                       skewSeconds: step.skewSeconds, reduction: step.reduction)
+                       skewSeconds: step.skewSeconds, reduction: step.reduction, epsilon: step.epsilon)
     }
 
     /// Records an evaluation as `DataParallelTrainer` reports it (call from `onEvaluation` on rank 0).

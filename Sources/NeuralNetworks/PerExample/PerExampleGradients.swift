@@ -1,0 +1,167 @@
+import Foundation
+import LinearAlgebra
+
+/// DP-SGD's per-example clipping on a classifier: Σ_j ḡ_j with ḡ_j = g_j · min(1, C/(‖g_j‖ + 1e-6)),
+/// where g_j is the gradient of example j's own loss (Opacus's clip factor, ALGORITHMS.md §8).
+///
+/// `efficient` needs one forward and one backward over the batch. A linear layer `y_j = W x_j + b`
+/// has the per-example gradients ∂W_j = dy_j x_jᵀ and ∂b_j = dy_j, so (ghost clipping)
+/// ‖∂W_j‖² = ‖dy_j‖²‖x_j‖² and ‖∂b_j‖² = ‖dy_j‖² come from the recorded activations and output
+/// gradients without materializing any g_j, and the clipped sum is one product
+/// (diag(c)·dY)ᵀ·X per layer. Layers without parameters (flatten, ReLU, dropout) need nothing.
+/// `oneBackwardPerExample` is the reference and the fallback for any other layer: a forward and
+/// backward per example. Batch norm in training mode mixes the examples of a batch, so neither
+/// applies to it: models with batch norm are refused (`perExampleSupport`).
+public enum PerExampleGradients {
+    public enum Method: String, Sendable, CaseIterable {
+        case efficient
+        case oneBackwardPerExample = "one-backward-per-example"
+    }
+
+    /// What clipping did: the mean loss, and every example's gradient norm before clipping.
+    public struct ClippedSum: Sendable {
+        public var loss: Float
+        public var norms: [Float]
+    }
+
+    /// Why `model` cannot give per-example gradients (nil when it can): batch norm in training
+    /// mode, or a parameter shared by two layers.
+    public static func unsupportedReason(_ model: Classifier) -> String? {
+        let layers = model.body.allLayers
+        if let norm = layers.first(where: { $0 is BatchNorm2d }) {
+            return "\(model.name) has batch normalization (\(norm.name)): in training mode it normalizes each example by "
+                + "the batch's statistics, so one example's gradient depends on the others and per-example clipping does not "
+                + "bound the sensitivity"
+        }
+        let all = layers.flatMap { $0.sublayers.isEmpty ? $0.parameters : [] }
+        if all.count != model.parameters.count {
+            return "\(model.name) shares parameters between layers"
+        }
+        return nil
+    }
+
+    /// The method `model` supports: efficient when every layer with parameters is linear.
+    public static func method(for model: Classifier) -> Method {
+        let primitive = model.body.allLayers.filter { $0.sublayers.isEmpty && !$0.parameters.isEmpty }
+        return primitive.allSatisfy { $0 is Linear } ? .efficient : .oneBackwardPerExample
+    }
+
+    /// Leaves Σ_j ḡ_j in every parameter's gradient (replacing what was there). With `perLayer`,
+    /// each of the P parameter tensors is clipped to C/√P on its own, which keeps the flat norm ≤ C.
+    public static func clippedSum(_ model: Classifier, input: Tensor, labels: [Int], clip: Float, perLayer: Bool,
+                                  method: Method? = nil) throws -> ClippedSum {
+        if let reason = unsupportedReason(model) { throw NeuralNetworkError.invalidConfiguration(reason) }
+        switch method ?? Self.method(for: model) {
+        case .efficient: return try efficientClippedSum(model, input: input, labels: labels, clip: clip, perLayer: perLayer)
+        case .oneBackwardPerExample: return try loopClippedSum(model, input: input, labels: labels, clip: clip, perLayer: perLayer)
+        }
+    }
+
+    /// Clip factors: scales[p][j] for parameter p and example j, from squared norms [p][j].
+    static func clipFactors(squaredNorms: [[Double]], clip: Float, perLayer: Bool) -> (scales: [[Float]], norms: [Float]) {
+        let examples = squaredNorms.first?.count ?? 0
+        let flat = (0..<examples).map { j in squaredNorms.reduce(0) { $0 + $1[j] }.squareRoot() }
+        let c = Double(clip)
+        if perLayer {
+            let each = c / Double(squaredNorms.count).squareRoot()
+            let scales = squaredNorms.map { row in row.map { Float(min(1, each / ($0.squareRoot() + 1e-6))) } }
+            return (scales, flat.map(Float.init))
+        }
+        let factors = flat.map { Float(min(1, c / ($0 + 1e-6))) }
+        return (squaredNorms.map { _ in factors }, flat.map(Float.init))
+    }
+
+    static func efficientClippedSum(_ model: Classifier, input: Tensor, labels: [Int], clip: Float, perLayer: Bool) throws -> ClippedSum {
+        let linears = model.body.allLayers.compactMap { $0 as? Linear }
+        for l in linears { l.recordsOutputGradient = true }
+        defer { for l in linears { l.recordsOutputGradient = false; l.recordedOutputGradient = nil } }
+        let n = labels.count
+        let logits = try model.forward(input, training: true)
+        var (loss, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
+        // The gradient of the mean loss is 1/n of the per-example ones: scale to the sum.
+        gradient.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] *= Float(n) } }
+        try model.backward(gradient)
+
+        // Squared norms per parameter (weight, then bias, layer by layer: the model's order).
+        var squared: [[Double]] = []
+        var owners: [(layer: Linear, isBias: Bool)] = []
+        for l in linears {
+            guard let x = l.cachedInput, let dy = l.recordedOutputGradient else { throw NeuralNetworkError.backwardWithoutForward(layer: l.name) }
+            let dyNorms = rowSquaredNorms(dy, columns: l.outFeatures)
+            let xNorms = rowSquaredNorms(x, columns: l.inFeatures)
+            squared.append(zip(dyNorms, xNorms).map { $0 * $1 })
+            owners.append((l, false))
+            if l.bias != nil {
+                squared.append(dyNorms)
+                owners.append((l, true))
+            }
+        }
+        let (scales, norms) = clipFactors(squaredNorms: squared, clip: clip, perLayer: perLayer)
+        model.zeroGradients()
+        for (k, owner) in owners.enumerated() {
+            let l = owner.layer, x = l.cachedInput!
+            let scaled = scaledRows(l.recordedOutputGradient!, columns: l.outFeatures, by: scales[k])
+            scaled.withPointer { dy in
+                if owner.isBias {
+                    l.bias!.gradient.withMutablePointer { db in columnSums(dy, rows: n, columns: l.outFeatures, into: db) }
+                } else {
+                    // ∂W = (diag(c)·dY)ᵀ·X
+                    x.withPointer { xp in
+                        l.weight.gradient.withMutablePointer { dw in
+                            sgemm(.transposed, .none, m: l.outFeatures, n: l.inFeatures, k: n,
+                                  a: dy, lda: l.outFeatures, b: xp, ldb: l.inFeatures, beta: 1, c: dw, ldc: l.inFeatures)
+                        }
+                    }
+                }
+            }
+        }
+        return ClippedSum(loss: loss, norms: norms)
+    }
+
+    /// The reference: one forward and backward per example, its gradient clipped and added.
+    static func loopClippedSum(_ model: Classifier, input: Tensor, labels: [Int], clip: Float, perLayer: Bool) throws -> ClippedSum {
+        let parameters = model.parameters
+        let n = labels.count, size = input.count / max(1, n)
+        var sums = parameters.map { Tensor(shape: $0.shape) }
+        var norms: [Float] = []
+        var totalLoss: Float = 0
+        for j in 0..<n {
+            var single = Tensor(shape: [1] + Array(input.shape.dropFirst()))
+            single.withMutablePointer { s in input.withPointer { s.update(from: $0 + j * size, count: size) } }
+            model.zeroGradients()
+            totalLoss += try model.lossAndGradients(input: single, labels: [labels[j]])
+            let squared = parameters.map { p in [rowSquaredNorms(p.gradient, columns: p.gradient.count)[0]] }
+            let (scales, exampleNorms) = clipFactors(squaredNorms: squared, clip: clip, perLayer: perLayer)
+            norms.append(exampleNorms[0])
+            for (k, p) in parameters.enumerated() {
+                let c = scales[k][0]
+                sums[k].withMutablePointer { s in p.gradient.withPointer { g in for i in 0..<p.gradient.count { s[i] += c * g[i] } } }
+            }
+        }
+        for (p, s) in zip(parameters, sums) { p.gradient = s }
+        return ClippedSum(loss: totalLoss / Float(max(1, n)), norms: norms)
+    }
+
+    static func rowSquaredNorms(_ m: Tensor, columns: Int) -> [Double] {
+        let rows = m.count / columns
+        return m.withPointer { p in
+            (0..<rows).map { r in
+                var s: Double = 0
+                let row = p + r * columns
+                for i in 0..<columns { s += Double(row[i]) * Double(row[i]) }
+                return s
+            }
+        }
+    }
+
+    static func scaledRows(_ m: Tensor, columns: Int, by factors: [Float]) -> Tensor {
+        var out = m
+        out.withMutablePointer { p in
+            for (r, c) in factors.enumerated() where c != 1 {
+                let row = p + r * columns
+                for i in 0..<columns { row[i] *= c }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+
+/// `powersgd privacy` and `train --dp` as a user runs them.
+@Suite struct PrivacyCommandTests {
+    /// ε and σ against Opacus 1.6.0 (values and commands in Tests/PrivacyTests/AccountantTests.swift).
+    @Test func privacyPrintsEpsilonAndNoise() throws {
+        let forward = try CommandRunner.run(["privacy", "--sample-rate", "0.01", "--noise", "1.0", "--steps", "1000",
+                                             "--delta", "1e-5", "--json"])
+        #expect(forward.status == 0, "\(forward.all)")
+        let report = try JSONSerialization.jsonObject(with: Data(forward.standardOutput.utf8)) as? [String: Any]
+        let epsilon = try #require(report?["epsilon"] as? Double)
+        #expect(abs(epsilon - 2.1013652716430564) < 1e-9 * 2.1)
+        let inverse = try CommandRunner.run(["privacy", "--sample-rate", "0.01", "--epsilon", "1", "--steps", "1000", "--delta", "1e-5"])
+        #expect(inverse.status == 0 && inverse.standardOutput.contains("σ = 1.513"), "\(inverse.all)")
+        let unreachable = try CommandRunner.run(["privacy", "--sample-rate", "0.01", "--epsilon", "0.05", "--steps", "1000", "--delta", "1e-5"])
+        #expect(unreachable.status == 2 && unreachable.standardError.contains("--epsilon: epsilon=0.05 cannot be reached"), "\(unreachable.all)")
+    }
+
+    /// Bad --dp input: exit 2 naming the option, before any training.
+    @Test(arguments: [
+        (["--dp", "noise=1,clip=0,delta=1e-6"], "clip=0"),
+        (["--dp", "noise=-1,clip=1,delta=1e-6"], "noise=-1"),
+        (["--dp", "noise=1,clip=1,delta=1e-4"], "delta=0.0001"),
+        (["--dp", "epsilon=0.01,clip=1,delta=1e-6"], "epsilon=0.01 cannot be reached"),
+        (["--dp", "noise=1,clip=1,delta=1e-6", "--reducer", "topk:ratio=0.01"], "placement=central"),
+        (["--dp", "noise=1,clip=1,delta=1e-6", "--model", "resnet8"], "batch normalization"),
+    ])
+    func badPrivacySettingsExitTwoNamingTheOption(arguments: [String], named: String) throws {
+        let outcome = try CommandRunner.run(["train"] + CommandLineTests.quick + ["--steps", "2"] + arguments)
+        #expect(outcome.status == 2, "\(outcome.all)")
+        #expect(outcome.standardError.contains("--dp: ") && outcome.standardError.contains(named), "\(outcome.standardError)")
+    }
+
+    /// A short DP run reports ε on the progress lines, in the log and in the summary.
+    @Test func aDPRunReportsEpsilon() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("dp-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let outcome = try CommandRunner.run(["train"] + CommandLineTests.quick + ["--steps", "4", "--reducer", "powersgd:rank=1",
+                                             "--dp", "noise=1.1,clip=1,delta=1e-6,placement=distributed", "--log-file", log.path])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("DP-SGD: noise multiplier σ = 1.1000"))
+        #expect(outcome.standardOutput.contains("differential privacy: ε = "))
+        #expect(outcome.standardOutput.contains("ε "))
+        let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+        #expect(lines.filter { $0.contains("\"record\":\"step\"") && $0.contains("\"epsilon\":") }.count == 4)
+    }
+}
