@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "EmulatedCluster", targets: ["EmulatedCluster"]),
+        .library(name: "GradientInversion", targets: ["GradientInversion"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
     dependencies: [
@@ -55,8 +56,12 @@ let package = Package(
         .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets"],
                 exclude: ["README.md"], linkerSettings: libm),
 
+        // Gradient inversion attacks on what an observer of one worker's messages sees (docs/privacy.md).
+        .target(name: "GradientInversion", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "CZlib"],
+                exclude: ["README.md"], linkerSettings: libm),
+
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI", "EmulatedCluster",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CollectivesMPI", "EmulatedCluster", "GradientInversion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -68,6 +73,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
         .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster"]),
+        .testTarget(name: "GradientInversionTests", dependencies: ["GradientInversion", "NeuralNetworks", "LinearAlgebra"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
