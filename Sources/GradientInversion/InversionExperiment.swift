@@ -21,7 +21,7 @@ public struct AttackSettings: Sendable {
     public var seed: UInt64 = 0
     public var iterations: Int = 300
     public var restarts: Int = 1
-    public var totalVariation: Float = 1e-2
+    public var totalVariation: Float = 1e-4
     /// DP-SGD-style Gaussian mechanism on the worker's batch gradient before the reducer: clip
     /// the whole gradient to norm `clipNorm`, add N(0, (noiseMultiplier · clipNorm)²) per
     /// coordinate. 0: no noise (and no clipping).

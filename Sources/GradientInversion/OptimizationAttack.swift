@@ -90,7 +90,7 @@ public struct OptimizationAttack: Sendable {
     /// Inverting Gradients (Geiping et al. 2020): cosine distance, TV prior, signed Adam with
     /// step decay at 3/8, 5/8, 7/8 of the iterations, inputs kept inside the pixel box, labels
     /// given (here: recovered by `AnalyticAttack.recoverLabels`).
-    public static func inverting(iterations: Int = 300, restarts: Int = 1, totalVariation: Float = 1e-2, seed: UInt64 = 0) -> OptimizationAttack {
+    public static func inverting(iterations: Int = 300, restarts: Int = 1, totalVariation: Float = 1e-4, seed: UInt64 = 0) -> OptimizationAttack {
         OptimizationAttack(method: .inverting, iterations: iterations, learningRate: 0.1, restarts: restarts,
                            totalVariation: totalVariation, signedGradients: true, seed: seed)
     }

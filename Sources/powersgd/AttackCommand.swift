@@ -40,7 +40,7 @@ struct AttackCommand: ParsableCommand {
     @Option(help: "Random restarts of inverting (the best matching objective is kept).")
     var restarts = 1
     @Option(help: "Weight of inverting's total-variation prior.")
-    var tv: Double = 1e-2
+    var tv: Double = 1e-4
     @Option(help: "Hidden width of the MLP.")
     var width = 256
     @Option(help: "Seed of the model's initialization, the reducer and the attack.")

@@ -44,24 +44,29 @@ import NeuralNetworks
         #expect(classesSeen.count >= 5)
     }
 
-    /// Inverting Gradients (cosine + TV, signed Adam, 300 iterations) on SGD's message, batch 1.
+    /// Inverting Gradients (cosine + TV 1e-4, signed Adam, 300 iterations, seed 0) on SGD's
+    /// message, batch 1: measured 41.98 and 26.64 dB on test images 0 and 1; the bounds leave
+    /// about 15 % for other BLAS builds.
     @Test func invertingGradientsReachesTheStatedPSNR() throws {
         let experiment = try #require(Self.experiment)
         let settings = try Self.settings(.inverting)
-        for first in [0, 1] {
+        for (first, bound) in [(0, 36.0), (1, 22.0)] {
             let batch = try experiment.attack(settings, first: first)
-            #expect(batch.psnr[0] > 0, "image \(first): PSNR \(batch.psnr[0])")
+            #expect(batch.psnr[0] > bound, "image \(first): PSNR \(batch.psnr[0])")
             #expect(batch.labelAccuracy == 1)
         }
     }
 
-    /// DLG (squared distance, soft labels learned) on SGD's message, batch 1.
+    /// DLG (squared distance, soft labels learned, Adam, 300 iterations, seed 0) on SGD's message,
+    /// batch 1: measured 16.92 and 24.40 dB on test images 0 and 1 (the image of the mean
+    /// pixel, 0.286, scores 10.6 and 6.1 dB); bounds with about 15 % margin.
     @Test func dlgReachesTheStatedPSNR() throws {
         let experiment = try #require(Self.experiment)
         let settings = try Self.settings(.dlg)
-        for first in [0, 1] {
+        for (first, bound) in [(0, 14.0), (1, 21.0)] {
             let batch = try experiment.attack(settings, first: first)
-            #expect(batch.psnr[0] > 0, "image \(first): PSNR \(batch.psnr[0])")
+            #expect(batch.psnr[0] > bound, "image \(first): PSNR \(batch.psnr[0])")
+            #expect(batch.labelAccuracy == 1)
         }
     }
 }
