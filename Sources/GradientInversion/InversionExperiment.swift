@@ -10,12 +10,18 @@ public enum AttackMethod: String, Sendable, Codable, CaseIterable {
     case analytic, dlg, inverting
 }
 
+/// The attacked network: the project's MLP (`NeuralNetworks.MLP`, mirrored) or `LeNet`.
+public enum AttackedModel: String, Sendable, Codable, CaseIterable {
+    case mlp, lenet
+}
+
 /// One attack setting: the model at initialization, one worker's batch, the reducer whose message
 /// the observer sees, optional Gaussian noise on the gradient before compression, and the attack.
 public struct AttackSettings: Sendable {
     public var reducer: ReducerSpecification
     public var batchSize: Int
     public var method: AttackMethod
+    public var model: AttackedModel = .mlp
     /// Hidden width of the MLP (the project's default model has 256).
     public var hiddenWidth: Int = 256
     public var seed: UInt64 = 0
@@ -73,11 +79,16 @@ public final class InversionExperiment {
                  classes: images.classes, seed: settings.seed)
     }
 
-    /// What the observer sees for the batch `range`: the decoded message of one worker.
+    /// What the observer sees of the MLP's gradient on a batch: the decoded message of one worker.
     public func observe(_ settings: AttackSettings, model: Classifier, input: Tensor, labels: [Int]) throws -> ObservedGradient {
         model.zeroGradients()
         _ = try model.lossAndGradients(input: input, labels: labels)
-        var gradients = model.parameters.map(\.gradient)
+        return try observe(settings, gradients: model.parameters.map(\.gradient))
+    }
+
+    /// The decoded message of one worker whose gradient is `gradients`.
+    public func observe(_ settings: AttackSettings, gradients: [Tensor]) throws -> ObservedGradient {
+        var gradients = gradients
         if settings.noiseMultiplier > 0 { addGaussianMechanism(&gradients, settings) }
         let specification = settings.reducer, seed = settings.seed
         let decoded = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
@@ -111,10 +122,18 @@ public final class InversionExperiment {
         guard settings.batchSize >= 1, first >= 0, first + settings.batchSize <= images.count else {
             throw InversionError.invalidSetting("images \(first)..<\(first + settings.batchSize) are outside the \(images.count) images")
         }
-        let model = model(settings)
-        let network = try GradientMap(mirroring: model)
         let (input, labels) = try batcher.testBatch(first..<(first + settings.batchSize))
-        let observed = try observe(settings, model: model, input: input, labels: labels)
+        let network: GradientMap, observed: ObservedGradient
+        switch settings.model {
+        case .mlp:
+            let model = model(settings)
+            network = try GradientMap(mirroring: model)
+            observed = try observe(settings, model: model, input: input, labels: labels)
+        case .lenet:
+            network = try LeNet.make(channels: images.channels, size: images.height, classes: images.classes, seed: settings.seed)
+            let gradients = network.gradients(input: input.scalars, batch: settings.batchSize, labels: .hard(labels)).gradients
+            observed = try observe(settings, gradients: try zip(gradients, network.parameterShapes).map { try Tensor(shape: $1, scalars: $0) })
+        }
         let start = Date()
         let b = settings.batchSize
         let recoveredLabels = AnalyticAttack.recoverLabels(lastBiasGradient: observed.tensors.last!, count: b)

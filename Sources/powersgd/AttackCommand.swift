@@ -15,7 +15,7 @@ struct AttackCommand: ParsableCommand {
         the decoded message. --reducers runs a sweep; --report DIR writes report.html (table and image grid).
         """)
 
-    @Option(help: "Attacked model: mlp (lenet and resnet8 are refused: no second-order passes for convolutions and batch norm).")
+    @Option(help: "Attacked model: mlp or lenet (resnet8 is refused: batch norm has no second-order pass).")
     var model = "mlp"
     @Option(help: "fashion-mnist or cifar10 (the CIFAR-10 subset in --data-dir).")
     var dataset = "fashion-mnist"
@@ -55,12 +55,15 @@ struct AttackCommand: ParsableCommand {
     var report: String?
 
     func validate() throws {
-        guard model == "mlp" else {
-            if ["lenet", "resnet8"].contains(model) {
-                throw ValidationError("--model \(model): not supported — the optimization attacks need second-order passes, which exist "
-                                      + "for linear layers and ReLU only (no convolution, pooling or batch norm); supported: mlp")
+        guard let attacked = AttackedModel(rawValue: model) else {
+            if model == "resnet8" {
+                throw ValidationError("--model resnet8: not supported — the optimization attacks need second-order passes, which exist "
+                                      + "for linear, convolution, max-pooling and ReLU layers but not batch norm; supported: mlp, lenet")
             }
-            throw ValidationError("--model must be mlp (got '\(model)')")
+            throw ValidationError("--model must be mlp or lenet (got '\(model)')")
+        }
+        if attacked == .lenet, attack == "analytic" {
+            throw ValidationError("--attack analytic needs a fully connected first layer; --model lenet starts with a convolution (use dlg or inverting)")
         }
         guard ["fashion-mnist", "cifar10"].contains(dataset) else { throw ValidationError("--dataset must be fashion-mnist or cifar10 (got '\(dataset)')") }
         guard AttackMethod(rawValue: attack) != nil else { throw ValidationError("--attack must be analytic, dlg or inverting (got '\(attack)')") }
@@ -104,6 +107,7 @@ struct AttackCommand: ParsableCommand {
         print("reducer                         images  PSNR (dB)       SSIM            labels  s/batch")
         for (specification, name) in try specifications() {
             var settings = AttackSettings(reducer: specification, batchSize: batchSize, method: method)
+            settings.model = AttackedModel(rawValue: model)!
             settings.hiddenWidth = width
             settings.seed = seed
             settings.iterations = iterations
@@ -119,7 +123,7 @@ struct AttackCommand: ParsableCommand {
                          summary.images, summary.psnrMean, summary.psnrStandardDeviation, summary.ssimMean, summary.ssimStandardDeviation,
                          summary.labelAccuracy, summary.secondsPerBatch))
         }
-        let described = "model mlp (width \(width)) at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * batchSize); "
+        let described = "model " + (model == "mlp" ? "mlp (width \(width))" : model) + " at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * batchSize); "
             + "batch size \(batchSize); attack \(attack)" + (method == .analytic ? "" : ", \(iterations) iterations, \(restarts) restart(s)")
             + (method == .inverting ? ", TV \(tv)" : "") + (noiseMultiplier > 0 ? "; Gaussian noise σ = \(noiseMultiplier) × clip \(clipNorm)" : "")
         if let json {

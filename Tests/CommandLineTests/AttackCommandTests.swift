@@ -5,7 +5,7 @@ import Testing
 /// writes a JSON summary and an HTML report with originals above reconstructions.
 @Suite(.serialized) struct AttackCommandTests {
     @Test(arguments: [
-        (["--model", "resnet8"], "--model"), (["--model", "lenet"], "--model"), (["--attack", "dlgg"], "--attack"),
+        (["--model", "resnet8"], "--model"), (["--model", "lenet"], "--attack"), (["--attack", "dlgg"], "--attack"),
         (["--reducers", "sgd,bogus"], "--reducers"), (["--reducer", "topk:ratio=2"], "--reducer"),
         (["--batch-size", "0"], "--batch-size"), (["--images", "8", "--first-image", "9999"], "--images"),
         (["--noise-multiplier", "-1"], "--noise-multiplier"), (["--dataset", "mnist"], "--dataset"),

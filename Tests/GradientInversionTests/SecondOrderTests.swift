@@ -36,8 +36,8 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
         return (y, layer.backward(gy))
     }
 
-    static func check(_ layer: SecondOrderLayer, batch: Int, seed: UInt64) {
-        let x = awayFromZero(batch * layer.inputSize, seed: seed)
+    static func check(_ layer: SecondOrderLayer, batch: Int, seed: UInt64, input: [Float]? = nil) {
+        let x = input ?? awayFromZero(batch * layer.inputSize, seed: seed)
         let gy = random(batch * layer.outputSize, seed: seed + 1)
         let xDot = random(x.count, seed: seed + 2), gyDot = random(gy.count, seed: seed + 3)
         let theta = layer.parameters
@@ -67,6 +67,23 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
                                    inputSize: n, outputSize: m)
             Self.check(layer, batch: b, seed: 300 + UInt64(seed) * 20)
         }
+    }
+
+    @Test func convolutionLayer() {
+        for (seed, (c, o, k, p, h, b)) in [(1, 2, 3, 1, 5, 1), (2, 3, 5, 2, 6, 2), (3, 2, 3, 0, 4, 2)].enumerated() {
+            let layer = ConvolutionLayer(weight: random(o * c * k * k, seed: 500 + UInt64(seed)), bias: random(o, seed: 600 + UInt64(seed)),
+                                         inChannels: c, outChannels: o, kernel: k, padding: p, height: h, width: h + 1)
+            Self.check(layer, batch: b, seed: 700 + UInt64(seed) * 20)
+        }
+    }
+
+    /// Inputs 0.1 apart (a shuffled ramp), so a perturbation of 1e-2·N(0,1) never changes a window's maximum.
+    @Test func maxPoolingLayer() {
+        let layer = MaxPoolingLayer(channels: 3, height: 4, width: 6)
+        let count = 2 * layer.inputSize
+        var order = Xoshiro256(seed: 9)
+        let ramp = (0..<count).map { Float($0) * 0.1 }.shuffled(using: &order)
+        Self.check(layer, batch: 2, seed: 800, input: ramp)
     }
 
     @Test func reluLayer() {
@@ -131,6 +148,27 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
         _ = try mlp.lossAndGradients(input: try Tensor(shape: [2, 1, 4, 4], scalars: x), labels: [2, 5])
         let ours = net.gradients(input: x, batch: 2, labels: .hard([2, 5])).gradients
         for (a, p) in zip(ours, mlp.parameters) { #expect(relativeError(a, p.gradient.scalars) < 1e-5) }
+    }
+
+    /// LeNet (convolutions, pooling, ReLU, linear): the matching loss's input derivative against
+    /// central differences, as for the MLP.
+    @Test func leNetMatchingLossDerivative() throws {
+        let net = try LeNet.make(channels: 1, size: 28, classes: 10, seed: 5)
+        let batch = 2
+        let target = net.gradients(input: random(batch * net.inputSize, seed: 30), batch: batch, labels: .hard([4, 7])).gradients
+        let observed = ObservedGradient(tensors: target)
+        let x = random(batch * net.inputSize, seed: 31)
+        for distance in [GradientDistance.squaredEuclidean, .cosine] {
+            let value = net.evaluate(input: x, batch: batch, labels: .hard([1, 7])) { distance.valueAndDirection($0, observed).direction }
+            func loss(_ x: [Float]) -> Double {
+                Double(distance.valueAndDirection(net.gradients(input: x, batch: batch, labels: .hard([1, 7])).gradients, observed).value)
+            }
+            let u = random(x.count, seed: 32)
+            let e: Float = 1e-3
+            let along = (loss(axpy(x, e, u)) - loss(axpy(x, -e, u))) / Double(2 * e)
+            #expect(abs(along) > 1e-5)
+            #expect(abs(dot(value.inputDerivative, u) - along) < 2e-2 * abs(along), "\(distance): \(dot(value.inputDerivative, u)) vs \(along)")
+        }
     }
 
     @Test func modelsWithoutSecondOrderPassesAreRefusedByLayer() throws {
