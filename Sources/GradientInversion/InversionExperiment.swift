@@ -56,8 +56,8 @@ public struct AttackedBatch: Sendable, Codable {
     public var seconds: Double
 }
 
-/// Runs attacks on a dataset's images: builds the model, computes one worker's gradient with the
-/// project's `Classifier`, passes it through the reducer on a group of one (so the observed
+/// Runs attacks on a dataset's images: builds the model, computes one worker's gradient (the MLP's
+/// with the project's `Classifier`, LeNet's with its `GradientMap`), passes it through the reducer on a group of one (so the observed
 /// message is exactly what this worker's message decodes to), and reconstructs.
 public final class InversionExperiment {
     public let images: ImageDataset
