@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Privacy", targets: ["Privacy"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "EmulatedCluster", targets: ["EmulatedCluster"]),
+        .library(name: "GradientInversion", targets: ["GradientInversion"]),
         .executable(name: "powersgd", targets: ["powersgd"]),
     ],
     dependencies: [
@@ -60,8 +61,12 @@ let package = Package(
         .target(name: "Training", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Privacy"],
                 exclude: ["README.md"], linkerSettings: libm),
 
+        // Gradient inversion attacks on what an observer of one worker's messages sees (docs/privacy.md).
+        .target(name: "GradientInversion", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "CZlib"],
+                exclude: ["README.md"], linkerSettings: libm),
+
         .executableTarget(name: "powersgd", dependencies: [
-            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "Privacy", "CollectivesMPI", "EmulatedCluster",
+            "LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "Privacy", "CollectivesMPI", "EmulatedCluster", "GradientInversion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),
@@ -77,6 +82,7 @@ let package = Package(
         .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster", "TestSupport"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra", "TestSupport"]),
         .testTarget(name: "PrivacyTests", dependencies: ["Privacy", "LinearAlgebra"]),
+        .testTarget(name: "GradientInversionTests", dependencies: ["GradientInversion", "NeuralNetworks", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,64 @@
+/// Attacks that read the input and the labels straight off the observed gradient.
+public enum AnalyticAttack {
+    /// Candidate inputs from a fully connected layer with bias: for output unit i,
+    /// ∂ℓ/∂W_i = Σ_b δ_{b,i} x_bᵀ and ∂ℓ/∂b_i = Σ_b δ_{b,i}, so x = ∂ℓ/∂W_i / ∂ℓ/∂b_i exactly
+    /// when one example b has δ_{b,i} ≠ 0 — always at batch 1, and for a batch in the rows where
+    /// the ReLU after the unit is active for one example only (elsewhere the quotient is a
+    /// δ-weighted mixture of the examples).
+    ///
+    /// Rows that yield the same input (within `tolerance`, relative) are grouped; the `count`
+    /// largest groups are returned, most rows first — a group of many agreeing rows is an
+    /// example recovered exactly, a lone row usually a mixture. Rows with |∂ℓ/∂b_i| below
+    /// `relativeThreshold` × the largest are skipped (division by a rounding residue).
+    public static func reconstructInputs(weightGradient: [Float], biasGradient: [Float], count: Int,
+                                         tolerance: Float = 1e-3, relativeThreshold: Float = 1e-4) throws -> [[Float]] {
+        let units = biasGradient.count
+        guard units > 0, weightGradient.count % units == 0, count >= 1 else {
+            throw InversionError.observation("first layer: weight gradient of \(weightGradient.count) values for \(units) bias values")
+        }
+        let width = weightGradient.count / units
+        let largest = biasGradient.map(abs).max() ?? 0
+        guard largest > 0, largest.isFinite else {
+            throw InversionError.observation("the first layer's bias gradient is zero or not finite: nothing to divide by")
+        }
+        let rows = (0..<units).filter { abs(biasGradient[$0]) > relativeThreshold * largest }
+            .sorted { abs(biasGradient[$0]) > abs(biasGradient[$1]) }
+        var groups: [(representative: [Float], members: Int)] = []
+        for i in rows {
+            let scale = 1 / biasGradient[i]
+            let candidate = (0..<width).map { weightGradient[i * width + $0] * scale }
+            if let g = groups.firstIndex(where: { relativeDistance($0.representative, candidate) <= tolerance }) {
+                groups[g].members += 1
+            } else {
+                groups.append((candidate, 1))
+            }
+        }
+        let ranked = groups.enumerated().sorted { a, b in
+            a.element.members != b.element.members ? a.element.members > b.element.members : a.offset < b.offset
+        }
+        var result = ranked.prefix(count).map(\.element.representative)
+        // Fewer distinct groups than examples: repeat the best so the batch is complete.
+        while result.count < count, let first = result.first { result.append(first) }
+        return result
+    }
+
+    /// iDLG label recovery from the gradient of the last layer's bias (softmax cross-entropy):
+    /// ∂ℓ/∂b_k = Σ_b (p_{b,k} − 1[y_b = k]) / B is negative only for classes in the batch (at
+    /// batch 1, exactly the label). Returns `count` labels: the classes by increasing gradient,
+    /// each negative class once, then the most negative repeated — a class that occurs twice in
+    /// the batch cannot be told apart from one that occurs once by the signs alone.
+    public static func recoverLabels(lastBiasGradient: [Float], count: Int) -> [Int] {
+        let order = lastBiasGradient.indices.sorted { lastBiasGradient[$0] < lastBiasGradient[$1] }
+        var labels = order.filter { lastBiasGradient[$0] < 0 }.prefix(count).map { $0 }
+        if labels.isEmpty { labels = [order[0]] }
+        var i = 0
+        while labels.count < count { labels.append(labels[i % labels.count]); i += 1 }
+        return labels
+    }
+
+    static func relativeDistance(_ a: [Float], _ b: [Float]) -> Float {
+        var d: Float = 0, n: Float = 0
+        for i in a.indices { d += (a[i] - b[i]) * (a[i] - b[i]); n += a[i] * a[i] }
+        return (d / max(n, .leastNormalMagnitude)).squareRoot()
+    }
+}

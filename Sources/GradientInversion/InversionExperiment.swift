@@ -1,0 +1,197 @@
+import Collectives
+import Datasets
+import Foundation
+import GradientCompression
+import LinearAlgebra
+import NeuralNetworks
+
+/// Which attack reconstructs the batch.
+public enum AttackMethod: String, Sendable, Codable, CaseIterable {
+    case analytic, dlg, inverting
+}
+
+/// The attacked network: the project's MLP (`NeuralNetworks.MLP`, mirrored) or `LeNet`.
+public enum AttackedModel: String, Sendable, Codable, CaseIterable {
+    case mlp, lenet
+}
+
+/// One attack setting: the model at initialization, one worker's batch, the reducer whose message
+/// the observer sees, optional Gaussian noise on the gradient before compression, and the attack.
+public struct AttackSettings: Sendable {
+    public var reducer: ReducerSpecification
+    public var batchSize: Int
+    public var method: AttackMethod
+    public var model: AttackedModel = .mlp
+    /// Hidden width of the MLP (the project's default model has 256).
+    public var hiddenWidth: Int = 256
+    public var seed: UInt64 = 0
+    public var iterations: Int = 300
+    public var restarts: Int = 1
+    public var totalVariation: Float = 1e-4
+    /// DP-SGD-style Gaussian mechanism on the worker's batch gradient before the reducer: clip
+    /// the whole gradient to norm `clipNorm`, add N(0, (noiseMultiplier · clipNorm)²) per
+    /// coordinate. 0: no noise (and no clipping).
+    public var noiseMultiplier: Double = 0
+    public var clipNorm: Double = 1
+
+    public init(reducer: ReducerSpecification, batchSize: Int, method: AttackMethod) {
+        self.reducer = reducer
+        self.batchSize = batchSize
+        self.method = method
+    }
+}
+
+/// One attacked batch: originals and reconstructions in [0, 1] (`[C, H, W]` each, the
+/// reconstruction paired with the original it matches best), their quality and the labels.
+public struct AttackedBatch: Sendable, Codable {
+    public var imageIndices: [Int]
+    public var originals: [[Float]]
+    public var reconstructions: [[Float]]
+    public var psnr: [Double]
+    public var ssim: [Double]
+    public var labels: [Int]
+    public var recoveredLabels: [Int]
+    /// Multiset overlap of recovered and true labels over the batch size.
+    public var labelAccuracy: Double
+    public var seconds: Double
+}
+
+/// Runs attacks on a dataset's images: builds the model, computes one worker's gradient (the MLP's
+/// with the project's `Classifier`, LeNet's with its `GradientMap`), passes it through the reducer on a group of one (so the observed
+/// message is exactly what this worker's message decodes to), and reconstructs.
+public final class InversionExperiment {
+    public let images: ImageDataset
+    public let domain: InputDomain
+    private let batcher: ImageBatcher
+
+    /// `images`: the split the attacked examples come from.
+    public init(images: ImageDataset) throws {
+        self.images = images
+        batcher = try ImageBatcher(train: images, test: images, seed: 0, augment: false)
+        domain = InputDomain(channels: images.channels, height: images.height, width: images.width,
+                             lower: (0..<images.channels).map { -images.mean[$0] / images.standardDeviation[$0] },
+                             upper: (0..<images.channels).map { (1 - images.mean[$0]) / images.standardDeviation[$0] })
+    }
+
+    /// The attacked model at initialization (seed `settings.seed`).
+    public func model(_ settings: AttackSettings) -> Classifier {
+        MLP.make(inputShape: [images.channels, images.height, images.width], hidden: [settings.hiddenWidth],
+                 classes: images.classes, seed: settings.seed)
+    }
+
+    /// What the observer sees of the MLP's gradient on a batch: the decoded message of one worker.
+    public func observe(_ settings: AttackSettings, model: Classifier, input: Tensor, labels: [Int]) throws -> ObservedGradient {
+        model.zeroGradients()
+        _ = try model.lossAndGradients(input: input, labels: labels)
+        return try observe(settings, gradients: model.parameters.map(\.gradient))
+    }
+
+    /// The decoded message of one worker whose gradient is `gradients`.
+    public func observe(_ settings: AttackSettings, gradients: [Tensor]) throws -> ObservedGradient {
+        var gradients = gradients
+        if settings.noiseMultiplier > 0 { addGaussianMechanism(&gradients, settings) }
+        let specification = settings.reducer, seed = settings.seed
+        let decoded = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
+            var reducer = try ReducerCatalog.make(specification, seed: seed)
+            var message = gradients
+            group.traffic.beginStep()
+            _ = try reducer.reduce(&message, over: group)
+            return message
+        }[0]
+        let tensors = decoded.map(\.scalars)
+        guard tensors.allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
+            throw InversionError.observation("reducer \(specification) produced a message with non-finite values")
+        }
+        // A sparsifier's message says which coordinates it carries; the others are unknown, not zero.
+        let sparse = ["topk", "randomk", "dgc"].contains(specification.name)
+        return ObservedGradient(tensors: tensors, transmitted: sparse ? tensors.map { $0.map { $0 != 0 } } : nil)
+    }
+
+    private func addGaussianMechanism(_ gradients: inout [Tensor], _ settings: AttackSettings) {
+        let norm = gradients.reduce(0.0) { $0 + $1.scalars.reduce(0.0) { $0 + Double($1) * Double($1) } }.squareRoot()
+        let scale = Float(min(1, settings.clipNorm / max(norm, 1e-30)))
+        for t in gradients.indices {
+            let noise = Philox(seed: settings.seed, stream: Philox.stream(0xD9, UInt64(t)))
+                .normalTensor(shape: gradients[t].shape, standardDeviation: Float(settings.noiseMultiplier * settings.clipNorm))
+            for i in gradients[t].scalars.indices { gradients[t].scalars[i] = gradients[t].scalars[i] * scale + noise.scalars[i] }
+        }
+    }
+
+    /// Attacks the batch of images `first ..< first + batchSize` of the split.
+    public func attack(_ settings: AttackSettings, first: Int) throws -> AttackedBatch {
+        guard settings.batchSize >= 1, first >= 0, first + settings.batchSize <= images.count else {
+            throw InversionError.invalidSetting("images \(first)..<\(first + settings.batchSize) are outside the \(images.count) images")
+        }
+        let (input, labels) = try batcher.testBatch(first..<(first + settings.batchSize))
+        let network: GradientMap, observed: ObservedGradient
+        switch settings.model {
+        case .mlp:
+            let model = model(settings)
+            network = try GradientMap(mirroring: model)
+            observed = try observe(settings, model: model, input: input, labels: labels)
+        case .lenet:
+            network = try LeNet.make(channels: images.channels, size: images.height, classes: images.classes, seed: settings.seed)
+            let gradients = network.gradients(input: input.scalars, batch: settings.batchSize, labels: .hard(labels)).gradients
+            observed = try observe(settings, gradients: try zip(gradients, network.parameterShapes).map { try Tensor(shape: $1, scalars: $0) })
+        }
+        let start = Date()
+        let b = settings.batchSize
+        let recoveredLabels = AnalyticAttack.recoverLabels(lastBiasGradient: observed.tensors.last!, count: b)
+        var reconstruction: [Float]
+        var labelsOut = recoveredLabels
+        switch settings.method {
+        case .analytic:
+            guard network.layers.first is DenseLayer else {
+                throw InversionError.unsupportedModel("the analytic attack needs a fully connected first layer")
+            }
+            reconstruction = try AnalyticAttack.reconstructInputs(weightGradient: observed.tensors[0], biasGradient: observed.tensors[1],
+                                                                  count: b).flatMap { $0 }
+        case .dlg, .inverting:
+            var attack = settings.method == .dlg ? OptimizationAttack.dlg(iterations: settings.iterations, seed: settings.seed)
+                : OptimizationAttack.inverting(iterations: settings.iterations, restarts: settings.restarts,
+                                               totalVariation: settings.totalVariation, seed: settings.seed)
+            attack.restarts = settings.restarts
+            let result = try attack.run(network, observed: observed, batch: b, domain: domain, labels: recoveredLabels)
+            reconstruction = result.inputs
+            labelsOut = result.labels
+        }
+        let seconds = Date().timeIntervalSince(start)
+        let originals = (0..<b).map { unitRange(Array(input.scalars[($0 * domain.size)..<(($0 + 1) * domain.size)])) }
+        let candidates = (0..<b).map { unitRange(Array(reconstruction[($0 * domain.size)..<(($0 + 1) * domain.size)])) }
+        let paired = pairByPSNR(originals: originals, candidates: candidates)
+        return AttackedBatch(imageIndices: Array(first..<(first + b)), originals: originals, reconstructions: paired,
+                             psnr: zip(originals, paired).map { ImageQuality.psnr($0, $1) },
+                             ssim: zip(originals, paired).map { ImageQuality.ssim($0, $1, channels: domain.channels, height: domain.height, width: domain.width) },
+                             labels: labels, recoveredLabels: labelsOut,
+                             labelAccuracy: Self.multisetOverlap(labelsOut, labels), seconds: seconds)
+    }
+
+    /// A normalized image back in [0, 1] units, clamped to the valid range.
+    public func unitRange(_ normalized: [Float]) -> [Float] {
+        let plane = domain.height * domain.width
+        return normalized.indices.map { i in
+            let c = i / plane
+            return min(max(normalized[i] * images.standardDeviation[c] + images.mean[c], 0), 1)
+        }
+    }
+
+    /// Greedy pairing: repeatedly the (original, candidate) pair with the highest PSNR; returns
+    /// the candidate paired with each original.
+    func pairByPSNR(originals: [[Float]], candidates: [[Float]]) -> [[Float]] {
+        var scores: [(o: Int, c: Int, psnr: Double)] = []
+        for o in originals.indices { for c in candidates.indices { scores.append((o, c, ImageQuality.psnr(originals[o], candidates[c]))) } }
+        scores.sort { $0.psnr != $1.psnr ? $0.psnr > $1.psnr : ($0.o, $0.c) < ($1.o, $1.c) }
+        var result = [[Float]?](repeating: nil, count: originals.count)
+        var used = Set<Int>()
+        for s in scores where result[s.o] == nil && !used.contains(s.c) { result[s.o] = candidates[s.c]; used.insert(s.c) }
+        return result.map { $0! }
+    }
+
+    static func multisetOverlap(_ a: [Int], _ b: [Int]) -> Double {
+        var counts: [Int: Int] = [:]
+        for x in b { counts[x, default: 0] += 1 }
+        var hits = 0
+        for x in a where counts[x, default: 0] > 0 { counts[x]! -= 1; hits += 1 }
+        return Double(hits) / Double(max(1, b.count))
+    }
+}

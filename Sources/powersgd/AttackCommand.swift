@@ -1,0 +1,145 @@
+import ArgumentParser
+import Datasets
+import Foundation
+import GradientCompression
+import GradientInversion
+
+/// `powersgd attack`: gradient inversion against what an observer of one worker's message sees,
+/// per reducer (docs/privacy.md, "Gradient inversion").
+struct AttackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attack",
+        abstract: "Reconstruct a worker's training images from its (compressed) gradient message; report PSNR, SSIM and label accuracy.",
+        discussion: """
+        The model is at initialization; each batch of --batch-size consecutive test images is one worker's \
+        batch, its gradient passes through the reducer on a group of one worker, and the attack works on \
+        the decoded message. --reducers runs a sweep; --report DIR writes report.html (table and image grid).
+        """)
+
+    @Option(help: "Attacked model: mlp or lenet (resnet8 is refused: batch norm has no second-order pass).")
+    var model = "mlp"
+    @Option(help: "fashion-mnist or cifar10 (the CIFAR-10 subset in --data-dir).")
+    var dataset = "fashion-mnist"
+    @Option(help: "Directory of the Fashion-MNIST IDX files.")
+    var fashionMnist = ImageDataset.fashionMNISTDirectory
+    @Option(help: "Directory holding cifar10-subset/ (default: ../shared/data beside the project root found from the working directory).")
+    var dataDir: String?
+    @Option(help: "The reducer whose message is observed (name:key=value,...).")
+    var reducer = "sgd"
+    @Option(help: "A comma-separated list of reducers to sweep (overrides --reducer).")
+    var reducers: String?
+    @Option(help: "Examples in the worker's batch.")
+    var batchSize = 1
+    @Option(help: "analytic, dlg or inverting.")
+    var attack = "inverting"
+    @Option(help: "Images attacked per reducer (in batches of --batch-size consecutive test images, rounded up to whole batches).")
+    var images = 4
+    @Option(help: "Index of the first attacked test image.")
+    var firstImage = 0
+    @Option(help: "Optimizer iterations of dlg and inverting.")
+    var iterations = 300
+    @Option(help: "Random restarts of inverting (the best matching objective is kept).")
+    var restarts = 1
+    @Option(help: "Weight of inverting's total-variation prior.")
+    var tv: Double = 1e-4
+    @Option(help: "Hidden width of the MLP.")
+    var width = 256
+    @Option(help: "Seed of the model's initialization, the reducer and the attack.")
+    var seed: UInt64 = 0
+    @Option(help: "Gaussian mechanism before the reducer: noise standard deviation as a multiple of --clip-norm (0: none).")
+    var noiseMultiplier: Double = 0
+    @Option(help: "Norm the batch gradient is clipped to when --noise-multiplier is set.")
+    var clipNorm: Double = 1
+    @Option(help: "Write the summaries (and per-image numbers) as JSON to this file.")
+    var json: String?
+    @Option(help: "Write report.html (table, originals above reconstructions) into this directory.")
+    var report: String?
+
+    func validate() throws {
+        guard let attacked = AttackedModel(rawValue: model) else {
+            if model == "resnet8" {
+                throw ValidationError("--model resnet8: not supported — the optimization attacks need second-order passes, which exist "
+                                      + "for linear, convolution, max-pooling and ReLU layers but not batch norm; supported: mlp, lenet")
+            }
+            throw ValidationError("--model must be mlp or lenet (got '\(model)')")
+        }
+        if attacked == .lenet, attack == "analytic" {
+            throw ValidationError("--attack analytic needs a fully connected first layer; --model lenet starts with a convolution (use dlg or inverting)")
+        }
+        guard ["fashion-mnist", "cifar10"].contains(dataset) else { throw ValidationError("--dataset must be fashion-mnist or cifar10 (got '\(dataset)')") }
+        guard AttackMethod(rawValue: attack) != nil else { throw ValidationError("--attack must be analytic, dlg or inverting (got '\(attack)')") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 (got \(batchSize))") }
+        guard images >= 1 else { throw ValidationError("--images must be at least 1 (got \(images))") }
+        guard firstImage >= 0 else { throw ValidationError("--first-image must be 0 or more (got \(firstImage))") }
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1 (got \(iterations))") }
+        guard restarts >= 1 else { throw ValidationError("--restarts must be at least 1 (got \(restarts))") }
+        guard tv.isFinite, tv >= 0 else { throw ValidationError("--tv must be a finite number, 0 or more (got \(tv))") }
+        guard width >= 1 else { throw ValidationError("--width must be at least 1 (got \(width))") }
+        guard noiseMultiplier.isFinite, noiseMultiplier >= 0 else { throw ValidationError("--noise-multiplier must be finite, 0 or more (got \(noiseMultiplier))") }
+        guard clipNorm.isFinite, clipNorm > 0 else { throw ValidationError("--clip-norm must be a positive number (got \(clipNorm))") }
+        _ = try specifications()
+    }
+
+    func specifications() throws -> [(specification: ReducerSpecification, name: String)] {
+        try parseReducerList(reducers ?? reducer, flag: reducers == nil ? "--reducer" : "--reducers", seed: seed)
+    }
+
+    func run() throws {
+        let split: ImageDataset
+        do {
+            if dataset == "fashion-mnist" {
+                split = try ImageDataset.fashionMNIST(directory: fashionMnist, split: .test)
+            } else {
+                let shared = dataDir ?? DataLocation.sharedData(
+                    projectRoot: DataLocation.projectRoot(containing: FileManager.default.currentDirectoryPath) ?? FileManager.default.currentDirectoryPath)
+                split = try ImageDataset.cifar10(directory: shared + "/cifar10-subset", split: .test)
+            }
+        } catch {
+            throw RuntimeError("--dataset \(dataset): \(error)")
+        }
+        let batches = (images + batchSize - 1) / batchSize
+        guard firstImage + batches * batchSize <= split.count else {
+            throw RuntimeError("--images \(images) from --first-image \(firstImage) in batches of \(batchSize) need "
+                               + "\(firstImage + batches * batchSize) test images; \(dataset) has \(split.count)", isUsageError: true)
+        }
+        let experiment = try InversionExperiment(images: split)
+        let method = AttackMethod(rawValue: attack)!
+        var summaries: [AttackSummary] = []
+        print("reducer                         images  PSNR (dB)       SSIM            labels  s/batch")
+        for (specification, name) in try specifications() {
+            var settings = AttackSettings(reducer: specification, batchSize: batchSize, method: method)
+            settings.model = AttackedModel(rawValue: model)!
+            settings.hiddenWidth = width
+            settings.seed = seed
+            settings.iterations = iterations
+            settings.restarts = restarts
+            settings.totalVariation = Float(tv)
+            settings.noiseMultiplier = noiseMultiplier
+            settings.clipNorm = clipNorm
+            let attacked = try (0..<batches).map { try experiment.attack(settings, first: firstImage + $0 * batchSize) }
+            let summary = AttackSummary(reducer: specification.description, method: method, batchSize: batchSize,
+                                        noiseMultiplier: noiseMultiplier, batches: attacked)
+            summaries.append(summary)
+            print(String(format: "%@  %6d  %6.2f ± %-6.2f  %.3f ± %.3f  %6.2f  %7.2f", (name as NSString).padding(toLength: 30, withPad: " ", startingAt: 0),
+                         summary.images, summary.psnrMean, summary.psnrStandardDeviation, summary.ssimMean, summary.ssimStandardDeviation,
+                         summary.labelAccuracy, summary.secondsPerBatch))
+        }
+        let described = "model " + (model == "mlp" ? "mlp (width \(width))" : model) + " at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * batchSize); "
+            + "batch size \(batchSize); attack \(attack)" + (method == .analytic ? "" : ", \(iterations) iterations, \(restarts) restart(s)")
+            + (method == .inverting ? ", TV \(tv)" : "") + (noiseMultiplier > 0 ? "; Gaussian noise σ = \(noiseMultiplier) × clip \(clipNorm)" : "")
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            struct Output: Encodable { var settings: String; var results: [AttackSummary] }
+            try writeOutputFile(try encoder.encode(Output(settings: described, results: summaries)), to: URL(fileURLWithPath: json))
+        }
+        if let report {
+            do { try FileManager.default.createDirectory(atPath: report, withIntermediateDirectories: true) } catch {
+                throw RuntimeError("--report \(report): cannot create the directory (\(error.localizedDescription))")
+            }
+            let html = InversionReport.html(title: "Gradient inversion: \(attack) on \(dataset)", settings: described, summaries: summaries,
+                                            channels: split.channels, height: split.height, width: split.width)
+            try writeOutputFile(Data(html.utf8), to: URL(fileURLWithPath: report).appendingPathComponent("report.html"))
+        }
+    }
+}
