@@ -1,0 +1,66 @@
+import Foundation
+
+/// A study's report: paragraphs that state the finding and its limits, tables and charts, written
+/// as one self-contained HTML file (inline SVG) and as Markdown for the docs.
+public struct StudyReport: Sendable {
+    public struct Table: Sendable {
+        public var caption: String
+        public var header: [String]
+        public var rows: [[String]]
+        public init(caption: String, header: [String], rows: [[String]]) {
+            self.caption = caption
+            self.header = header
+            self.rows = rows
+        }
+    }
+
+    public var title: String
+    public var paragraphs: [String] = []
+    public var tables: [Table] = []
+    public var charts: [LineChart] = []
+
+    public init(title: String) { self.title = title }
+
+    public func html() -> String {
+        let esc = TextFormatting.html
+        var out = """
+        <!DOCTYPE html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <title>\(esc(title))</title>
+        <style>
+        body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+        table { border-collapse: collapse; margin: 12px 0 24px; font-size: 13px; }
+        th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
+        th:first-child, td:first-child { text-align: left; }
+        th { background: #f0f0f0; }
+        caption { text-align: left; font-weight: bold; padding: 4px 0; }
+        figure { margin: 16px 0; }
+        </style>
+        </head>
+        <body>
+        <h1>\(esc(title))</h1>
+
+        """
+        for paragraph in paragraphs { out += "<p>\(esc(paragraph))</p>\n" }
+        for table in tables {
+            out += "<table>\n<caption>\(esc(table.caption))</caption>\n<thead><tr>"
+                + table.header.map { "<th>\(esc($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
+            for row in table.rows { out += "<tr>" + row.map { "<td>\(esc($0))</td>" }.joined() + "</tr>\n" }
+            out += "</tbody>\n</table>\n"
+        }
+        for chart in charts { out += "<figure>\n" + chart.svg() + "</figure>\n" }
+        return out + "</body>\n</html>\n"
+    }
+
+    public func markdown() -> String {
+        var out = "# \(title)\n\n"
+        for paragraph in paragraphs { out += paragraph + "\n\n" }
+        for table in tables {
+            out += "**\(TextFormatting.markdownCell(table.caption))**\n\n"
+                + TextFormatting.markdownTable(header: table.header, rows: table.rows) + "\n"
+        }
+        return out
+    }
+}
