@@ -3,6 +3,7 @@ import Foundation
 import LinearAlgebra
 import NeuralNetworks
 import Privacy
+import Training
 
 /// `powersgd bench dp`: the DP-SGD step (per-example gradients, clipping, sum, Gaussian noise)
 /// against the non-private step (forward + backward of the mean loss) on the same model and batch,
@@ -60,7 +61,7 @@ struct BenchDP: ParsableCommand {
         results.append(ModelResult(model: "lstm", parameters: 0, batchSize: batchSize,
                                    refused: "a batch is columns of one token stream with hidden state carried across batches: no example for a clipped gradient to bound"))
         try BenchmarkReport.print(Report(models: results, notes:
-            "median of \(repeats) rounds after one warm-up round, each round timing the four parts one after the other, 1 thread; "
+            "thread CPU time, median of \(repeats) rounds after one warm-up round, each round timing the four parts one after the other, 1 thread; "
             + "private = PerExampleGradients.clippedSum (C = 1) + N(0, σ²C²) on "
             + "every parameter (σ = 1); non-private = forward + backward of the mean loss; the optimizer step (the same in both) is not "
             + "timed; ratio = private / non-private"))
@@ -87,15 +88,16 @@ struct BenchDP: ParsableCommand {
                 }
             }
         }
-        // Interleaved, one of each per round, so that other processes on the cores slow all of
-        // them alike; medians over the rounds (after one warm-up round).
+        // CPU time of this thread (BLAS runs in it with one thread): what each part costs on a core
+        // of its own, whether or not other processes share the cores. Interleaved, one of each per
+        // round, medians over the rounds (after one warm-up round).
         var times: [[Double]] = [[], [], [], []]
         for round in 0...repeats {
             let parts: [() throws -> Void] = [plainStep, { try clippedSum(method) }, addNoise, { try clippedSum(.oneBackwardPerExample) }]
             for (k, part) in parts.enumerated() {
-                let t0 = DispatchTime.now().uptimeNanoseconds
+                let t0 = threadCPUSeconds()
                 try part()
-                if round > 0 { times[k].append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
+                if round > 0 { times[k].append(threadCPUSeconds() - t0) }
             }
         }
         let medians = times.map { $0.sorted()[$0.count / 2] }

@@ -101,7 +101,8 @@ struct TrainCommand: ParsableCommand {
             let privacy = try checkPrivacy(dp, experiment: experiment, reducer: specification.name, workers: workers)
             output.line(String(format: "DP-SGD: noise multiplier σ = %.4f, clip C = %g, δ = %g, sample rate q = %.5g "
                                + "(expected lot %d), placement %@; ε is charged at σ = %.4f per step", privacy.noise, dp.clip,
-                               dp.delta, privacy.sampleRate, workers * settings.batchSize, dp.placement.rawValue, privacy.accountedNoise))
+                               dp.delta, privacy.sampleRate, workers * settings.batchSize, dp.placement.rawValue, privacy.accountedNoise)
+                        + (privacy.accountedNoise == 0 ? " (no noise: per-example clipping only, no privacy, ε = ∞)" : ""))
         }
         let built = try ReducerCatalog.make(specification, seed: settings.seed)
         if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {

@@ -32,6 +32,18 @@ import Testing
         #expect(outcome.standardError.contains("--dp: ") && outcome.standardError.contains(named), "\(outcome.standardError)")
     }
 
+    /// noise=0 (clipping only) runs and says ε is infinite; the log, which JSON cannot give an
+    /// infinity, carries no ε.
+    @Test func aClippingOnlyRunSaysItIsNotPrivate() throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("dp0-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let outcome = try CommandRunner.run(["train"] + CommandLineTests.quick + ["--steps", "2", "--reducer", "sgd",
+                                             "--dp", "noise=0,clip=1,delta=1e-6", "--log-file", log.path])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("no privacy, ε = ∞"))
+        #expect(!(try String(contentsOf: log, encoding: .utf8)).contains("epsilon"))
+    }
+
     /// A short DP run reports ε on the progress lines, in the log and in the summary.
     @Test func aDPRunReportsEpsilon() throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("dp-\(UUID().uuidString).jsonl")

@@ -184,7 +184,7 @@ public struct DataParallelTrainer {
 }
 
 /// CPU seconds used by the calling thread.
-func threadCPUSeconds() -> Double {
+public func threadCPUSeconds() -> Double {
     var time = timespec()
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
     return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9

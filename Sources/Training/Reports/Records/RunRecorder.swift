@@ -43,7 +43,7 @@ public final class RunRecorder {
             communicationSeconds: communicationSeconds, optimizerSeconds: optimizerSeconds,
             projectedSeconds: 0, collectives: reduction.collectives)
         record.skewSeconds = skewSeconds
-        record.epsilon = epsilon
+        record.epsilon = epsilon.flatMap { $0.isFinite ? $0 : nil }
         record.projectedSeconds = run.settings.projection.stepSeconds(record)
         elapsedSeconds += record.measuredSeconds
         projectedElapsedSeconds += record.projectedSeconds

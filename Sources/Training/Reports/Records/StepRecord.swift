@@ -40,7 +40,8 @@ public struct StepRecord: Sendable, Codable, Equatable {
     public var projectedSeconds: Double
     /// The reducer's collectives of this step, in call order, for re-projection on any network.
     public var collectives: [TrafficRecord]
-    /// Under DP-SGD (`--dp`): the ε spent by the released model after this step (at the run's δ).
+    /// Under DP-SGD (`--dp`): the ε spent by the released model after this step (at the run's δ);
+    /// nil without DP, and when ε is infinite (`noise=0`: clipping only), which JSON cannot hold.
     public var epsilon: Double?
 
     public init(step: Int, epoch: Int, loss: Double, learningRate: Double? = nil,
