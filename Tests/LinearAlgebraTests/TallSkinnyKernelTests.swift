@@ -4,8 +4,9 @@ import Testing
 /// The AVX2/FMA tall-skinny kernels against the scalar references that repeat their order of
 /// operations (bit for bit), and the portable kernels against the same references to rounding.
 @Suite struct TallSkinnyKernelTests {
-    /// (rows, columns): column counts below, at and past a block and not multiples of 8 or 16,
-    /// odd row counts for the two- and four-row steps' remainders.
+    /// (rows, columns): column counts below, at and past a block and not multiples of 8 or 16
+    /// (M·Q in blocks from r·m > 64 Ki floats: 9000 columns at r ≥ 8), odd row counts for the two-
+    /// and four-row steps' remainders.
     static let shapes: [(Int, Int)] = [(1, 1), (7, 5), (37, 53), (9, 300), (3, 4100), (5, 9000), (2, 17)]
     static let ranks = [1, 2, 3, 4, 5, 8, 13]
 
@@ -23,7 +24,7 @@ import Testing
                 TallSkinny.multiplyTransposed(pm.baseAddress!, rows: n, columns: m, by: pp.baseAddress!, rank: r,
                                               into: oq.baseAddress!, threads: threads, kernel: kernel) }
             reference = (TallSkinny.referenceMultiply(pm.baseAddress!, rows: n, columns: m, by: pq.baseAddress!, rank: r,
-                                                      block: TallSkinny.columnBlock(rank: r)),
+                                                      block: TallSkinny.multiplyBlock(rank: r, columns: m)),
                          TallSkinny.referenceMultiplyTransposed(pm.baseAddress!, rows: n, columns: m, by: pp.baseAddress!, rank: r))
         } } }
         return (outP, outQ, reference)
