@@ -1,5 +1,6 @@
 import Testing
 import LinearAlgebra
+import TestSupport
 @testable import NeuralNetworks
 
 /// Per-example gradients for DP-SGD (`PerExampleGradients`): the efficient path (recorded
@@ -21,7 +22,7 @@ import LinearAlgebra
     /// another order). Covers every layer type the MLP uses: flatten, linear (weight and bias), ReLU.
     @Test func efficientSumAndNormsEqualSingleExampleBackwardPasses() throws {
         let model = Self.mlp()
-        let input = randomTensor([6, 1, 5, 5], seed: 4)
+        let input = normalTensor([6, 1, 5, 5], seed: 4, stream: 77)
         let labels = [0, 3, 1, 2, 2, 0]
         let efficient = try PerExampleGradients.clippedSum(model, input: input, labels: labels, clip: 1e9, perLayer: false,
                                                            method: .efficient)
@@ -52,7 +53,7 @@ import LinearAlgebra
     @Test(arguments: [false, true])
     func efficientClippedSumEqualsThePerExampleLoop(perLayer: Bool) throws {
         let model = Self.mlp()
-        let input = randomTensor([7, 1, 5, 5], seed: 8)
+        let input = normalTensor([7, 1, 5, 5], seed: 8, stream: 77)
         let labels = [1, 0, 3, 3, 2, 1, 0]
         let a = try PerExampleGradients.clippedSum(model, input: input, labels: labels, clip: 0.05, perLayer: perLayer, method: .efficient)
         let fast = Self.gradients(model)
@@ -72,7 +73,7 @@ import LinearAlgebra
         let model = Self.mlp()
         let clip: Float = 0.3
         for j in 0..<8 {
-            let one = randomTensor([1, 1, 5, 5], seed: 100 + UInt64(j), scale: 3)
+            let one = normalTensor([1, 1, 5, 5], seed: 100 + UInt64(j), stream: 77, standardDeviation: 3)
             let result = try PerExampleGradients.clippedSum(model, input: one, labels: [j % 4], clip: clip, perLayer: perLayer)
             let clipped = Self.gradients(model)
             let norm = clipped.joined().reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
@@ -91,7 +92,7 @@ import LinearAlgebra
         let model = try ResNet.small(depth: 8, classes: 3, inputChannels: 1, imageSize: 8, baseWidth: 4, seed: 1)
         #expect(PerExampleGradients.unsupportedReason(model)?.contains("batch normalization") == true)
         #expect(throws: NeuralNetworkError.self) {
-            try PerExampleGradients.clippedSum(model, input: randomTensor([2, 1, 8, 8], seed: 1), labels: [0, 1], clip: 1, perLayer: false)
+            try PerExampleGradients.clippedSum(model, input: normalTensor([2, 1, 8, 8], seed: 1, stream: 77), labels: [0, 1], clip: 1, perLayer: false)
         }
     }
 }

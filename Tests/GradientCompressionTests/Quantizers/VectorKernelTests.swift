@@ -1,5 +1,6 @@
 import Testing
 import LinearAlgebra
+import TestSupport
 @testable import GradientCompression
 
 /// The AVX2 kernels of the quantizers against their portable Swift paths, which are the
@@ -13,7 +14,7 @@ struct VectorKernelTests {
     func ternGradMessagesAreTheSameBytesOnBothPaths(clip: Float) throws {
         let c = try TernGrad(clip: clip, seed: 7)
         for n in Self.sizes {
-            var t = gaussian([n], seed: UInt64(n))
+            var t = normalTensor([n], seed: UInt64(n))
             t.scalars[n / 2] = 50  // beyond 2.5σ: the clipped scaler is the one used
             for (step, tensor) in [(0, 0), (3, 1)] {
                 let key = CompressionKey(rank: 1, step: step, tensor: tensor)
@@ -34,7 +35,7 @@ struct VectorKernelTests {
     func qsgdEliasMessagesAreTheSameBytesOnBothPaths(levels: Int, bucket: Int) throws {
         let q = try QSGD(levels: levels, bucketSize: bucket, scaling: .l2, format: .elias, seed: 3)
         for n in [1, 9, 1000, 20_011] {
-            var t = gaussian([n], seed: UInt64(n))
+            var t = normalTensor([n], seed: UInt64(n))
             for i in 0 ..< min(n, 2 * bucket) { t.scalars[i] = 0 }  // a zero bucket, then a long first gap
             if n > 5 { t.scalars[n - 3] = 1e3 }  // one huge element: the rest of its bucket quantizes to 0
             if n > 3 * bucket { for i in 2 * bucket ..< 3 * bucket { t.scalars[i] *= 1e-25 } }  // a tiny-scale bucket
@@ -51,7 +52,7 @@ struct VectorKernelTests {
     @Test func oneBitMessagesAreTheSameBytesOnBothPaths() throws {
         let c = OneBitSGD()
         for shape in [[1], [7], [1000], [65, 6], [200, 6], [3, 1001], [130, 8], [64, 13], [129, 2, 3], [5000, 6]] {
-            let t = gaussian(shape, seed: UInt64(Tensor.elementCount(shape)))
+            let t = normalTensor(shape, seed: UInt64(Tensor.elementCount(shape)))
             let key = CompressionKey(rank: 0, step: 0, tensor: 0)
             let (fast, portable) = try t.withUnsafeBufferPointer {
                 (try c.encode($0, shape: shape, key: key, kernel: .avx2), try c.encode($0, shape: shape, key: key, kernel: .portable))
@@ -70,7 +71,7 @@ struct VectorKernelTests {
                 #expect(abs(Double(upper) - expectedUpper) <= 1e-5 * max(1e-3, abs(expectedUpper)), "shape \(shape) column \(j)")
             }
         }
-        var bad = gaussian([100, 6], seed: 1)
+        var bad = normalTensor([100, 6], seed: 1)
         bad.scalars[333] = .nan
         for kernel in [KernelPath.avx2, .portable] {
             #expect(throws: CompressorError.self) { try bad.withUnsafeBufferPointer { try c.encode($0, shape: [100, 6], key: .init(rank: 0, step: 0, tensor: 0), kernel: kernel) } }
