@@ -23,26 +23,7 @@ public struct StudyReport: Sendable {
 
     public func html() -> String {
         let esc = TextFormatting.html
-        var out = """
-        <!DOCTYPE html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <title>\(esc(title))</title>
-        <style>
-        body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
-        table { border-collapse: collapse; margin: 12px 0 24px; font-size: 13px; }
-        th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
-        th:first-child, td:first-child { text-align: left; }
-        th { background: #f0f0f0; }
-        caption { text-align: left; font-weight: bold; padding: 4px 0; }
-        figure { margin: 16px 0; }
-        </style>
-        </head>
-        <body>
-        <h1>\(esc(title))</h1>
-
-        """
+        var out = HTMLReport.pageStart(title: title)
         for paragraph in paragraphs { out += "<p>\(esc(paragraph))</p>\n" }
         for table in tables {
             out += "<table>\n<caption>\(esc(table.caption))</caption>\n<thead><tr>"

@@ -56,26 +56,7 @@ public struct HTMLReport: Sendable {
     public func html() -> String {
         let esc = TextFormatting.html
         let table = ComparisonTable(runs: runs, projection: projection, target: target)
-        var out = """
-        <!DOCTYPE html>
-        <html lang="en">
-        <head>
-        <meta charset="utf-8">
-        <title>\(esc(title))</title>
-        <style>
-        body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
-        table { border-collapse: collapse; margin: 12px 0 24px; font-size: 13px; }
-        th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
-        th:first-child, td:first-child { text-align: left; }
-        th { background: #f0f0f0; }
-        figure { margin: 16px 0; }
-        .notes { font-size: 13px; color: #444; }
-        </style>
-        </head>
-        <body>
-        <h1>\(esc(title))</h1>
-
-        """
+        var out = Self.pageStart(title: title)
         out += "<p>" + settingsSummary().map(esc).joined(separator: "<br>\n") + "</p>\n"
         out += "<table>\n<thead><tr>" + table.markdownHeader.map { "<th>\(esc($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
         for cells in table.displayRows() {
@@ -105,5 +86,34 @@ public struct HTMLReport: Sendable {
                 .map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
         }
         return lines
+    }
+}
+
+extension HTMLReport {
+    /// The start of a self-contained report page up to its heading: the title, and the one
+    /// stylesheet every report of this module uses (tables, captions, figures, notes).
+    static func pageStart(title: String) -> String {
+        let esc = TextFormatting.html
+        return """
+        <!DOCTYPE html>
+        <html lang="en">
+        <head>
+        <meta charset="utf-8">
+        <title>\(esc(title))</title>
+        <style>
+        body { font-family: sans-serif; margin: 24px; color: #222; max-width: 1100px; }
+        table { border-collapse: collapse; margin: 12px 0 24px; font-size: 13px; }
+        th, td { border: 1px solid #bbb; padding: 4px 8px; text-align: right; }
+        th:first-child, td:first-child { text-align: left; }
+        th { background: #f0f0f0; }
+        caption { text-align: left; font-weight: bold; padding: 4px 0; }
+        figure { margin: 16px 0; }
+        .notes { font-size: 13px; color: #444; }
+        </style>
+        </head>
+        <body>
+        <h1>\(esc(title))</h1>
+
+        """
     }
 }
