@@ -1,4 +1,5 @@
 import ArgumentParser
+import LinearAlgebra
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -16,7 +17,7 @@ struct PowerSGDCommand: ParsableCommand {
                       AttackCommand.self, StudyCommand.self, Bench.self, ClusterCommand.self])
 
     static func main() {
-        keepLargeAllocationsInTheHeap()
+        AllocatorTuning.apply()
         let expansion: ConfigurationFile.Expansion
         do { expansion = try ConfigurationFile.expand(attachingNegativeValues(Array(CommandLine.arguments.dropFirst()))) } catch {
             FileHandleStandardError.write("powersgd: error: \(error)\n")
@@ -65,24 +66,4 @@ enum FileHandleStandardError {
     static func write(_ text: String) {
         _ = text.withCString { fputs($0, stderr) }
     }
-}
-
-/// Makes glibc serve large allocations from its heap and keep freed memory there, instead of
-/// mapping fresh pages for every buffer above 128 KiB–32 MiB and unmapping them on free.
-///
-/// Each training step allocates and frees the same large buffers (gradients, messages, averages;
-/// ResNet-18's gradient is 44.7 MB, above glibc's largest dynamic mmap threshold), and a fresh
-/// mapping costs a page fault and a page clear per 4 KiB on first touch: measured ~20 ms per step
-/// of the fp16 reducer at W = 2. Reusing freed heap memory is what PyTorch's caching allocator does
-/// for the same reason. The price is that the process keeps its peak heap until it exits.
-func keepLargeAllocationsInTheHeap() {
-    #if canImport(Glibc)
-    // mallopt is declared in <malloc.h>, which the Glibc module does not import; its parameter
-    // names are macros (M_TRIM_THRESHOLD = −1, M_MMAP_THRESHOLD = −3 in glibc's malloc.h).
-    typealias MallocOption = @convention(c) (Int32, Int32) -> Int32
-    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
-    let mallopt = unsafeBitCast(symbol, to: MallocOption.self)
-    _ = mallopt(-3, 1 << 30)  // M_MMAP_THRESHOLD: mmap only above 1 GiB
-    _ = mallopt(-1, Int32.max)  // M_TRIM_THRESHOLD: never give the heap's top back
-    #endif
 }
