@@ -19,18 +19,40 @@ public enum Benchmark {
         return times[times.count / 2]
     }
 
-    /// Memory copy bandwidth in GB/s (bytes read + bytes written, per second) of one thread
-    /// copying a `bytes`-sized buffer (64 MB by default, far beyond the caches): the limit
-    /// of any memory-bound kernel on this machine.
-    public static func copyBandwidth(bytes: Int = 64 << 20) -> Double {
-        let n = bytes / MemoryLayout<Float>.stride
-        let source = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        let target = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { source.deallocate(); target.deallocate() }
-        source.initialize(repeating: 1, count: n)
-        target.initialize(repeating: 0, count: n)
-        let seconds = medianSeconds(repeats: 9, warmup: 2) { target.update(from: source, count: n) }
-        return 2 * Double(n * MemoryLayout<Float>.stride) / seconds / 1e9
+    /// Memory copy bandwidth in GB/s (bytes read + bytes written per second, summed over the
+    /// threads) of `threads` threads each copying its own `bytesPerThread`-sized buffer at the same
+    /// time (64 MB by default, far beyond the caches): the limit of any memory-bound kernel on this
+    /// machine, and with several threads the limit when they share the memory bus. Median of 9 runs
+    /// after 2 warm-ups, a run ending when the last thread's copy does.
+    public static func copyBandwidth(threads: Int = 1, bytesPerThread: Int = 64 << 20) -> Double {
+        let n = bytesPerThread / MemoryLayout<Float>.stride, threads = max(1, threads)
+        let buffers = CopyBuffers(threads: threads, count: n)
+        defer { buffers.deallocate() }
+        let seconds = medianSeconds(repeats: 9, warmup: 2) {
+            if threads == 1 { buffers.copy(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: buffers.copy) }
+        }
+        return 2 * Double(threads * n * MemoryLayout<Float>.stride) / seconds / 1e9
+    }
+
+    /// One source and one target buffer per thread; each thread touches only its own pair.
+    private struct CopyBuffers: @unchecked Sendable {
+        let pairs: [(source: UnsafeMutablePointer<Float>, target: UnsafeMutablePointer<Float>)]
+        let count: Int
+
+        init(threads: Int, count: Int) {
+            self.count = count
+            pairs = (0..<threads).map { _ in
+                let source = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                let target = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                source.initialize(repeating: 1, count: count)
+                target.initialize(repeating: 0, count: count)
+                return (source, target)
+            }
+        }
+
+        func copy(_ thread: Int) { pairs[thread].target.update(from: pairs[thread].source, count: count) }
+
+        func deallocate() { for pair in pairs { pair.source.deallocate(); pair.target.deallocate() } }
     }
 
     /// Read bandwidth in GB/s of one thread summing a `bytes`-sized buffer with `Vector.sum`:

@@ -96,7 +96,7 @@ struct BenchCollectives: ParsableCommand {
     func run() throws {
         if mpiWorker { return try runMPIWorker() }
         let copy = Benchmark.copyBandwidth()
-        let copyTwo = Self.twoThreadCopyBandwidth()
+        let copyTwo = Benchmark.copyBandwidth(threads: 2, bytesPerThread: 32 << 20)
         var measurements: [Measurement] = []
         for w in try workerCounts() {
             let times = try Self.measureInProcess(workers: w, repeats: repeats)
@@ -164,29 +164,6 @@ struct BenchCollectives: ParsableCommand {
             m.meetsGoal = seconds <= 0.010
         }
         return m
-    }
-
-    /// Copy bandwidth (bytes read + written per second, summed) of two threads each copying its
-    /// own 32 MB buffer at the same time; median of 9 after 2 warm-ups.
-    static func twoThreadCopyBandwidth(bytesPerThread: Int = 32 << 20) -> Double {
-        let n = bytesPerThread / 4
-        let buffers = (0 ..< 2).map { _ in
-            (UnsafeMutablePointer<Float>.allocate(capacity: n), UnsafeMutablePointer<Float>.allocate(capacity: n))
-        }
-        defer { for (a, b) in buffers { a.deallocate(); b.deallocate() } }
-        for (a, b) in buffers { a.initialize(repeating: 1, count: n); b.initialize(repeating: 0, count: n) }
-        let pointers = SendablePointers(buffers)
-        let seconds = Benchmark.medianSeconds(repeats: 9, warmup: 2) {
-            DispatchQueue.concurrentPerform(iterations: 2) { t in
-                pointers.value[t].1.update(from: pointers.value[t].0, count: n)
-            }
-        }
-        return 2 * 2 * Double(bytesPerThread) / seconds / 1e9
-    }
-
-    struct SendablePointers: @unchecked Sendable {
-        var value: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)]
-        init(_ value: [(UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)]) { self.value = value }
     }
 
     struct Times: Codable {

@@ -117,7 +117,8 @@ struct BenchReducers: ParsableCommand {
         BLASThreads.count = 1
         let shapes = ModelShapes.resnet18()
         let parameters = shapes.reduce(0) { $0 + Tensor.elementCount($1) }
-        let copyBandwidth = try Self.concurrentCopyBandwidth(workers: workers, floats: parameters)
+        // Per worker while all workers copy their parameter bytes at once (the memory bus is shared).
+        let copyBandwidth = Benchmark.copyBandwidth(threads: workers, bytesPerThread: 4 * parameters) / Double(workers)
         var rows: [Row] = []
         var bounds: [Bound] = []
         for specification in try ReducerSpecification.parseList(reducers) {
@@ -216,26 +217,5 @@ struct BenchReducers: ParsableCommand {
                       peakGrowthBytesPerWorker: growthPerWorker,
                       peakGrowthOverParameterBytes: growthPerWorker.map { Double($0) / parameterBytes })
         return (row, results[0].3)
-    }
-
-    /// Bytes read + written per second per worker while every worker copies a buffer of
-    /// `floats` floats at the same time (the memory bus is shared).
-    static func concurrentCopyBandwidth(workers: Int, floats: Int) throws -> Double {
-        let times = try InProcessGroup.run(workers: workers) { group -> Double in
-            var source = [Float](repeating: 1, count: floats), target = [Float](repeating: 0, count: floats)
-            var samples: [Double] = []
-            try source.withUnsafeMutableBufferPointer { s in
-                try target.withUnsafeMutableBufferPointer { t in
-                    for repeatIndex in 0..<9 {
-                        try group.barrier()
-                        let start = DispatchTime.now().uptimeNanoseconds
-                        t.baseAddress!.update(from: s.baseAddress!, count: floats)
-                        if repeatIndex >= 2 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
-                    }
-                }
-            }
-            return samples.sorted()[samples.count / 2]
-        }
-        return 2 * Double(4 * floats) / times.max()! / 1e9
     }
 }
