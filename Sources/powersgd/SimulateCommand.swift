@@ -116,32 +116,9 @@ struct SimulateCommand: ParsableCommand {
                      measured.model, 1e3 * measured.computeSeconds, 1e3 * measured.optimizerSeconds, measured.baseline))
         print("")
         print(simulation.markdown())
-        print(Self.verdicts(simulation).joined(separator: "\n"))
+        print(([""] + simulation.verdicts()).joined(separator: "\n"))
         if let csv { try writeOutputFile(Data(simulation.csv().utf8), to: URL(fileURLWithPath: csv)) }
         if let chart { try writeOutputFile(Data(simulation.chart().svg().utf8), to: URL(fileURLWithPath: chart)) }
-    }
-
-    /// One line per (reducer, network): at which worker counts the reducer beats the baseline.
-    static func verdicts(_ simulation: ScalingSimulation) -> [String] {
-        var lines = [""]
-        let baseline = simulation.profile.baseline
-        for traffic in simulation.profile.reducers where traffic.reducer != baseline {
-            for network in simulation.networks {
-                let rows = simulation.rows.filter { $0.reducer == traffic.reducer && $0.network == network.name && $0.workers > 1 }
-                let faster = rows.filter { $0.versusBaseline > 1 }.map { String($0.workers) }
-                let slower = rows.filter { $0.versusBaseline <= 1 }.map { String($0.workers) }
-                var line = "\(traffic.reducer) on \(network.name): "
-                if let best = rows.max(by: { $0.versusBaseline < $1.versusBaseline }), !faster.isEmpty {
-                    line += "faster than \(baseline) at W = \(faster.joined(separator: ", "))"
-                        + String(format: " (best %.2f× at W = %d)", best.versusBaseline, best.workers)
-                    if !slower.isEmpty { line += "; not at W = \(slower.joined(separator: ", "))" }
-                } else {
-                    line += "never faster than \(baseline) at the worker counts simulated"
-                }
-                lines.append(line)
-            }
-        }
-        return lines
     }
 
     func loadOrMeasureProfile() throws -> SimulationProfile {

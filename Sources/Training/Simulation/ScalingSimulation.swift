@@ -1,4 +1,5 @@
 import Collectives
+import Foundation
 
 /// Projects time per step and speedup for W = 1…64 workers on several networks, from a
 /// `SimulationProfile`: "when does compression pay off?" without a cluster.
@@ -85,6 +86,30 @@ public struct ScalingSimulation: Sendable {
                  TextFormatting.seconds(row.communicationSeconds), TextFormatting.seconds(row.stepSeconds),
                  TextFormatting.significant(row.speedup) + "×", TextFormatting.significant(row.versusBaseline) + "×"]
             })
+    }
+
+    /// One line per (reducer other than the baseline, network): at which worker counts above 1 it
+    /// beats the baseline on that network (`versusBaseline` > 1), and its best ratio.
+    public func verdicts() -> [String] {
+        let baseline = profile.baseline
+        var lines: [String] = []
+        for traffic in profile.reducers where traffic.reducer != baseline {
+            for network in networks {
+                let rows = rows.filter { $0.reducer == traffic.reducer && $0.network == network.name && $0.workers > 1 }
+                let faster = rows.filter { $0.versusBaseline > 1 }.map { String($0.workers) }
+                let slower = rows.filter { $0.versusBaseline <= 1 }.map { String($0.workers) }
+                var line = "\(traffic.reducer) on \(network.name): "
+                if let best = rows.max(by: { $0.versusBaseline < $1.versusBaseline }), !faster.isEmpty {
+                    line += "faster than \(baseline) at W = \(faster.joined(separator: ", "))"
+                        + String(format: " (best %.2f× at W = %d)", best.versusBaseline, best.workers)
+                    if !slower.isEmpty { line += "; not at W = \(slower.joined(separator: ", "))" }
+                } else {
+                    line += "never faster than \(baseline) at the worker counts simulated"
+                }
+                lines.append(line)
+            }
+        }
+        return lines
     }
 
     public static let csvHeader = ["reducer", "network", "workers", "local_seconds", "communication_seconds",

@@ -82,6 +82,27 @@ import Testing
         #expect(simulation.rows.filter { $0.reducer == "signum" }.map(\.speedup) == [1, 1, 1])
     }
 
+    /// The verdicts name the worker counts where a reducer beats the baseline and where not, and
+    /// say "never" for a reducer that loses everywhere; the baseline gets no line.
+    @Test func verdictsNameWhereEachReducerPaysOff() throws {
+        // On 1 MB/s without latency SGD's 1 MB all-reduce takes 2(W−1)/W s: 1 s at W = 2, 1.97 s at
+        // W = 64. "slow" sends 1 kB but compresses for 1.2 s, so it loses at W = 2 and wins at W = 64.
+        let sgd = ReducerTraffic(reducer: "sgd", collectives: [.ringAllReduce(count: 250_000, workers: 2, seconds: 0)])
+        let slow = ReducerTraffic(reducer: "slow", collectives: [.ringAllReduce(count: 250, workers: 2, seconds: 0)],
+                                  compressionSeconds: 1.2)
+        let heavy = ReducerTraffic(reducer: "heavy", collectives: [.ringAllReduce(count: 500_000, workers: 2, seconds: 0)])
+        let simulation = try ScalingSimulation(
+            profile: SimulationProfile(model: "m", computeSeconds: 1, reducers: [sgd, slow, heavy]),
+            networks: [("net", NetworkModel(latency: 0, bandwidth: 1e6))], workerCounts: [1, 2, 64])
+        let best = try #require(simulation.rows.first { $0.reducer == "slow" && $0.workers == 64 })
+        #expect(best.versusBaseline > 1)
+        #expect(simulation.verdicts() == [
+            "slow on net: faster than sgd at W = 64" + String(format: " (best %.2f× at W = 64)", best.versusBaseline)
+                + "; not at W = 2",
+            "heavy on net: never faster than sgd at the worker counts simulated",
+        ])
+    }
+
     @Test func profileFromRunsAndBadInput() throws {
         let runs = [try SyntheticRuns.run(reducer: "sgd", payload: 4_000_000, steps: 3, evaluations: []),
                     try SyntheticRuns.run(reducer: "powersgd(rank=2)", payload: 100_000, steps: 3, evaluations: [])]
