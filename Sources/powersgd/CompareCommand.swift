@@ -63,7 +63,7 @@ struct CompareCommand: ParsableCommand {
             throw RuntimeError("--output-dir \(outputDir): cannot create the directory (\(error.localizedDescription))")
         }
         if settings.backend == "threads" {
-            output.line("powersgd compare: \(settings.model) on \(experiment.dataDescription); \(counted(settings.workers, "worker")) (threads); "
+            output.line("powersgd compare: \(settings.model) on \(experiment.dataDescription); \(TextFormatting.counted(settings.workers, "worker")) (threads); "
                         + "\(specifications.count) reducers")
         }
         let count = specifications.count
@@ -107,7 +107,7 @@ struct CompareCommand: ParsableCommand {
         let projection = try ProjectionTarget(network: settings.network, workers: settings.projectWorkers)
         let target = self.target ?? ComparisonTable.suggestedTarget(for: runs)
         let table = ComparisonTable(runs: runs, projection: projection, target: target)
-        let title = self.title ?? "\(settings.model) on \(settings.dataset), \(counted(runs[0].settings.workers, "worker"))"
+        let title = self.title ?? "\(settings.model) on \(settings.dataset), \(TextFormatting.counted(runs[0].settings.workers, "worker"))"
         let report = HTMLReport(title: title, runs: runs, projection: projection, target: target)
         let log = try runs.flatMap(RunLog.lines(of:)).map(RunLog.encode).joined(separator: "\n") + "\n"
         let markdown = table.markdown()

@@ -150,7 +150,7 @@ struct SimulateCommand: ParsableCommand {
         do { experiment = try Experiment(configuration) } catch { throw RuntimeError("\(error)") }
         let specifications = try parseReducerList(reducers, flag: "--reducers", seed: seed).map(\.specification)
         print("Measuring \(model) on \(experiment.dataDescription): \(profileSteps) steps of each of "
-              + "\(specifications.count) reducers, \(counted(profileWorkers, "in-process worker"))")
+              + "\(specifications.count) reducers, \(TextFormatting.counted(profileWorkers, "in-process worker"))")
         let runs = try runThreads(workers: profileWorkers) { group in
             try specifications.map { specification in
                 var session = try TrainingSession(experiment: experiment, reducer: specification, network: "10gbit",

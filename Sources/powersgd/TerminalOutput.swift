@@ -64,6 +64,3 @@ final class TerminalOutput {
     }
 }
 
-
-/// "1 worker", "4 workers".
-func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }

@@ -94,7 +94,7 @@ struct TrainCommand: ParsableCommand {
         let workers = settings.workers
         let output = TerminalOutput()
         if settings.backend == "threads" {
-            output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(counted(workers, "worker")) "
+            output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(TextFormatting.counted(workers, "worker")) "
                         + "(threads), reducer \(reducer)")
         }
         if let dp = experiment.configuration.dp, settings.backend == "threads" {
@@ -123,7 +123,8 @@ struct TrainCommand: ParsableCommand {
             }, onNotice: { output.line($0) }) }
         }
         guard let result = runs.first, !result.run.steps.isEmpty else { return }
-        output.line(Summary(result: result, network: settings.network, projectedWorkers: settings.projectWorkers).text)
+        output.line(RunSummary(run: result.run, parameterCount: result.parameterCount, network: settings.network,
+                               projectedWorkers: settings.projectWorkers).text)
     }
 }
 

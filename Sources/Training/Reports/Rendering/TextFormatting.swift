@@ -2,6 +2,9 @@ import Foundation
 
 /// Number formats and escaping shared by the tables, the HTML report and the charts.
 public enum TextFormatting {
+    /// "1 worker", "4 workers".
+    public static func counted(_ count: Int, _ noun: String) -> String { "\(count) \(noun)\(count == 1 ? "" : "s")" }
+
     /// `1.23 MB`: decimal SI prefixes, 3 significant digits (bytes below 1000 exactly: `512 B`).
     public static func bytes(_ value: Double) -> String {
         guard value.isFinite else { return "—" }

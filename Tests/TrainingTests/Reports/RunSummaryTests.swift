@@ -1,13 +1,12 @@
 import Collectives
 import Foundation
-@testable import powersgd
 import Testing
 @testable import Training
 
-/// The end-of-run summary and the progress line, on hand-made records and a hand-driven clock.
-@Suite struct SummaryTests {
+/// The end-of-run summary on hand-made records.
+@Suite struct RunSummaryTests {
     /// Three steps whose compute times have a median (10 ms) far from their mean (40 ms).
-    static func run(workers: Int) -> TrainingSession.Result {
+    static func summary(workers: Int) -> RunSummary {
         let projection = try! ProjectionTarget(network: "10gbit", workers: 16)
         let settings = RunSettings(reducer: "powersgd(rank=2)", model: "mlp", dataset: "fashion-mnist", workers: workers,
                                    projection: projection)
@@ -19,15 +18,16 @@ import Testing
                        compressionSeconds: [0.002, 0.002, 0.02][index], communicationSeconds: 0.001,
                        optimizerSeconds: [0.001, 0.001, 0.01][index], projectedSeconds: 0, collectives: collectives)
         }
-        return TrainingSession.Result(run: RunRecord(settings: settings, steps: steps), parameterCount: 1_000_000)
+        return RunSummary(run: RunRecord(settings: settings, steps: steps), parameterCount: 1_000_000, network: "10gbit",
+                          projectedWorkers: 16)
     }
 
     /// The speedup is plain SGD's time over the reducer's, both from means over the steps, and
     /// the summary says so.
     @Test func speedupComparesMeansWithMeans() throws {
-        let result = Self.run(workers: 4)
-        let text = Summary(result: result, network: "10gbit", projectedWorkers: 16).text
-        let steps = result.run.steps
+        let summary = Self.summary(workers: 4)
+        let text = summary.text
+        let steps = summary.run.steps
         let mean = { (value: (StepRecord) -> Double) in steps.map(value).reduce(0, +) / Double(steps.count) }
         #expect(text.contains(String(format: "measured here, mean per step: %.1f ms in all, compute %.1f ms, compression %.1f ms",
                                      1e3 * mean(\.measuredSeconds), 1e3 * mean(\.computeSeconds), 1e3 * mean(\.compressionSeconds))),
@@ -44,24 +44,19 @@ import Testing
         }
     }
 
-    @Test func oneWorkerIsSingular() {
-        #expect(Summary(result: Self.run(workers: 1), network: "10gbit", projectedWorkers: 16).text
-            .contains("(powersgd(rank=2), 1 worker, 3 steps)"))
-        #expect(counted(1, "worker") == "1 worker" && counted(2, "worker") == "2 workers")
+    /// Plain SGD sends the fp32 gradient; the projected networks are 1gbit, 10gbit and the run's own.
+    @Test func bytesAndNetworksAgainstPlainSGD() throws {
+        var summary = Self.summary(workers: 4)
+        #expect(summary.sgdPayloadBytes == 4_000_000 && summary.fewerBytesThanSGD == 100)
+        #expect(summary.projections.map(\.network) == ["1gbit", "10gbit"])
+        summary.network = "25gbit"
+        #expect(summary.projections.map(\.network) == ["1gbit", "10gbit", "25gbit"])
+        // Bytes dominate on 1 Gbit/s: compressing 100× must pay off there.
+        #expect(try #require(summary.projections.first).speedup > 1)
     }
 
-    /// Examples per second come from step times: the interval that held an evaluation is dropped.
-    @Test func throughputExcludesEvaluationTime() {
-        var now = 0.0
-        let output = TerminalOutput(isTerminal: false, clock: { now })
-        for step in 1...3 {
-            now += 1  // one second per step
-            output.progress(step: step, total: 10, epoch: 0, loss: 1, examples: 100)
-            if step == 2 {
-                now += 30  // a 30-second evaluation after step 2
-                output.evaluationFinished()
-            }
-        }
-        #expect(output.lastProgress.contains(" 100 examples/s  ETA 7s"), "\(output.lastProgress)")
+    @Test func oneWorkerIsSingular() {
+        #expect(Self.summary(workers: 1).text.contains("(powersgd(rank=2), 1 worker, 3 steps)"))
+        #expect(TextFormatting.counted(1, "worker") == "1 worker" && TextFormatting.counted(2, "worker") == "2 workers")
     }
 }
