@@ -61,6 +61,30 @@ public enum Checkpoint {
 
     // MARK: Writing
 
+    /// Writes `<root>/step-<N>/rank-<r>.state` for every rank: the workload's state (model,
+    /// buffers, optimizer) and the reducer's (error feedback, warm-start factors, plans). Ranks
+    /// write their own file because reducer state and local buffers differ between workers. Rank 0
+    /// then moves `latest` and keeps the newest `keep` checkpoints (0: all). With `inspection`, the
+    /// state goes to `nonfinite-step-<N>` instead and `latest` stays where it was. Returns the
+    /// directory written.
+    static func save(into root: URL, step: Int, totalSteps: Int, settings: [String: String], keep: Int,
+                     workload: Workload, reducer: any GradientReducer, group: any Communicator,
+                     inspection: Bool = false) throws -> URL {
+        let directory = inspection ? inspectionDirectory(root, step: step) : self.directory(root, step: step)
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw TrainingError.checkpoint("cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        let bytes = encode(step: step, totalSteps: totalSteps, settings: settings, workload: workload, reducer: reducer,
+                           workers: group.size)
+        try writeAtomically(bytes, to: file(directory, rank: group.rank))
+        try group.barrier()  // every rank's file exists before anyone reports the checkpoint
+        if group.rank == 0 && !inspection {
+            try setLatest(root, step: step)
+            prune(root, newest: step, keep: keep)
+        }
+        return directory
+    }
+
     /// The sealed bytes of rank `group.rank`'s checkpoint after `step` steps.
     static func encode(step: Int, totalSteps: Int, settings: [String: String], workload: Workload,
                        reducer: any GradientReducer, workers: Int) -> [UInt8] {

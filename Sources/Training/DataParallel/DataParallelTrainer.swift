@@ -154,30 +154,15 @@ public struct DataParallelTrainer {
         return Evaluation(step: step, epoch: epoch, metric: part.metric, value: value)
     }
 
-    // MARK: - Checkpoints
-
-    /// Writes `<directory>/step-<N>/rank-<r>.state` for every rank (`Checkpoint`): the workload's
-    /// state (model, buffers, optimizer) and the reducer's (error feedback, warm-start factors,
-    /// plans). Ranks write their own file because reducer state and local buffers differ between
-    /// workers. Rank 0 then moves `latest` and prunes old checkpoints. With `inspection`, the
-    /// state goes to `nonfinite-step-<N>` instead and `latest` stays where it was.
+    /// Rank `group.rank`'s checkpoint after `step` steps, or with `inspection` the state of a
+    /// failed step (`Checkpoint.save`); nil without a checkpoint directory.
     @discardableResult
     func writeCheckpoint(step: Int, workload: Workload, reducer: any GradientReducer,
                          group: any Communicator, inspection: Bool = false) throws -> URL? {
         guard let root = options.checkpointDirectory else { return nil }
-        let directory = inspection ? Checkpoint.inspectionDirectory(root, step: step) : Checkpoint.directory(root, step: step)
-        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-            throw TrainingError.checkpoint("cannot create \(directory.path): \(error.localizedDescription)")
-        }
-        let bytes = Checkpoint.encode(step: step, totalSteps: options.totalSteps, settings: options.settings,
-                                      workload: workload, reducer: reducer, workers: group.size)
-        try Checkpoint.writeAtomically(bytes, to: Checkpoint.file(directory, rank: group.rank))
-        try group.barrier()  // every rank's file exists before anyone reports the checkpoint
-        if group.rank == 0 && !inspection {
-            try Checkpoint.setLatest(root, step: step)
-            Checkpoint.prune(root, newest: step, keep: options.keepCheckpoints)
-        }
-        return directory
+        return try Checkpoint.save(into: root, step: step, totalSteps: options.totalSteps, settings: options.settings,
+                                   keep: options.keepCheckpoints, workload: workload, reducer: reducer, group: group,
+                                   inspection: inspection)
     }
 
     private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
@@ -200,63 +185,4 @@ func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
     var tail: Float = 0
     while i < n { tail += 0 * p[i]; i += 1 }
     return (acc.sum() + tail) == 0
-}
-
-/// Why training stopped.
-public enum TrainingError: Error, CustomStringConvertible {
-    case nonFinite(step: Int, loss: Double, checkpoint: URL?)
-    case emptyEpoch(workers: Int)
-    case checkpoint(String)
-    case doubleMomentum(reducer: String, optimizerMomentum: Float)
-    /// A checkpoint file could not be written or read (`action` "cannot write", ...; the system's reason).
-    case checkpointFile(action: String, path: String, reason: String)
-    /// A checkpoint written by a run with other settings (worker count, seed, batch size, ...):
-    /// resuming would not continue that run. A usage error: the flags must match the checkpoint.
-    case configurationChanged(file: String, differences: [SettingDifference])
-    /// After a restore, these ranks hold another step or replicated state than rank 0.
-    case replicasDiffer(step: Int, ranks: [Int], steps: [Int], referenceStep: Int)
-
-    /// One setting that differs between a checkpoint and the run resuming from it.
-    public struct SettingDifference: Sendable, Equatable {
-        /// The command-line flag without its dashes (`batch-size`), or `workers`, `reducer`.
-        public var key: String
-        public var saved: String
-        public var current: String
-        public init(key: String, saved: String, current: String) {
-            self.key = key
-            self.saved = saved
-            self.current = current
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case let .nonFinite(step, loss, checkpoint):
-            let saved = checkpoint.map {
-                "; the state after the failed step is in \($0.path) for inspection (--resume continues from the last good checkpoint)"
-            } ?? "; no checkpoint directory was given"
-            return "training stopped at step \(step): the loss (\(loss)) or a reduced gradient is not finite — "
-                + "lower the learning rate or check the data\(saved)"
-        case let .emptyEpoch(workers):
-            return "the training set is too small for \(workers) workers at this batch size: an epoch has no step"
-        case let .checkpoint(message):
-            return "checkpoint: \(message)"
-        case let .checkpointFile(action, path, reason):
-            return "checkpoint: \(action) \(path): \(reason)"
-        case let .doubleMomentum(reducer, momentum):
-            return "\(reducer) applies momentum itself; an optimizer with momentum \(momentum) would apply it twice "
-                + "(build the workload's optimizer with momentum 0)"
-        case let .configurationChanged(file, differences):
-            let list = differences.map { "--\($0.key) \($0.saved) in the checkpoint, \($0.current) now" }.joined(separator: "; ")
-            return "--resume: \(file) was written by a run with other settings (\(list)); resume with the checkpoint's "
-                + "settings, or start a new run with another --checkpoint-dir"
-        case let .replicasDiffer(step, ranks, steps, referenceStep):
-            let what = zip(ranks, steps).map { rank, restored in
-                restored == referenceStep ? "rank \(rank) holds another model or optimizer state than rank 0"
-                                          : "rank \(rank) restored step \(restored), rank 0 step \(referenceStep)"
-            }.joined(separator: "; ")
-            return "checkpoint: after restoring step \(step), the replicas differ (\(what)): its rank files come from "
-                + "different runs or steps; refusing to train replicas that would diverge"
-        }
-    }
 }
