@@ -22,6 +22,7 @@ import Testing
             get { base.gradients }
             set { base.gradients = newValue }
         }
+        func takeGradients() -> [Tensor] { base.takeGradients() }
         func applyGradients() throws -> Float { try base.applyGradients() }
         func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try base.evaluate(rank: rank, workers: workers) }
         func saveState(to archive: inout StateWriter) { base.saveState(to: &archive) }

@@ -47,15 +47,14 @@ public final class ClassifierWorkload: Workload {
     public var gradients: [Tensor] {
         get { parameters.map(\.gradient) }
         set {
-            // An empty list is the trainer handing the storage to the reducer: drop our references
-            // so the reducer's writes need no copy.
-            if newValue.isEmpty {
-                for p in parameters { p.gradient = Tensor(shape: [0]) }
-                return
-            }
             precondition(newValue.count == parameters.count, "gradient list of \(newValue.count) tensors for \(parameters.count) parameters")
             for (p, g) in zip(parameters, newValue) { p.gradient = g }
         }
+    }
+
+    public func takeGradients() -> [Tensor] {
+        defer { for p in parameters { p.gradient = Tensor(shape: [0]) } }
+        return parameters.map(\.gradient)
     }
 
     public func applyGradients() throws -> Float {

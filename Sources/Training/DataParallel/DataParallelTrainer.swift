@@ -102,8 +102,7 @@ public struct DataParallelTrainer {
                                                      rank: group.rank, workers: group.size)
             let c1 = threadCPUSeconds(), w1 = now()
             // 2. The reducer's average (identical on every worker afterwards).
-            var gradients = workload.gradients
-            workload.gradients = []  // hand the storage over, so the reducer writes it without a copy
+            var gradients = workload.takeGradients()
             let reduction = try reducer.reduce(&gradients, over: group)
             workload.gradients = gradients
             // 3. Optimizer on the average.

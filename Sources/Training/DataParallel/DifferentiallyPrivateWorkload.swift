@@ -151,6 +151,8 @@ public final class DifferentiallyPrivateWorkload: Workload {
         set { inner.gradients = newValue }
     }
 
+    public func takeGradients() -> [Tensor] { inner.takeGradients() }
+
     public func applyGradients() throws -> Float { try inner.applyGradients() }
     public var optimizerMomentum: Float { inner.optimizerMomentum }
     public func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try inner.evaluate(rank: rank, workers: workers) }

@@ -52,10 +52,14 @@ public final class LanguageModelWorkload: Workload {
     public var gradients: [Tensor] {
         get { parameters.map(\.gradient) }
         set {
-            if newValue.isEmpty { for p in parameters { p.gradient = Tensor(shape: [0]) }; return }
             precondition(newValue.count == parameters.count, "gradient list of \(newValue.count) tensors for \(parameters.count) parameters")
             for (p, g) in zip(parameters, newValue) { p.gradient = g }
         }
+    }
+
+    public func takeGradients() -> [Tensor] {
+        defer { for p in parameters { p.gradient = Tensor(shape: [0]) } }
+        return parameters.map(\.gradient)
     }
 
     public func applyGradients() throws -> Float {

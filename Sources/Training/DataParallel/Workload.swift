@@ -15,8 +15,14 @@ public protocol Workload: AnyObject {
     /// gradients in `gradients`. Returns the mean loss over the batch.
     func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int) throws -> Float
 
-    /// The gradient tensors in parameter order: what the reducer sees and replaces.
+    /// The gradient tensors in parameter order, as `computeGradients` left them; setting them gives
+    /// the replica the (reduced) gradients that `applyGradients` steps with.
     var gradients: [Tensor] { get set }
+
+    /// Moves the gradients out of the replica: returns them and keeps no reference to their
+    /// storage, so the reducer writes them in place instead of copying them on write (44.7 MB a
+    /// step for ResNet-18). Set `gradients` to give them back.
+    func takeGradients() -> [Tensor]
 
     /// One optimizer step with the (reduced) `gradients`; returns the learning rate it used
     /// (the optimizer owns the schedule).
