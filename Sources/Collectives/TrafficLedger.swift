@@ -52,12 +52,23 @@ public struct TrafficTotals: Sendable, Codable, Equatable {
     }
 }
 
-/// What one rank has put on the wire and received: every collective since the
-/// last `beginStep()`, and cumulative totals since the ledger was made.
+/// A position in a `TrafficLedger`: `records(since:)` returns the collectives recorded after it.
 ///
-/// A communicator owns one ledger per rank and appends to it; reducers and the
-/// trainer read it. Not thread-safe across ranks by design: each rank's ledger
-/// is touched only by that rank's thread.
+/// A span that measures its own collectives (a reducer's `reduce` call, through
+/// `ReductionMeter`) takes a mark when it starts instead of relying on where the current step
+/// began, so it counts exactly its own collectives however the caller divides its steps.
+public struct TrafficMark: Sendable, Equatable {
+    /// Collectives recorded in the ledger before the mark, since the ledger was made.
+    public let recordsBefore: Int
+}
+
+/// What one rank has put on the wire and received: every collective of the current step (since
+/// the last `beginStep()`), and cumulative totals since the ledger was made.
+///
+/// A communicator owns one ledger per rank and appends to it; reducers and the trainer read it.
+/// The step boundary numbers the steps (a collective timeout names the step it happened in) and
+/// bounds the memory: the records of earlier steps are dropped, their totals kept in `cumulative`.
+/// Not thread-safe across ranks by design: each rank's ledger is touched only by that rank's thread.
 public final class TrafficLedger: @unchecked Sendable {
     /// The collectives of the current step, in call order.
     public private(set) var stepRecords: [TrafficRecord] = []
@@ -68,12 +79,15 @@ public final class TrafficLedger: @unchecked Sendable {
     /// `beginStep()` calls so far: the step the current collectives belong to, counted from 1 since
     /// the ledger was made (0 before the first step). A collective timeout names it.
     public private(set) var stepNumber = 0
+    /// Records of earlier steps, dropped by `beginStep()`.
+    private var droppedRecords = 0
 
     public init() {}
 
     /// Starts a new step: clears `stepRecords` and `step`, keeps `cumulative`.
     public func beginStep() {
         stepNumber += 1
+        droppedRecords += stepRecords.count
         stepRecords.removeAll(keepingCapacity: true)
         step = TrafficTotals()
     }
@@ -82,6 +96,15 @@ public final class TrafficLedger: @unchecked Sendable {
         stepRecords.append(record)
         step.add(record)
         cumulative.add(record)
+    }
+
+    /// The current position: collectives recorded from now on are `records(since:)` it.
+    public func mark() -> TrafficMark { TrafficMark(recordsBefore: droppedRecords + stepRecords.count) }
+
+    /// The collectives recorded after `mark`, in call order. A mark taken before the current step
+    /// began reads from the step's start: the records before it are no longer kept.
+    public func records(since mark: TrafficMark) -> ArraySlice<TrafficRecord> {
+        stepRecords[min(max(0, mark.recordsBefore - droppedRecords), stepRecords.count)...]
     }
 
     /// Bytes one rank sends (and receives) in a ring all-reduce of `payloadBytes` over `workers`:

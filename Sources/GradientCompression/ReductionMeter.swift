@@ -9,19 +9,19 @@ import Dispatch
 /// `return meter.finish(uncompressedBytes: …, relativeError: …)` at the end.
 public struct ReductionMeter {
     private let ledger: TrafficLedger
-    private let firstRecord: Int
+    private let mark: TrafficMark
     private let start: UInt64
 
     public init(_ group: any Communicator) {
         ledger = group.traffic
-        firstRecord = group.traffic.stepRecords.count
+        mark = group.traffic.mark()
         start = DispatchTime.now().uptimeNanoseconds
     }
 
     /// The statistics of the call so far. Compute time is wall time minus time inside collectives.
     public func finish(uncompressedBytes: Int, relativeError: Double? = nil) -> ReductionStats {
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        let records = Array(ledger.stepRecords[min(firstRecord, ledger.stepRecords.count)...])
+        let records = Array(ledger.records(since: mark))
         var totals = TrafficTotals()
         for record in records { totals.add(record) }
         return ReductionStats(payloadBytes: totals.payloadBytes, bytesSent: totals.bytesSent,
