@@ -78,7 +78,7 @@ struct CompareCommand: ParsableCommand {
             // Time to target needs evaluations during training, not only at the end: unless the
             // user chose --evaluate-every, evaluate about 8 times per run.
             let evaluateEvery = settings.evaluateEvery > 0 ? settings.evaluateEvery
-                : max(1, try experiment.totalSteps(workers: group.size) / 8)
+                : max(1, try experiment.schedule(workers: group.size).totalSteps / 8)
             return try specifications.enumerated().map { index, specification in
                 if group.rank == 0 { interrupt.begin("\(specification) (run \(index + 1) of \(count))") }
                 var session = try TrainingSession(experiment: experiment, reducer: specification, network: settings.network,

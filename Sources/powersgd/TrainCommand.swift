@@ -135,7 +135,7 @@ struct TrainCommand: ParsableCommand {
 func checkPrivacy(_ dp: DifferentialPrivacySettings, experiment: Experiment, reducer: String, workers: Int) throws -> DifferentiallyPrivateWorkload {
     do {
         return try DifferentiallyPrivateWorkload.make(experiment.makeWorkload(rank: 0, workers: workers), settings: dp, reducer: reducer,
-                                                      totalSteps: experiment.totalSteps(workers: workers), workers: workers,
+                                                      totalSteps: experiment.schedule(workers: workers).totalSteps, workers: workers,
                                                       seed: experiment.configuration.seed)
     } catch let error as PrivacyError {
         throw ValidationError("--dp: \(error)")

@@ -43,15 +43,22 @@ public final class Experiment: @unchecked Sendable {
         return ""
     }
 
-    /// Optimizer steps per epoch with `workers` workers.
-    public func stepsPerEpoch(workers: Int) throws -> Int {
-        try makeWorkload(rank: 0, workers: workers, threads: 1).stepsPerEpoch(workers: workers)
+    /// The run's length with `workers` workers, from the data alone (no replica is built).
+    public func schedule(workers: Int) throws -> StepSchedule {
+        let c = configuration
+        let stepsPerEpoch: Int
+        if let images {
+            stepsPerEpoch = try imageBatcher(images).stepsPerEpoch(workers: workers, batchSize: c.batchSize)
+        } else {
+            // Every worker's share of the stream holds the same number of windows; rank 0's is the count.
+            stepsPerEpoch = try LanguageModelBatcher(stream: corpus!.train, batch: c.batchSize, bptt: c.bptt, rank: 0,
+                                                     workers: workers).windows
+        }
+        return StepSchedule(stepsPerEpoch: stepsPerEpoch, epochs: c.epochs, steps: c.steps)
     }
 
-    /// Steps in all: `steps`, or ⌈epochs · steps per epoch⌉.
-    public func totalSteps(workers: Int) throws -> Int {
-        if let steps = configuration.steps { return steps }
-        return max(1, Int((configuration.epochs * Double(try stepsPerEpoch(workers: workers))).rounded(.up)))
+    private func imageBatcher(_ images: (train: ImageDataset, test: ImageDataset)) throws -> ImageBatcher {
+        try ImageBatcher(train: images.train, test: images.test, seed: configuration.seed, augment: configuration.dataset == "cifar10")
     }
 
     /// Worker `rank`'s replica. `threads` is the intra-op parallelism of the model (1 when
@@ -59,17 +66,13 @@ public final class Experiment: @unchecked Sendable {
     /// momentum, for reducers whose output already carries it (DGC, Signum).
     public func makeWorkload(rank: Int, workers: Int, threads: Int = 1, reducerAppliesMomentum: Bool = false) throws -> Workload {
         let c = configuration
+        let optimizer = optimizer(totalSteps: try schedule(workers: workers).totalSteps, momentum: !reducerAppliesMomentum)
         if let images {
-            let model = try makeClassifier(width: c.width, threads: threads)
-            let batcher = try ImageBatcher(train: images.train, test: images.test, seed: c.seed, augment: c.dataset == "cifar10")
-            let steps = c.steps ?? max(1, Int((c.epochs * Double(batcher.stepsPerEpoch(workers: workers, batchSize: c.batchSize))).rounded(.up)))
-            return ClassifierWorkload(model: model, optimizer: optimizer(totalSteps: steps, momentum: !reducerAppliesMomentum), data: batcher, batchSize: c.batchSize)
+            return ClassifierWorkload(model: try makeClassifier(width: c.width, threads: threads), optimizer: optimizer,
+                                      data: try imageBatcher(images), batchSize: c.batchSize)
         }
-        let corpus = corpus!
-        let model = try makeLanguageModel(width: c.width)
-        let windows = try LanguageModelBatcher(stream: corpus.train, batch: c.batchSize, bptt: c.bptt, rank: 0, workers: workers).windows
-        let steps = c.steps ?? max(1, Int((c.epochs * Double(windows)).rounded(.up)))
-        return LanguageModelWorkload(model: model, optimizer: optimizer(totalSteps: steps, momentum: !reducerAppliesMomentum), corpus: corpus, batchSize: c.batchSize, bptt: c.bptt)
+        return LanguageModelWorkload(model: try makeLanguageModel(width: c.width), optimizer: optimizer, corpus: corpus!,
+                                     batchSize: c.batchSize, bptt: c.bptt)
     }
 
     /// The image model at `width` (0: the model's default; see `ExperimentConfiguration.width`).

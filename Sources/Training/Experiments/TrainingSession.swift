@@ -74,7 +74,8 @@ public struct TrainingSession {
         var reducer = try ReducerCatalog.make(self.reducer, seed: experiment.configuration.seed)
         var workload = try experiment.makeWorkload(rank: group.rank, workers: group.size, threads: threads,
                                                    reducerAppliesMomentum: reducer.appliesMomentum)
-        let total = try experiment.totalSteps(workers: group.size)
+        let schedule = try experiment.schedule(workers: group.size)
+        let total = schedule.totalSteps
         if let dp = experiment.configuration.dp {
             workload = try DifferentiallyPrivateWorkload.make(workload, settings: dp, reducer: self.reducer.name, totalSteps: total,
                                                               workers: group.size, seed: experiment.configuration.seed)
@@ -120,8 +121,7 @@ public struct TrainingSession {
                 recorder = try RunRecorder(settings: settings, log: try logFile.map { try RunLogWriter(url: $0) })
             }
         }
-        let stepsPerEpoch = workload.stepsPerEpoch(workers: group.size)
-        let evaluateEvery = self.evaluateEvery ?? (c.evaluateEvery > 0 ? c.evaluateEvery : stepsPerEpoch)
+        let evaluateEvery = self.evaluateEvery ?? (c.evaluateEvery > 0 ? c.evaluateEvery : schedule.stepsPerEpoch)
         var options = DataParallelTrainer.Options(totalSteps: total, evaluateEvery: evaluateEvery,
                                                   checkpointEvery: checkpointEvery, checkpointDirectory: checkpointDirectory)
         options.evaluates = evaluates
