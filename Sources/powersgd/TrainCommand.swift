@@ -52,30 +52,28 @@ struct TrainCommand: ParsableCommand {
     var logFile: String?
 
     func validate() throws {
-        _ = try parsedReducer()
+        do { _ = try ReducerCatalog.make(try reducerSpecification(), seed: settings.seed) } catch {
+            throw ValidationError("--reducer: \(error)")
+        }
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
         guard keepCheckpoints >= 0 else { throw ValidationError("--keep-checkpoints must be 0 or more (got \(keepCheckpoints))") }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
         if checkpointEvery > 0 && checkpointDir == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
     }
 
-    func parsedReducer() throws -> ReducerSpecification {
-        do {
-            var specification = try ReducerSpecification(parsing: reducer)
-            let shorthands: [(String, String?)] = [("rank", rank.map(String.init)), ("levels", levels.map(String.init)),
-                                                   ("bucket", bucket.map(String.init)), ("ratio", ratio.map { "\($0)" }),
-                                                   ("bits", bits.map(String.init))]
-            for case let (key, value?) in shorthands {
-                guard !specification.options.contains(where: { $0.key == key }) else {
-                    throw GradientCompressionError.invalidOption("--\(key) and the reducer option \(key)= are both given")
-                }
-                specification.options.append((key, value))
+    /// `--reducer` with the shorthand options (`--rank 4`) added to it.
+    func reducerSpecification() throws -> ReducerSpecification {
+        var specification = try ReducerSpecification(parsing: reducer)
+        let shorthands: [(String, String?)] = [("rank", rank.map(String.init)), ("levels", levels.map(String.init)),
+                                               ("bucket", bucket.map(String.init)), ("ratio", ratio.map { "\($0)" }),
+                                               ("bits", bits.map(String.init))]
+        for case let (key, value?) in shorthands {
+            guard !specification.options.contains(where: { $0.key == key }) else {
+                throw GradientCompressionError.invalidOption("--\(key) and the reducer option \(key)= are both given")
             }
-            _ = try ReducerCatalog.make(specification, seed: settings.seed)
-            return specification
-        } catch {
-            throw ValidationError("--reducer: \(error)")
+            specification.options.append((key, value))
         }
+        return specification
     }
 
     func run() throws {
@@ -83,7 +81,7 @@ struct TrainCommand: ParsableCommand {
         try settings.checkFeasible(experiment)
         let outputs = try OutputPaths(logFile: logFile, checkpointDirectory: checkpointDir,
                                       probesLog: settings.backend == "threads" || mpiLaunchRank() == 0)
-        let specification = try parsedReducer()
+        let specification = try reducerSpecification()
         var session = try TrainingSession(experiment: experiment, reducer: specification,
                                           network: settings.network, projectedWorkers: settings.projectWorkers)
         session.checkpointDirectory = checkpointDir.map { URL(fileURLWithPath: $0) }
@@ -103,10 +101,6 @@ struct TrainCommand: ParsableCommand {
                                + "(expected lot %d), placement %@; ε is charged at σ = %.4f per step", privacy.noise, dp.clip,
                                dp.delta, privacy.sampleRate, workers * settings.batchSize, dp.placement.rawValue, privacy.accountedNoise)
                         + (privacy.accountedNoise == 0 ? " (no noise: per-example clipping only, no privacy, ε = ∞)" : ""))
-        }
-        let built = try ReducerCatalog.make(specification, seed: settings.seed)
-        if built.appliesMomentum && settings.momentum != 0 && settings.backend == "threads" {
-            output.line("note: \(built.name) applies momentum itself, so the optimizer runs without momentum (--momentum \(settings.momentum) is not applied)")
         }
         let interrupt = InterruptReport(reports: settings.backend == "threads",
                                         message: InterruptReport.trainMessage(checkpointDirectory: session.checkpointDirectory))

@@ -66,8 +66,11 @@ public struct TrainingSession {
         return "\(value)"
     }
 
-    /// Runs this worker. `onStep` / `onEvaluation` are called on rank 0 with each record, and
-    /// `onNotice` with what a resume does (from which step to which, a changed length).
+    /// Runs this worker, with its own reducer built from the specification (reducers keep
+    /// per-worker state). `onStep` / `onEvaluation` are called on rank 0 with each record, and
+    /// `onNotice` with what the run does differently from what was asked: an optimizer without the
+    /// configured momentum for a reducer that applies its own, and what a resume does (from which
+    /// step to which, a changed length).
     public func run(group: any Communicator, onStep: (StepRecord, Int) -> Void = { _, _ in },
                     onEvaluation: (EvaluationRecord) -> Void = { _ in },
                     onNotice: (String) -> Void = { _ in }) throws -> Result {
@@ -82,6 +85,10 @@ public struct TrainingSession {
         }
         let trajectory = Self.trajectorySettings(experiment.configuration, reducer: reducer.name)
         func notice(_ text: String) { if group.rank == 0 { onNotice(text) } }
+        if reducer.appliesMomentum && experiment.configuration.momentum != 0 {
+            notice("note: \(reducer.name) applies momentum itself, so the optimizer runs without momentum "
+                   + "(--momentum \(experiment.configuration.momentum) is not applied)")
+        }
         let c = experiment.configuration
         let settings = RunSettings(reducer: reducer.name, model: c.model, dataset: c.dataset, workers: group.size,
                                    batchSizePerWorker: c.batchSize, seed: c.seed, projection: projection)
