@@ -1,4 +1,5 @@
 import ArgumentParser
+import CollectivesMPI
 import Foundation
 import GradientCompression
 import Training
@@ -62,12 +63,12 @@ struct CompareCommand: ParsableCommand {
         } catch {
             throw RuntimeError("--output-dir \(outputDir): cannot create the directory (\(error.localizedDescription))")
         }
-        if settings.backend == "threads" {
+        if settings.backend == .threads {
             output.line("powersgd compare: \(settings.model) on \(experiment.dataDescription); \(TextFormatting.counted(settings.workers, "worker")) (threads); "
                         + "\(specifications.count) reducers")
         }
         let count = specifications.count
-        let interrupt = InterruptReport(reports: settings.backend == "threads") { at, label in
+        let interrupt = InterruptReport(reports: settings.backend == .threads) { at, label in
             "\(at) of \(label); compare writes its files when every run has finished, so \(outputDir) holds no "
                 + "report of this invocation (a compare cannot be resumed: run it again, or leave out the reducers "
                 + "that finished)"

@@ -80,7 +80,7 @@ struct TrainCommand: ParsableCommand {
         let experiment = try Experiment(settings.experimentConfiguration)
         try settings.checkFeasible(experiment)
         let outputs = try OutputPaths(logFile: logFile, checkpointDirectory: checkpointDir,
-                                      probesLog: settings.backend == "threads" || mpiLaunchRank() == 0)
+                                      probesLog: settings.backend == .threads || (MPILaunch()?.rank ?? 0) == 0)
         let specification = try reducerSpecification()
         var session = try TrainingSession(experiment: experiment, reducer: specification,
                                           network: settings.network, projectedWorkers: settings.projectWorkers)
@@ -91,18 +91,18 @@ struct TrainCommand: ParsableCommand {
         session.logFile = logFile.map { URL(fileURLWithPath: $0) }
         let workers = settings.workers
         let output = TerminalOutput()
-        if settings.backend == "threads" {
+        if settings.backend == .threads {
             output.line("powersgd train: \(settings.model) on \(experiment.dataDescription); \(TextFormatting.counted(workers, "worker")) "
                         + "(threads), reducer \(reducer)")
         }
-        if let dp = experiment.configuration.dp, settings.backend == "threads" {
+        if let dp = experiment.configuration.dp, settings.backend == .threads {
             let privacy = try checkPrivacy(dp, experiment: experiment, reducer: specification.name, workers: workers)
             output.line(String(format: "DP-SGD: noise multiplier σ = %.4f, clip C = %g, δ = %g, sample rate q = %.5g "
                                + "(expected lot %d), placement %@; ε is charged at σ = %.4f per step", privacy.noise, dp.clip,
                                dp.delta, privacy.sampleRate, workers * settings.batchSize, dp.placement.rawValue, privacy.accountedNoise)
                         + (privacy.accountedNoise == 0 ? " (no noise: per-example clipping only, no privacy, ε = ∞)" : ""))
         }
-        let interrupt = InterruptReport(reports: settings.backend == "threads",
+        let interrupt = InterruptReport(reports: settings.backend == .threads,
                                         message: InterruptReport.trainMessage(checkpointDirectory: session.checkpointDirectory))
         let runs = try runWorkers(settings: settings) { group in
             if group.rank == 0 { interrupt.reportHere() }
@@ -139,9 +139,9 @@ func checkPrivacy(_ dp: DifferentialPrivacySettings, experiment: Experiment, red
 /// Runs `body` on the configured transport: N threads of this process, or this MPI rank.
 func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communicator) throws -> T) throws -> [T] {
     switch settings.backend {
-    case "threads":
+    case .threads:
         return try runThreads(workers: settings.workers, collectiveTimeout: settings.collectiveTimeoutSeconds, body)
-    default:
+    case .mpi:
         // One worker per MPI rank: launched by `mpirun -np N powersgd train --backend mpi ...`.
         let communicator: MPICommunicator
         do { communicator = try MPICommunicator(collectiveTimeout: settings.collectiveTimeoutSeconds) } catch {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Collectives
+import CollectivesMPI
 import Foundation
 import GradientCompression
 import NeuralNetworks
@@ -23,8 +24,8 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Number of workers (threads with --backend threads; ignored with mpi, where mpirun -np decides).")
     var workers = 4
 
-    @Option(help: "threads (workers as threads of this process) or mpi (one worker per MPI rank, launched by mpirun).")
-    var backend = "threads"
+    @Option(help: ArgumentHelp("\(describedChoices(Backend.self, summary: \.summary)).", valueName: "backend"))
+    var backend = Backend.threads
 
     @Option(help: "Training length in epochs (fractions allowed). Ignored when --steps is given.")
     var epochs: Double = 1
@@ -94,9 +95,6 @@ struct TrainingArguments: ParsableArguments {
 
     func validate() throws {
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1 (got \(workers))") }
-        guard ["threads", "mpi"].contains(backend) else {
-            throw ValidationError("--backend must be threads or mpi (got '\(backend)')")
-        }
         guard epochs > 0 else { throw ValidationError("--epochs must be positive (got \(epochs))") }
         if let steps { guard steps >= 1 else { throw ValidationError("--steps must be at least 1 (got \(steps))") } }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 (got \(batchSize))") }
@@ -127,9 +125,9 @@ struct TrainingArguments: ParsableArguments {
         do { _ = try ProjectionTarget(network: network, workers: projectWorkers) } catch {
             throw ValidationError("--network: \(error)")
         }
-        if backend == "threads", let (variable, ranks) = mpiLaunch(), ranks > 1 {
-            throw ValidationError("--backend threads under mpirun (\(variable)=\(ranks)): each of the \(ranks) ranks would run "
-                                  + "the whole job and write the same files; use --backend mpi")
+        if backend == .threads, let launch = MPILaunch(), launch.worldSize > 1 {
+            throw ValidationError("--backend threads under mpirun (\(launch.sizeVariable)=\(launch.worldSize)): each of the "
+                                  + "\(launch.worldSize) ranks would run the whole job and write the same files; use --backend mpi")
         }
         guard collectiveTimeout >= 0, collectiveTimeout.isFinite else {
             throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
@@ -154,26 +152,12 @@ struct TrainingArguments: ParsableArguments {
 let configHelp = ArgumentHelp("Read flags from this YAML file: keys are long flag names ('workers: 4', 'nesterov: false'); "
                               + "flags on the command line override the file.", valueName: "file")
 
-/// The MPI launcher's world size, if this process was started by mpirun (OpenMPI) or a PMI
-/// launcher (MPICH, Slurm): the variable that says so and its value.
-func mpiLaunch(environment: [String: String] = ProcessInfo.processInfo.environment) -> (String, Int)? {
-    for variable in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
-        if let text = environment[variable], let size = Int(text) { return (variable, size) }
-    }
-    return nil
-}
-
-/// This process's rank as the MPI launcher set it (0 when not launched by one).
-func mpiLaunchRank(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
-    Int(environment["OMPI_COMM_WORLD_RANK"] ?? environment["PMI_RANK"] ?? "0") ?? 0
-}
-
 extension TrainingArguments {
     /// Refuses, before any replica is built, what cannot run: more examples per step than the
     /// training set holds, or replicas that cannot fit in this machine's memory. Usage errors
     /// naming the flags (exit 2).
     func checkFeasible(_ experiment: Experiment) throws {
-        if backend == "threads" {
+        if backend == .threads {
             let size = experiment.trainingSetSize
             let (perStep, overflow) = workers.multipliedReportingOverflow(by: batchSize)
             if model == "lstm" {
@@ -190,7 +174,7 @@ extension TrainingArguments {
         // Per worker at least 4 fp32 copies of the model: weights, gradients, momentum, the
         // averaged gradient (activations, error feedback and messages come on top).
         let parameters = try experiment.parameterCount()
-        let replicas = backend == "threads" ? Double(workers) : 1
+        let replicas = backend == .threads ? Double(workers) : 1
         let needed = replicas * 4 * 4 * parameters, memory = Double(ProcessInfo.processInfo.physicalMemory)
         if needed > memory {
             let widthText = width > 0 ? "--width \(String(format: "%g", width)): " : ""
