@@ -1,9 +1,15 @@
 import ArgumentParser
 import CollectivesMPI
+import NeuralNetworks
+import Training
 
 // The choices of the training flags are the libraries' enums: ArgumentParser validates a value
 // against their cases (exit 2 naming the flag) and lists them in --help, so each list of names
 // exists once, in its enum.
+extension ExperimentConfiguration.Model: @retroactive ExpressibleByArgument {}
+extension ExperimentConfiguration.Dataset: @retroactive ExpressibleByArgument {}
+extension ExperimentConfiguration.Schedule: @retroactive ExpressibleByArgument {}
+extension SGD.NesterovForm: @retroactive ExpressibleByArgument {}
 extension Backend: @retroactive ExpressibleByArgument {}
 
 /// "mlp (a perceptron …), resnet8 (…)": each case with its summary, for a flag's help.

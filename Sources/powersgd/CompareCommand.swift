@@ -36,7 +36,7 @@ struct CompareCommand: ParsableCommand {
             throw ValidationError("--reducers names \(repeated) twice; each reducer may appear once")
         }
         if let target {
-            if settings.model == "lstm" {
+            if settings.model.isLanguageModel {
                 guard target.isFinite, target >= 1 else {
                     throw ValidationError("--target is a perplexity for \(settings.model), 1 or more (got \(target))")
                 }

@@ -27,11 +27,11 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Build the profile from the runs in this JSON-lines log (train --log-file, compare's runs.jsonl).")
     var fromLog: String?
 
-    @Option(help: "Model to measure: mlp, resnet8, resnet18, lstm.")
-    var model = "resnet18"
+    @Option(help: ArgumentHelp("Model to measure: \(describedChoices(ExperimentConfiguration.Model.self, summary: \.summary)).", valueName: "model"))
+    var model = ExperimentConfiguration.Model.resnet18
 
-    @Option(help: "Dataset to measure on: fashion-mnist, cifar10, wikitext2, shakespeare.")
-    var dataset = "cifar10"
+    @Option(help: ArgumentHelp("Dataset to measure on: \(describedChoices(ExperimentConfiguration.Dataset.self, summary: \.summary)).", valueName: "dataset"))
+    var dataset = ExperimentConfiguration.Dataset.cifar10
 
     @Option(help: "Directory holding the dataset files (default: the dataset's standard location).")
     var dataDir: String?

@@ -204,11 +204,11 @@ extension TrainingArguments {
         c.epochs = epochs
         c.steps = steps
         c.learningRate = learningRate
-        c.schedule = ExperimentConfiguration.Schedule(rawValue: schedule) ?? .cosine
+        c.schedule = schedule
         c.warmupSteps = warmupSteps
         c.momentum = momentum
         c.nesterov = nesterov
-        c.nesterovForm = SGD.NesterovForm(rawValue: nesterovForm) ?? .pytorch
+        c.nesterovForm = nesterovForm
         c.weightDecay = weightDecay
         c.clipNorm = clipNorm
         c.seed = seed

@@ -12,11 +12,11 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: configHelp)
     var config: String?
 
-    @Option(help: "Model: mlp, resnet8 (small ResNet for quick runs), resnet18 (the paper's CIFAR ResNet-18), lstm.")
-    var model = "resnet8"
+    @Option(help: ArgumentHelp("Model: \(describedChoices(ExperimentConfiguration.Model.self, summary: \.summary)).", valueName: "model"))
+    var model = ExperimentConfiguration.Model.resnet8
 
-    @Option(help: "Dataset: fashion-mnist, cifar10, wikitext2, shakespeare.")
-    var dataset = "fashion-mnist"
+    @Option(help: ArgumentHelp("Dataset: \(describedChoices(ExperimentConfiguration.Dataset.self, summary: \.summary)).", valueName: "dataset"))
+    var dataset = ExperimentConfiguration.Dataset.fashionMNIST
 
     @Option(help: "Directory holding the dataset files (default: the dataset's standard location).")
     var dataDir: String?
@@ -43,7 +43,7 @@ struct TrainingArguments: ParsableArguments {
     var learningRate: Double = 0.05
 
     @Option(help: "Learning-rate schedule after warm-up: constant, step (x0.1 at 50% and 75% of training), cosine.")
-    var schedule = "cosine"
+    var schedule = ExperimentConfiguration.Schedule.cosine
 
     @Option(help: "Linear learning-rate warm-up, in steps.")
     var warmupSteps = 0
@@ -55,7 +55,7 @@ struct TrainingArguments: ParsableArguments {
     var nesterov = true
 
     @Option(help: "Nesterov step: 'pytorch' (x -= lr·(d + μ·m), torch.optim.SGD) or 'paper' (x -= lr·(d + m), the PowerSGD paper's code).")
-    var nesterovForm = "pytorch"
+    var nesterovForm = SGD.NesterovForm.pytorch
 
     @Option(help: "Weight decay (not applied to batch-norm and bias parameters).")
     var weightDecay: Double = 1e-4
@@ -102,13 +102,7 @@ struct TrainingArguments: ParsableArguments {
         guard learningRate > 0, learningRate.isFinite else {
             throw ValidationError("--learning-rate must be a positive number (got \(learningRate))")
         }
-        guard ["constant", "step", "cosine"].contains(schedule) else {
-            throw ValidationError("--schedule must be constant, step or cosine (got '\(schedule)')")
-        }
         guard warmupSteps >= 0 else { throw ValidationError("--warmup-steps must be 0 or more (got \(warmupSteps))") }
-        guard SGD.NesterovForm(rawValue: nesterovForm) != nil else {
-            throw ValidationError("--nesterov-form must be one of \(SGD.NesterovForm.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(nesterovForm)')")
-        }
         guard (0..<1).contains(momentum) else { throw ValidationError("--momentum must be in [0, 1) (got \(momentum))") }
         guard weightDecay >= 0, weightDecay.isFinite else {
             throw ValidationError("--weight-decay must be 0 or more (got \(weightDecay))")
@@ -118,7 +112,7 @@ struct TrainingArguments: ParsableArguments {
         guard evaluateEvery >= 0 else { throw ValidationError("--evaluate-every must be 0 or more (got \(evaluateEvery))") }
         guard width >= 0, width.isFinite else { throw ValidationError("--width must be 0 or more (got \(width))") }
         // Hidden units and base channel counts are whole numbers (and must fit an Int).
-        if model != "resnet18", width != 0, !(width >= 1 && width < 1e15 && width.rounded() == width) {
+        if model.hasWholeWidth, width != 0, !(width >= 1 && width < 1e15 && width.rounded() == width) {
             throw ValidationError("--width of \(model) is a whole number of units, 1 or more (got \(width))")
         }
         guard width < 1e15 else { throw ValidationError("--width \(width) is too large") }
@@ -133,16 +127,11 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
         }
         _ = try privacySettings()
-        guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
-            throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")
-        }
-        guard ["fashion-mnist", "cifar10", "wikitext2", "shakespeare"].contains(dataset) else {
-            throw ValidationError("--dataset must be one of fashion-mnist, cifar10, wikitext2, shakespeare (got '\(dataset)')")
-        }
-        let languageModel = model == "lstm", textData = ["wikitext2", "shakespeare"].contains(dataset)
-        guard languageModel == textData else {
+        guard model.isLanguageModel == dataset.isText else {
+            let text = ExperimentConfiguration.Dataset.allCases.filter(\.isText).map(\.rawValue).joined(separator: " or ")
+            let languageModels = ExperimentConfiguration.Model.allCases.filter(\.isLanguageModel).map(\.rawValue).joined(separator: ", ")
             throw ValidationError("--model \(model) does not fit --dataset \(dataset): "
-                                  + "lstm trains on wikitext2 or shakespeare, the others on image datasets")
+                                  + "\(languageModels) trains on \(text), the others on image datasets")
         }
     }
 }
@@ -160,7 +149,7 @@ extension TrainingArguments {
         if backend == .threads {
             let size = experiment.trainingSetSize
             let (perStep, overflow) = workers.multipliedReportingOverflow(by: batchSize)
-            if model == "lstm" {
+            if model.isLanguageModel {
                 // Each worker's share of the token stream is cut into batch-size columns of at least 2 rows.
                 guard size / workers / batchSize >= 2 else {
                     throw ValidationError("--workers \(workers) × --batch-size \(batchSize) sequences per step leave no "

@@ -23,7 +23,7 @@ import Testing
     @Test(arguments: ["sgd", "powersgd:rank=2"])
     func fashionMNISTLossFalls(reducer: String) throws {
         var c = ExperimentConfiguration()
-        c.model = "mlp"; c.dataset = "fashion-mnist"; c.steps = 40; c.batchSize = 32; c.learningRate = 0.05; c.width = 64
+        c.model = .mlp; c.dataset = .fashionMNIST; c.steps = 40; c.batchSize = 32; c.learningRate = 0.05; c.width = 64
         let losses = try Self.losses(c, reducer: reducer)
         #expect(losses.count == 40)
         #expect(Self.mean(losses.suffix(8)) < 0.7 * Self.mean(losses.prefix(8)))
@@ -32,7 +32,7 @@ import Testing
     @Test(arguments: ["sgd", "powersgd:rank=2"])
     func wikiText2LossFalls(reducer: String) throws {
         var c = ExperimentConfiguration()
-        c.model = "lstm"; c.dataset = "wikitext2"; c.dataDirectory = Self.sharedData + "/wikitext-2"
+        c.model = .lstm; c.dataset = .wikitext2; c.dataDirectory = Self.sharedData + "/wikitext-2"
         c.steps = 30; c.batchSize = 8; c.bptt = 10; c.width = 32; c.learningRate = 5; c.momentum = 0; c.clipNorm = 0.25
         c.evaluateEvery = 1000  // only the final evaluation
         let losses = try Self.losses(c, reducer: reducer)
@@ -41,7 +41,7 @@ import Testing
 
     @Test func aMissingDatasetNamesTheFilesAndWhereToGetThem() {
         var c = ExperimentConfiguration()
-        c.dataset = "cifar10"; c.dataDirectory = "/nonexistent"
+        c.dataset = .cifar10; c.dataDirectory = "/nonexistent"
         #expect { _ = try Experiment(c) } throws: { "\($0)".contains("data_batch_1.bin") && "\($0)".contains("/nonexistent") }
     }
 }

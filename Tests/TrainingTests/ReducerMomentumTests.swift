@@ -92,7 +92,7 @@ import Testing
     /// such reducers, and with the configured momentum otherwise.
     @Test func theSessionTurnsTheOptimizersMomentumOffForSignumAndDGC() throws {
         var c = ExperimentConfiguration()
-        c.model = "mlp"; c.dataset = "fashion-mnist"; c.steps = 2; c.batchSize = 16; c.width = 16; c.momentum = 0.9
+        c.model = .mlp; c.dataset = .fashionMNIST; c.steps = 2; c.batchSize = 16; c.width = 16; c.momentum = 0.9
         let experiment = try Experiment(c)
         #expect(try experiment.makeWorkload(rank: 0, workers: 2, reducerAppliesMomentum: true).optimizerMomentum == 0)
         #expect(try experiment.makeWorkload(rank: 0, workers: 2).optimizerMomentum == 0.9)

@@ -14,22 +14,20 @@ public final class Experiment: @unchecked Sendable {
         self.configuration = configuration
         let directory = configuration.resolvedDataDirectory()
         switch configuration.dataset {
-        case "fashion-mnist":
+        case .fashionMNIST:
             images = (try ImageDataset.fashionMNIST(directory: directory, split: .train),
                       try ImageDataset.fashionMNIST(directory: directory, split: .test))
             corpus = nil
-        case "cifar10":
+        case .cifar10:
             images = (try ImageDataset.cifar10(directory: directory, split: .train), try ImageDataset.cifar10(directory: directory, split: .test))
             corpus = nil
-        case "wikitext2":
+        case .wikitext2:
             images = nil
             corpus = try LanguageCorpus.wikiText(directory: directory)
-        case "shakespeare":
+        case .shakespeare:
             images = nil
             let path = directory.hasSuffix(".txt") ? directory : directory + "/input.txt"
             corpus = try LanguageCorpus.characters(path: path)
-        default:
-            throw DatasetError.invalidRequest("unknown dataset '\(configuration.dataset)' (fashion-mnist, cifar10, wikitext2, shakespeare)")
         }
         if configuration.isLanguageModel != (corpus != nil) {
             throw DatasetError.invalidRequest("model \(configuration.model) cannot train on \(configuration.dataset)")
@@ -58,7 +56,7 @@ public final class Experiment: @unchecked Sendable {
     }
 
     private func imageBatcher(_ images: (train: ImageDataset, test: ImageDataset)) throws -> ImageBatcher {
-        try ImageBatcher(train: images.train, test: images.test, seed: configuration.seed, augment: configuration.dataset == "cifar10")
+        try ImageBatcher(train: images.train, test: images.test, seed: configuration.seed, augment: configuration.dataset == .cifar10)
     }
 
     /// Worker `rank`'s replica. `threads` is the intra-op parallelism of the model (1 when
@@ -79,22 +77,23 @@ public final class Experiment: @unchecked Sendable {
     private func makeClassifier(width: Double, threads: Int) throws -> Classifier {
         let c = configuration, images = images!
         let classes = images.train.classes, channels = images.train.channels, size = images.train.height
+        let width = width > 0 ? width : c.model.defaultWidth
         switch c.model {
-        case "mlp":
-            return MLP.make(inputShape: [channels, size, size], hidden: [width > 0 ? Int(width) : 256], classes: classes, seed: c.seed)
-        case "resnet8":
+        case .mlp:
+            return MLP.make(inputShape: [channels, size, size], hidden: [Int(width)], classes: classes, seed: c.seed)
+        case .resnet8:
             return try ResNet.small(depth: 8, classes: classes, inputChannels: channels, imageSize: size,
-                                    baseWidth: width > 0 ? Int(width) : 16, seed: c.seed, threads: threads)
-        case "resnet18":
+                                    baseWidth: Int(width), seed: c.seed, threads: threads)
+        case .resnet18:
             return ResNet.resNet18(classes: classes, inputChannels: channels, imageSize: size,
-                                   widthMultiplier: width > 0 ? width : 1, seed: c.seed, threads: threads)
-        default:
-            throw DatasetError.invalidRequest("model \(c.model) is not an image classifier (mlp, resnet8, resnet18)")
+                                   widthMultiplier: width, seed: c.seed, threads: threads)
+        case .lstm:
+            throw DatasetError.invalidRequest("model \(c.model) is not an image classifier")
         }
     }
 
     private func makeLanguageModel(width: Double) throws -> LSTMLanguageModel {
-        let hidden = width > 0 ? Int(width) : 200
+        let hidden = Int(width > 0 ? width : configuration.model.defaultWidth)
         return try LSTMLanguageModel(vocabularySize: corpus!.vocabulary.count, embeddingSize: hidden, hiddenSize: hidden,
                                      layers: 2, dropout: 0.2, tiedWeights: true, seed: configuration.seed)
     }
@@ -108,14 +107,9 @@ public final class Experiment: @unchecked Sendable {
     /// Exact for the widths the models accept (ResNet-18: when 64·m is a whole number).
     public func parameterCount() throws -> Double {
         let c = configuration
-        let defaultWidth: Double, scale: Double
-        switch c.model {
-        case "mlp": (defaultWidth, scale) = (256, 1)
-        case "resnet8": (defaultWidth, scale) = (16, 1)
-        case "resnet18": (defaultWidth, scale) = (1, 64)
-        default: (defaultWidth, scale) = (200, 1)
-        }
-        let x = (c.width > 0 ? c.width : defaultWidth) * scale
+        // ResNet-18's width is a multiplier of its 64 base channels; the polynomial is in channels.
+        let scale: Double = c.model.hasWholeWidth ? 1 : 64
+        let x = (c.width > 0 ? c.width : c.model.defaultWidth) * scale
         let counts = try [1.0, 2, 3].map { width in
             Double(images != nil ? try makeClassifier(width: width / scale, threads: 1).parameterCount
                                  : try makeLanguageModel(width: width).parameterCount)

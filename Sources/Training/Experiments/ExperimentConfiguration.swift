@@ -5,12 +5,14 @@ import Privacy
 /// Everything that defines a training run except the reducer and the transport: model, data,
 /// optimizer, schedule and length. The command line fills it; library users can too.
 public struct ExperimentConfiguration: Sendable, Codable, Equatable {
-    public enum Schedule: String, Sendable, Codable { case constant, step, cosine }
+    /// The learning-rate decay after warm-up: constant, ×0.1 at 50 % and 75 % of training, or cosine to 0.
+    public enum Schedule: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+        case constant, step, cosine
+        public var description: String { rawValue }
+    }
 
-    /// `mlp`, `resnet8` (a small ResNet for quick runs), `resnet18` (the paper's), `lstm`.
-    public var model = "resnet8"
-    /// `fashion-mnist`, `cifar10`, `wikitext2`, `shakespeare`.
-    public var dataset = "fashion-mnist"
+    public var model = Model.resnet8
+    public var dataset = Dataset.fashionMNIST
     /// Where the dataset's files are; nil means its standard location.
     public var dataDirectory: String?
     /// Examples (or, for language models, sequences) per worker per step.
@@ -40,7 +42,7 @@ public struct ExperimentConfiguration: Sendable, Codable, Equatable {
 
     public init() {}
 
-    public var isLanguageModel: Bool { model == "lstm" }
+    public var isLanguageModel: Bool { model.isLanguageModel }
 
     /// The standard location of each dataset: the Debian package for Fashion-MNIST, and
     /// `../shared/data/...` beside the project (where the tests' data lives) for the others.
@@ -48,10 +50,10 @@ public struct ExperimentConfiguration: Sendable, Codable, Equatable {
         if let dataDirectory { return dataDirectory }
         let shared = URL(fileURLWithPath: projectRoot).deletingLastPathComponent().appendingPathComponent("shared/data").path
         switch dataset {
-        case "fashion-mnist": return "/usr/share/datasets/fashion-mnist"
-        case "cifar10": return shared + "/cifar10-subset"
-        case "wikitext2": return shared + "/wikitext-2"
-        default: return shared + "/tiny-shakespeare"
+        case .fashionMNIST: return "/usr/share/datasets/fashion-mnist"
+        case .cifar10: return shared + "/cifar10-subset"
+        case .wikitext2: return shared + "/wikitext-2"
+        case .shakespeare: return shared + "/tiny-shakespeare"
         }
     }
 }

@@ -90,7 +90,7 @@ public struct TrainingSession {
                    + "(--momentum \(experiment.configuration.momentum) is not applied)")
         }
         let c = experiment.configuration
-        let settings = RunSettings(reducer: reducer.name, model: c.model, dataset: c.dataset, workers: group.size,
+        let settings = RunSettings(reducer: reducer.name, model: c.model.rawValue, dataset: c.dataset.rawValue, workers: group.size,
                                    batchSizePerWorker: c.batchSize, seed: c.seed, projection: projection)
         let parameterCount = workload.gradients.reduce(0) { $0 + $1.count }
         var start = 0
