@@ -7,6 +7,7 @@ import Testing
 /// every worker the same averaged gradients.
 @Suite struct ReadmeExampleTests {
     @Test func readmeExampleRunsAndAgreesAcrossWorkers() throws {
+        AllocatorTuning.apply()
         let results = try InProcessGroup.run(workers: 4) { group -> [Tensor] in
             var reducer = try PowerSGD(PowerSGD.Options(rank: 2))
             var gradients = [Philox(seed: UInt64(group.rank)).normalTensor(shape: [64, 32, 3, 3]),
