@@ -42,7 +42,8 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Base learning rate (scaled by nothing: it is the rate applied to the averaged gradient).")
     var learningRate: Double = 0.05
 
-    @Option(help: "Learning-rate schedule after warm-up: constant, step (x0.1 at 50% and 75% of training), cosine.")
+    @Option(help: ArgumentHelp("Learning-rate schedule after warm-up: \(describedChoices(ExperimentConfiguration.Schedule.self, summary: \.summary)).",
+                               valueName: "schedule"))
     var schedule = ExperimentConfiguration.Schedule.cosine
 
     @Option(help: "Linear learning-rate warm-up, in steps.")

@@ -5,10 +5,19 @@ import Privacy
 /// Everything that defines a training run except the reducer and the transport: model, data,
 /// optimizer, schedule and length. The command line fills it; library users can too.
 public struct ExperimentConfiguration: Sendable, Codable, Equatable {
-    /// The learning-rate decay after warm-up: constant, ×0.1 at 50 % and 75 % of training, or cosine to 0.
+    /// The learning-rate decay after warm-up (`Experiment.optimizer(totalSteps:momentum:)`).
     public enum Schedule: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
         case constant, step, cosine
         public var description: String { rawValue }
+
+        /// What the schedule does, for `--help`.
+        public var summary: String {
+            switch self {
+            case .constant: "the base rate throughout"
+            case .step: "×0.1 at 50% and 75% of training"
+            case .cosine: "cosine decay to 0 at the last step"
+            }
+        }
     }
 
     public var model = Model.resnet8
