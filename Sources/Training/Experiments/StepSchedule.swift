@@ -13,7 +13,4 @@ public struct StepSchedule: Sendable, Equatable {
         self.stepsPerEpoch = stepsPerEpoch
         totalSteps = steps ?? max(1, Int((epochs * Double(stepsPerEpoch)).rounded(.up)))
     }
-
-    /// The epoch that step `step` (counted from 0) belongs to.
-    public func epoch(ofStep step: Int) -> Int { stepsPerEpoch > 0 ? step / stepsPerEpoch : 0 }
 }
