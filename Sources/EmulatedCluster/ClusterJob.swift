@@ -17,13 +17,22 @@ public final class ClusterJob {
     public let environment: [String: String]
     /// The job is ended (SIGTERM, then SIGKILL) after this many seconds.
     public let timeLimit: Double
+    /// The job is ended if some host still runs no rank this many seconds after `mpirun` started.
+    /// A launch takes seconds; a launch whose remote daemon died before starting its rank would
+    /// otherwise wait for `timeLimit` (an hour by default) with nothing running.
+    public let launchTimeout: Double
 
-    public init(cluster: EmulatedCluster, command: [String], environment: [String: String] = [:], timeLimit: Double) {
+    public init(cluster: EmulatedCluster, command: [String], environment: [String: String] = [:],
+                timeLimit: Double, launchTimeout: Double = ClusterJob.defaultLaunchTimeout) {
         self.cluster = cluster
         self.command = command
         self.environment = environment
         self.timeLimit = timeLimit
+        self.launchTimeout = launchTimeout
     }
+
+    /// Generous against the 1–3 s a launch takes here under load (docs/cluster.md).
+    public static let defaultLaunchTimeout = 60.0
 
     /// How the job ended.
     public struct Outcome {
@@ -35,6 +44,9 @@ public final class ClusterJob {
         /// Set when SIGINT or SIGTERM reached this command during the job (its number).
         public var interruptedBy: Int32?
         public var timedOut: Bool
+        /// The hosts that had no running rank `launchTimeout` seconds after the start, if the job
+        /// was ended for that (empty otherwise).
+        public var hostsNotLaunched: [Int]
     }
 
     /// Largest message MPI sends without a rendezvous handshake.
@@ -134,6 +146,12 @@ public final class ClusterJob {
             for number in signals { signal(number, SIG_DFL) }
         }
 
+        // A host has launched once a process in its namespace runs the rank's program (the
+        // launcher's shell and `taskset` exec into it); the daemon alone does not count.
+        let program = URL(fileURLWithPath: command.first ?? "").resolvingSymlinksInPath().path
+        var waitingForLaunch = Set(0 ..< cluster.hosts), hostsNotLaunched: [Int] = []
+        var nextLaunchCheck = Date()
+
         let before = try cluster.counters()
         let start = Date()
         try process.run()
@@ -141,8 +159,15 @@ public final class ClusterJob {
         while process.isRunning {
             usleep(20_000)
             lock.lock(); let signalled = received; lock.unlock()
-            if forwarded == nil && (signalled != nil || Date().timeIntervalSince(start) > timeLimit) {
-                timedOut = signalled == nil
+            var launchHung = false
+            if forwarded == nil && !waitingForLaunch.isEmpty && Date() >= nextLaunchCheck {
+                waitingForLaunch = waitingForLaunch.filter { !cluster.host($0, runs: program) }
+                nextLaunchCheck = Date().addingTimeInterval(0.25)
+                launchHung = !waitingForLaunch.isEmpty && Date().timeIntervalSince(start) > launchTimeout
+                if launchHung { hostsNotLaunched = waitingForLaunch.sorted() }
+            }
+            if forwarded == nil && (signalled != nil || launchHung || Date().timeIntervalSince(start) > timeLimit) {
+                timedOut = signalled == nil && !launchHung
                 kill(process.processIdentifier, SIGTERM)
                 forwarded = Date()
             }
@@ -158,7 +183,7 @@ public final class ClusterJob {
         lock.lock(); let interruptedBy = received; lock.unlock()
         return Outcome(status: status, wallSeconds: wall, counters: zip(after, before).map { $0 - $1 },
                        ledgers: LedgerFile.read(directory: ledgers, ranks: cluster.hosts),
-                       interruptedBy: interruptedBy, timedOut: timedOut)
+                       interruptedBy: interruptedBy, timedOut: timedOut, hostsNotLaunched: hostsNotLaunched)
     }
 
     /// The `plm_rsh_agent` script: called as `agent <host address> <command line>`, it runs the

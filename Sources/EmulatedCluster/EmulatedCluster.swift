@@ -177,6 +177,13 @@ public final class EmulatedCluster {
 
     deinit { teardown() }
 
+    /// Whether a process in `host`'s namespace runs the executable at `path` (a resolved path).
+    public func host(_ host: Int, runs path: String) -> Bool {
+        EmulatedCluster.processes(in: hostNamespace(host), ip: ip).contains { pid in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == path
+        }
+    }
+
     /// PIDs of the processes inside `namespace`.
     static func processes(in namespace: String, ip: String) -> [pid_t] {
         guard let result = try? Subprocess.run(ip, ["netns", "pids", namespace]), result.status == 0 else { return [] }

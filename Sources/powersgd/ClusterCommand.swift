@@ -39,6 +39,9 @@ struct ClusterCommand: ParsableCommand {
     @Option(help: "End the job after this many seconds.")
     var timeLimit: Double = 3600
 
+    @Option(help: "End the job if some host has not started its rank this many seconds after the launch began.")
+    var launchTimeout: Double = ClusterJob.defaultLaunchTimeout
+
     @Flag(help: "Remove the namespaces (with their links and processes) that killed 'powersgd cluster' runs left, and exit.")
     var cleanup = false
 
@@ -69,6 +72,9 @@ struct ClusterCommand: ParsableCommand {
         do { _ = try LinkRate(parsing: link) } catch { throw ValidationError("\(error)") }
         _ = try parsedDelay()
         guard timeLimit > 0, timeLimit.isFinite else { throw ValidationError("--time-limit must be positive (got \(timeLimit))") }
+        guard launchTimeout > 0, launchTimeout.isFinite else {
+            throw ValidationError("--launch-timeout must be positive (got \(launchTimeout))")
+        }
         if let network {
             do { _ = try NetworkModel(parsing: network) } catch { throw ValidationError("--network: \(error)") }
         }
@@ -153,7 +159,8 @@ struct ClusterCommand: ParsableCommand {
         }
         let outcome: ClusterJob.Outcome, report: ClusterReport
         do {
-            let job = ClusterJob(cluster: cluster, command: [me] + arguments, timeLimit: timeLimit)
+            let job = ClusterJob(cluster: cluster, command: [me] + arguments, timeLimit: timeLimit,
+                                 launchTimeout: launchTimeout)
             FileHandleStandardError.write("powersgd cluster: \(hosts) hosts (\(cluster.prefix)*), \(rate) links; "
                                           + "running \(arguments.joined(separator: " "))\n")
             outcome = try job.run()
@@ -166,6 +173,11 @@ struct ClusterCommand: ParsableCommand {
         print(report.text)
         if let signal = outcome.interruptedBy {
             FileHandleStandardError.write("powersgd cluster: interrupted by signal \(signal); the job was ended and the cluster removed\n")
+        }
+        if !outcome.hostsNotLaunched.isEmpty {
+            FileHandleStandardError.write("powersgd cluster: host(s) \(outcome.hostsNotLaunched.map(String.init).joined(separator: ", ")) "
+                                          + "had not started a rank \(launchTimeout) s after the launch began (mpirun's remote "
+                                          + "daemon failed or hangs); the job was ended. On a slow machine, raise --launch-timeout\n")
         }
         if outcome.timedOut {
             FileHandleStandardError.write("powersgd cluster: the job ran longer than --time-limit \(timeLimit) s and was ended\n")

@@ -114,6 +114,39 @@ import Training
         #expect(namespaces.contains(other), "names without our prefix are left alone: \(namespaces)")
     }
 
+    /// A job whose ranks never start (here: the rank's program is a script, so no process in a
+    /// host's namespace ever runs it, as when a remote daemon dies before starting its rank) is
+    /// ended by the launch timeout, not left to `--time-limit`, and the cluster is removed.
+    @Test(.enabled(if: isRoot, "needs root (CAP_NET_ADMIN) for network namespaces"))
+    func aLaunchThatStartsNoRankIsEndedByTheLaunchTimeout() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = directory.appendingPathComponent("never-the-rank")
+        try "#!/bin/sh\nexec sleep 40\n".write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+        let cluster = try EmulatedCluster(hosts: 2, rate: LinkRate(parsing: "100mbit"))
+        defer { cluster.teardown() }
+        let outcome = try ClusterJob(cluster: cluster, command: [script.path], timeLimit: 120, launchTimeout: 3).run()
+        #expect(outcome.hostsNotLaunched == [0, 1])
+        #expect(!outcome.timedOut && outcome.status != 0)
+        #expect(outcome.wallSeconds < 30, "ended at the launch timeout, not the time limit: \(outcome.wallSeconds) s")
+        let prefix = cluster.prefix
+        cluster.teardown()
+        #expect(try ClusterProcess.namespaces().filter { $0.hasPrefix(prefix) }.isEmpty)
+        #expect(ClusterProcess.processes(containing: script.path).isEmpty)
+    }
+
+    /// A job whose ranks run outlives the launch timeout and ends with its own status.
+    @Test(.enabled(if: isRoot, "needs root (CAP_NET_ADMIN) for network namespaces"))
+    func aLaunchedJobOutlivesTheLaunchTimeout() throws {
+        let cluster = try EmulatedCluster(hosts: 2, rate: LinkRate(parsing: "100mbit"))
+        defer { cluster.teardown() }
+        let outcome = try ClusterJob(cluster: cluster, command: ["/bin/sleep", "10"], timeLimit: 120, launchTimeout: 8).run()
+        #expect(outcome.hostsNotLaunched.isEmpty && !outcome.timedOut)
+        #expect(outcome.status == 0)
+        #expect(outcome.wallSeconds >= 10)
+    }
+
     static let badInputs: [(arguments: [String], message: String)] = [
         (["--hosts", "0", "--link", "20mbit", "--", "train"], "--hosts"),
         (["--hosts", "2", "--link", "fast", "--", "train"], "--link 'fast'"),
@@ -126,6 +159,7 @@ import Training
         (["--hosts", "2", "--link", "20mbit", "--", "train", "--backend", "threads"], "--backend threads"),
         (["--hosts", "2", "--link", "20mbit", "--delay", "soon", "--", "train"], "--delay 'soon'"),
         (["--hosts", "2", "--link", "20mbit", "--network", "/nonexistent/net.json", "--", "train"], "/nonexistent/net.json"),
+        (["--hosts", "2", "--link", "20mbit", "--launch-timeout", "0", "--", "train"], "--launch-timeout"),
     ]
 
     @Test(arguments: badInputs)

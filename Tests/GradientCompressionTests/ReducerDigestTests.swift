@@ -10,6 +10,8 @@ import Testing
 /// SGD's column sums), whose rounding differs from the portable path's. A refactoring that keeps
 /// the arithmetic keeps every digest; one that changes a rounding changes its reducer's. Recorded
 /// on the AVX2 path, so the suite runs where that path is taken (every machine of this kind).
+/// The reducers built on LAPACK (SVD, Householder QR) round as OpenBLAS's kernel family does:
+/// their digests are recorded per family (`BLASCore`), and are not checked on a family with none.
 @Suite(.enabled(if: KernelPath.preferred == .avx2, "the digests are those of the AVX2 kernels"))
 struct ReducerDigestTests {
     static let shapes: [[Int]] = [[16, 12], [7], [8, 3, 3, 3], [20, 20], [16, 12]]
@@ -99,12 +101,45 @@ struct ReducerDigestTests {
         return String(perWorker[0], radix: 16)
     }
 
+    /// The digests of the LAPACK-based reducers per OpenBLAS kernel family, where they differ
+    /// from `recorded` (Haswell and Zen, the AVX2 families, agree with it).
+    static let recordedPerBLASCore: [String: [String: String]] = [
+        // AVX-512 machines: Cooperlake runs the SkylakeX kernels for these routines (same digests).
+        "SkylakeX": avx512LAPACKDigests, "Cooperlake": avx512LAPACKDigests,
+    ]
+    static let avx512LAPACKDigests: [String: String] = [
+        "powersgd:rank=3,orthonormalization=householder": "b32265ab19fdfdc0",
+        "powersgd+:period=2": "ab41179b624e7b54",
+        "powersgd+:period=3,error-feedback=global": "8d938b6cad80feb7",
+        "svd": "2e5c220ba8dcd96d",
+        "svd:rank=1,error-feedback=false": "a8da8d97dfa224fa",
+        "atomo": "195c7eef32ba673e",
+        "atomo:budget=5": "2337a22c2c85a730",
+    ]
+    static let blasCoresOfRecorded: Set<String> = ["Haswell", "Zen"]
+
+    /// The specifications whose outputs depend on LAPACK's rounding.
+    static var lapackBased: Set<String> { Set(recordedPerBLASCore.values.flatMap(\.keys)) }
+
+    /// Whether `text`'s digest is recorded for this machine's BLAS kernel family at all.
+    static func isRecordedForThisBLASCore(_ text: String) -> Bool {
+        !lapackBased.contains(text) || blasCoresOfRecorded.contains(BLASCore.name)
+            || recordedPerBLASCore[BLASCore.name] != nil
+    }
+
     @Test func everyReducerGivesTheRecordedOutputs() throws {
-        var report: [String] = []
+        var report: [String] = [], unchecked: [String] = []
         for text in Self.specifications {
             let digest = try Self.digest(text)
-            if Self.recorded[text] != digest { report.append("\"\(text)\": \"\(digest)\",") }
+            guard Self.isRecordedForThisBLASCore(text) else {
+                unchecked.append("\"\(text)\": \"\(digest)\","); continue
+            }
+            if (Self.recordedPerBLASCore[BLASCore.name]?[text] ?? Self.recorded[text]) != digest { report.append("\"\(text)\": \"\(digest)\",") }
         }
-        #expect(report.isEmpty, "changed or unrecorded digests:\n\(report.joined(separator: "\n"))")
+        if !unchecked.isEmpty {
+            print("ReducerDigestTests: no digests recorded for OpenBLAS kernel family \(BLASCore.name); not checked:\n"
+                  + unchecked.joined(separator: "\n"))
+        }
+        #expect(report.isEmpty, "changed or unrecorded digests (OpenBLAS \(BLASCore.name)):\n\(report.joined(separator: "\n"))")
     }
 }
