@@ -77,6 +77,36 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
         }
     }
 
+    /// Strides 2 and 3 (the sigmoid LeNet's first two layers use 2), odd sizes, so some input
+    /// pixels are never read — their derivatives must be exactly zero on both sides.
+    @Test func stridedConvolutionLayer() {
+        for (seed, (c, o, k, s, p, h, b)) in [(1, 2, 5, 2, 2, 7, 1), (2, 3, 3, 2, 1, 6, 2), (3, 2, 3, 3, 0, 8, 2)].enumerated() {
+            let layer = ConvolutionLayer(weight: random(o * c * k * k, seed: 900 + UInt64(seed)), bias: random(o, seed: 950 + UInt64(seed)),
+                                         inChannels: c, outChannels: o, kernel: k, stride: s, padding: p, height: h, width: h + 1)
+            #expect(layer.outputHeight == (h + 2 * p - k) / s + 1)
+            Self.check(layer, batch: b, seed: 1000 + UInt64(seed) * 20)
+        }
+    }
+
+    /// The sigmoid is curved, so the central difference is exact only to O(ε²) (ε = 1e-2,
+    /// |σ‴| ≤ 1/8: far inside the tolerance). Its σ''·ẋ term is the one second-order term of the
+    /// tangent backward pass: without it the result must differ, so the check cannot pass by
+    /// the first-order part alone.
+    @Test func sigmoidLayer() {
+        for (seed, (n, b)) in [(6, 1), (11, 4)].enumerated() {
+            let layer = SigmoidLayer(size: n)
+            let x = random(b * n, seed: 1200 + UInt64(seed), scale: 2)
+            Self.check(layer, batch: b, seed: 1100 + UInt64(seed) * 20, input: x)
+            _ = layer.forward(x, batch: b)
+            _ = layer.backward(random(b * n, seed: 1300))
+            let gyDot = random(b * n, seed: 1301)
+            _ = layer.tangentForward(random(b * n, seed: 1302))
+            let full = layer.tangentBackward(gyDot)
+            _ = layer.tangentForward(nil)
+            #expect(relativeError(layer.tangentBackward(gyDot), full) > 1e-2)
+        }
+    }
+
     /// Inputs 0.1 apart (a shuffled ramp), so a perturbation of 1e-2·N(0,1) never changes a window's maximum.
     @Test func maxPoolingLayer() {
         let layer = MaxPoolingLayer(channels: 3, height: 4, width: 6)
@@ -168,6 +198,29 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
             let along = (loss(axpy(x, e, u)) - loss(axpy(x, -e, u))) / Double(2 * e)
             #expect(abs(along) > 1e-5)
             #expect(abs(dot(value.inputDerivative, u) - along) < 2e-2 * abs(along), "\(distance): \(dot(value.inputDerivative, u)) vs \(along)")
+        }
+    }
+
+    /// The DLG paper's network (strided convolutions, sigmoids, linear head), small images.
+    @Test func sigmoidLeNetMatchingLossDerivative() throws {
+        let net = try SigmoidLeNet.make(channels: 1, size: 12, classes: 10, seed: 6)
+        #expect(net.layers.contains { $0 is SigmoidLayer })
+        let batch = 2
+        let target = net.gradients(input: random(batch * net.inputSize, seed: 40), batch: batch, labels: .hard([2, 9])).gradients
+        let observed = ObservedGradient(tensors: target)
+        let x = random(batch * net.inputSize, seed: 41), lambda = random(batch * net.classes, seed: 42)
+        for distance in [GradientDistance.squaredEuclidean, .cosine] {
+            let value = net.evaluate(input: x, batch: batch, labels: .soft(logits: lambda)) { distance.valueAndDirection($0, observed).direction }
+            func loss(_ x: [Float], _ l: [Float]) -> Double {
+                Double(distance.valueAndDirection(net.gradients(input: x, batch: batch, labels: .soft(logits: l)).gradients, observed).value)
+            }
+            let u = random(x.count, seed: 43), w = random(lambda.count, seed: 44)
+            let e: Float = 1e-3
+            let alongU = (loss(axpy(x, e, u), lambda) - loss(axpy(x, -e, u), lambda)) / Double(2 * e)
+            let alongW = (loss(x, axpy(lambda, e, w)) - loss(x, axpy(lambda, -e, w))) / Double(2 * e)
+            #expect(abs(alongU) > 1e-5 && abs(alongW) > 1e-5)
+            #expect(abs(dot(value.inputDerivative, u) - alongU) < 2e-2 * abs(alongU), "\(distance): \(dot(value.inputDerivative, u)) vs \(alongU)")
+            #expect(abs(dot(value.labelLogitDerivative!, w) - alongW) < 2e-2 * abs(alongW))
         }
     }
 
