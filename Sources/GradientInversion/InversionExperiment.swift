@@ -39,6 +39,9 @@ public struct AttackSettings: Sendable {
     public var totalVariation: Float = 1e-4
     /// DLG's optimizer (Inverting Gradients always uses signed Adam).
     public var optimizer: OptimizationAttack.Optimizer = .adam
+    /// Start DLG or Inverting Gradients from the analytic attack's candidates (MLP only): the
+    /// examples it recovers exactly stay, and the mixtures are a better start than noise.
+    public var startFromAnalytic = false
     /// DP-SGD-style Gaussian mechanism on the worker's batch gradient before the reducer: clip
     /// the whole gradient to norm `clipNorm`, add N(0, (noiseMultiplier · clipNorm)²) per
     /// coordinate. 0: no noise (and no clipping).
@@ -47,7 +50,8 @@ public struct AttackSettings: Sendable {
     /// Workers in the group; worker w holds the `batchSize` images after worker w − 1's.
     public var workers: Int = 1
     /// With several workers: attack the aggregate (all workers' images) or worker 0's messages
-    /// (its own images). With one worker the two are the same observation.
+    /// (its own images). With one worker the two carry the same values; for PowerSGD `.worker`
+    /// also matches only in the subspace the factors determine (`LowRankObservation`).
     public var observation: ObservationPoint = .aggregate
 
     public init(reducer: ReducerSpecification, batchSize: Int, method: AttackMethod) {
@@ -194,11 +198,13 @@ public final class InversionExperiment {
                 return try zip(g, network.parameterShapes).map { try Tensor(shape: $1, scalars: $0) }
             }
         }
-        // The attacked examples: the whole group's through the aggregate, worker 0's through its messages.
-        let ownOnly = workers > 1 && settings.observation == .worker
-        let b = ownOnly ? perWorker : workers * perWorker
+        // The attacked examples: the whole group's through the aggregate, worker 0's through its
+        // messages. PowerSGD's worker view also carries the projection Π, which matching uses even
+        // with one worker (where its values are the decoded message's).
+        let b = settings.observation == .worker ? perWorker : workers * perWorker
+        let factorView = settings.observation == .worker && (workers > 1 || settings.reducer.name == "powersgd")
         let observed: ObservedGradient, firstLayer: (weight: [Float], bias: [Float])
-        if ownOnly {
+        if factorView {
             let view = try observeWorkerFactors(settings, workerGradients: workerGradients)
             observed = view.observed
             firstLayer = view.firstLayer ?? (observed.tensors[0], observed.tensors[1])
@@ -210,20 +216,23 @@ public final class InversionExperiment {
         let recoveredLabels = AnalyticAttack.recoverLabels(lastBiasGradient: observed.tensors.last!, count: b)
         var reconstruction: [Float]
         var labelsOut = recoveredLabels
-        switch settings.method {
-        case .analytic:
+        func analytic() throws -> [Float] {
             guard network.layers.first is DenseLayer else {
                 throw InversionError.unsupportedModel("the analytic attack needs a fully connected first layer")
             }
-            reconstruction = try AnalyticAttack.reconstructInputs(weightGradient: firstLayer.weight, biasGradient: firstLayer.bias,
-                                                                  count: b).flatMap { $0 }
+            return try AnalyticAttack.reconstructInputs(weightGradient: firstLayer.weight, biasGradient: firstLayer.bias, count: b).flatMap { $0 }
+        }
+        switch settings.method {
+        case .analytic:
+            reconstruction = try analytic()
         case .dlg, .inverting:
             var attack = settings.method == .dlg
                 ? OptimizationAttack.dlg(iterations: settings.iterations, optimizer: settings.optimizer, seed: settings.seed)
                 : OptimizationAttack.inverting(iterations: settings.iterations, restarts: settings.restarts,
                                                totalVariation: settings.totalVariation, seed: settings.seed)
             attack.restarts = settings.restarts
-            let result = try attack.run(network, observed: observed, batch: b, domain: domain, labels: recoveredLabels)
+            let result = try attack.run(network, observed: observed, batch: b, domain: domain, labels: recoveredLabels,
+                                        start: settings.startFromAnalytic ? try analytic() : nil)
             reconstruction = result.inputs
             labelsOut = result.labels
         }

@@ -122,8 +122,10 @@ public struct OptimizationAttack: Sendable {
     }
 
     /// `labels`: the labels to use (Inverting Gradients); DLG ignores them and learns its own.
+    /// `start`: the first restart's dummy inputs (e.g. the analytic attack's candidates) instead of
+    /// a random draw; later restarts draw theirs.
     public func run(_ network: GradientMap, observed: ObservedGradient, batch: Int, domain: InputDomain,
-                    labels: [Int]?) throws -> Result {
+                    labels: [Int]?, start initial: [Float]? = nil) throws -> Result {
         guard iterations >= 1, restarts >= 1, batch >= 1 else {
             throw InversionError.invalidSetting("iterations, restarts and batch size must be at least 1")
         }
@@ -140,11 +142,18 @@ public struct OptimizationAttack: Sendable {
         if method == .inverting, optimizer == .lbfgs {
             throw InversionError.invalidSetting("L-BFGS is for DLG; Inverting Gradients uses signed Adam inside the pixel box")
         }
+        if let initial, initial.count != batch * domain.size {
+            throw InversionError.invalidSetting("a start of \(initial.count) values for \(batch) inputs of \(domain.size)")
+        }
         let distance: GradientDistance = method == .dlg ? .squaredEuclidean : .cosine
         var best: Result? = nil
         for restart in 0..<restarts {
             let start = Philox(seed: seed, stream: Philox.stream(0x1A7E, UInt64(restart)))
             var x = start.normalTensor(shape: [batch * domain.size]).scalars
+            if restart == 0, let initial {
+                x = initial
+                if method == .inverting { clampToBox(&x, batch: batch, domain: domain) }
+            }
             var lambda = Philox(seed: seed, stream: Philox.stream(0x1A7F, UInt64(restart))).normalTensor(shape: [batch * network.classes]).scalars
             if optimizer == .lbfgs {
                 // DLG's joint variable: the dummy inputs, then the dummy label logits.

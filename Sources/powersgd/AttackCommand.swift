@@ -43,6 +43,8 @@ struct AttackCommand: ParsableCommand {
     var iterations = 300
     @Option(help: "dlg's optimizer: adam or lbfgs (the DLG paper's; inverting always uses signed Adam).")
     var optimizer = "adam"
+    @Option(help: "Where dlg and inverting start: random (noise) or analytic (the analytic attack's candidates; mlp only).")
+    var start = "random"
     @Option(help: "Random restarts of inverting (the best matching objective is kept).")
     var restarts = 1
     @Option(help: "Weight of inverting's total-variation prior.")
@@ -70,6 +72,10 @@ struct AttackCommand: ParsableCommand {
         }
         if attacked != .mlp, attack == "analytic" {
             throw ValidationError("--attack analytic needs a fully connected first layer; --model \(model) starts with a convolution (use dlg or inverting)")
+        }
+        guard ["random", "analytic"].contains(start) else { throw ValidationError("--start must be random or analytic (got '\(start)')") }
+        if start == "analytic", attacked != .mlp || attack == "analytic" {
+            throw ValidationError("--start analytic needs --model mlp (a fully connected first layer) and --attack dlg or inverting")
         }
         guard let chosen = OptimizationAttack.Optimizer(rawValue: optimizer) else {
             throw ValidationError("--optimizer must be adam or lbfgs (got '\(optimizer)')")
@@ -134,6 +140,7 @@ struct AttackCommand: ParsableCommand {
             settings.iterations = iterations
             settings.restarts = restarts
             settings.optimizer = OptimizationAttack.Optimizer(rawValue: optimizer)!
+            settings.startFromAnalytic = start == "analytic"
             settings.totalVariation = Float(tv)
             settings.noiseMultiplier = noiseMultiplier
             settings.clipNorm = clipNorm
@@ -150,7 +157,7 @@ struct AttackCommand: ParsableCommand {
         let described = "model " + (model == "mlp" ? "mlp (width \(width))" : model) + " at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * groupSize); "
             + (workers > 1 ? "\(workers) workers, observing \(observe == "worker" ? "worker 0's messages" : "the aggregate"); " : "")
             + "batch size \(batchSize); attack \(attack)" + (method == .analytic ? "" : ", \(iterations) iterations, \(restarts) restart(s)")
-            + (method == .dlg ? ", \(optimizer)" : "")
+            + (method == .dlg ? ", \(optimizer)" : "") + (start == "analytic" ? ", started from the analytic candidates" : "")
             + (method == .inverting ? ", TV \(tv)" : "") + (noiseMultiplier > 0 ? "; Gaussian noise σ = \(noiseMultiplier) × clip \(clipNorm)" : "")
         if let json {
             let encoder = JSONEncoder()
