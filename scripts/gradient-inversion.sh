@@ -36,3 +36,19 @@ for b in 1 4; do
       --noise-multiplier $sigma --clip-norm 1 --json "$OUT/lenet-sigmoid-dlg-b$b-noise$sigma.json" > "$OUT/lenet-sigmoid-dlg-b$b-noise$sigma.txt"
   done
 done
+# PowerSGD matched inside the subspace its message determines (the worker view; one worker).
+P124=powersgd:rank=1,powersgd:rank=2,powersgd:rank=4
+"$POWERSGD" attack --model lenet-sigmoid --attack dlg --optimizer lbfgs --iterations 1000 --restarts 2 --images 8 --observe worker \
+  --reducers $P124 > "$OUT/lenet-sigmoid-dlg-b1-powersgd-projected.txt"
+"$POWERSGD" attack --model lenet-sigmoid --attack dlg --optimizer lbfgs --iterations 2000 --batch-size 4 --images 8 --observe worker \
+  --reducers $P124 > "$OUT/lenet-sigmoid-dlg-b4-powersgd-projected.txt"
+"$POWERSGD" attack --attack inverting --batch-size 4 --images 8 --observe worker --reducers $P124 > "$OUT/inverting-b4-powersgd-projected.txt"
+# Four workers of one image each: the decoded aggregate against worker 0's raw factors.
+for observe in aggregate worker; do
+  for attack in analytic inverting; do
+    "$POWERSGD" attack --workers 4 --observe $observe --attack $attack --images 8 --reducers $P124 > "$OUT/workers4-$observe-$attack.txt"
+  done
+done
+# A batch-16 attack started from the analytic candidates.
+"$POWERSGD" attack --attack inverting --batch-size 16 --images 16 --start analytic --reducers sgd,powersgd:rank=4,topk:ratio=0.1,qsgd \
+  --report "$OUT/inverting-b16-from-analytic" > "$OUT/inverting-b16-from-analytic.txt"

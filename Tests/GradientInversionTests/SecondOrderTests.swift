@@ -169,6 +169,42 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
         #expect(abs(dot(value.labelLogitDerivative!, w) - alongW) < 1e-2 * abs(alongW))
     }
 
+    /// Π of `LowRankObservation` is an orthogonal projection (idempotent, self-adjoint), and the
+    /// projected matching losses have the derivative the attacks use: Π applied to the derivative
+    /// with respect to Π(g).
+    @Test(arguments: [GradientDistance.squaredEuclidean, .cosine])
+    func projectedMatchingLossDerivative(distance: GradientDistance) throws {
+        let net = try Self.network(seed: 5)
+        let shapes = net.parameterShapes
+        let projections: [LowRankObservation?] = shapes.enumerated().map { index, shape in
+            guard shape.count == 2 else { return nil }
+            let (n, m, r) = (shape[0], shape[1], 2)
+            let p = PowerSGDWorkerView.gramSchmidt(random(n * r, seed: 60 + UInt64(index)), rows: n, columns: r).basis
+            let q = PowerSGDWorkerView.gramSchmidt(random(m * r, seed: 70 + UInt64(index)), rows: m, columns: r).basis
+            return LowRankObservation(rows: n, columns: m, rank: r, pHat: p, qBasis: q)
+        }
+        let a = random(shapes[0].reduce(1, *), seed: 80), b = random(a.count, seed: 81)
+        let pi = try #require(projections[0])
+        #expect(relativeError(pi.project(pi.project(a)), pi.project(a)) < 1e-4)
+        #expect(abs(dot(pi.project(a), b) - dot(a, pi.project(b))) < 1e-4 * abs(dot(pi.project(a), b)))
+        #expect(relativeError(pi.project(a), a) > 0.1)
+
+        let batch = 2
+        let target = net.gradients(input: random(batch * net.inputSize, seed: 82), batch: batch, labels: .hard([0, 4])).gradients
+        let observed = ObservedGradient(tensors: target.indices.map { projections[$0]?.project(target[$0]) ?? target[$0] },
+                                        projections: projections)
+        let x = random(batch * net.inputSize, seed: 83), lambda = random(batch * net.classes, seed: 84)
+        let value = net.evaluate(input: x, batch: batch, labels: .soft(logits: lambda)) { distance.valueAndDirection($0, observed).direction }
+        func loss(_ x: [Float]) -> Double {
+            Double(distance.valueAndDirection(net.gradients(input: x, batch: batch, labels: .soft(logits: lambda)).gradients, observed).value)
+        }
+        let u = random(x.count, seed: 85)
+        let e: Float = 3e-3
+        let along = (loss(axpy(x, e, u)) - loss(axpy(x, -e, u))) / Double(2 * e)
+        #expect(abs(along) > 1e-5)
+        #expect(abs(dot(value.inputDerivative, u) - along) < 1e-2 * abs(along), "\(distance): \(dot(value.inputDerivative, u)) vs \(along)")
+    }
+
     /// The mirror computes the same parameter gradient as the project's `Classifier`.
     @Test func mirrorMatchesTheClassifiersGradient() throws {
         let mlp = MLP.make(inputShape: [1, 4, 4], hidden: [9], classes: 6, seed: 11)
