@@ -39,8 +39,8 @@ public struct AttackSettings: Sendable {
     public var totalVariation: Float = 1e-4
     /// DLG's optimizer (Inverting Gradients always uses signed Adam).
     public var optimizer: OptimizationAttack.Optimizer = .adam
-    /// Start DLG or Inverting Gradients from the analytic attack's candidates (MLP only): the
-    /// examples it recovers exactly stay, and the mixtures are a better start than noise.
+    /// Start DLG's or Inverting Gradients' first restart from the analytic attack's candidates
+    /// (MLP only) instead of noise: its exact examples and its mixtures as the start.
     public var startFromAnalytic = false
     /// DP-SGD-style Gaussian mechanism on the worker's batch gradient before the reducer: clip
     /// the whole gradient to norm `clipNorm`, add N(0, (noiseMultiplier · clipNorm)²) per

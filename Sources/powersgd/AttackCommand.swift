@@ -31,7 +31,7 @@ struct AttackCommand: ParsableCommand {
     var batchSize = 1
     @Option(help: "Workers in the group, each with its own --batch-size images (consecutive blocks).")
     var workers = 1
-    @Option(help: "With --workers > 1: aggregate (the decoded all-reduced message; all workers' images attacked) or worker (worker 0's own messages, for powersgd its raw factors P_w, Q_w; its images attacked).")
+    @Option(help: "aggregate (the decoded all-reduced message; all workers' images attacked) or worker (worker 0's own messages, its images attacked; for powersgd its raw factors P_w, Q_w, matched inside the subspace they determine, also with one worker).")
     var observe = "aggregate"
     @Option(help: "analytic, dlg or inverting.")
     var attack = "inverting"
