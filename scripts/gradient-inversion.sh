@@ -52,3 +52,7 @@ done
 # A batch-16 attack started from the analytic candidates.
 "$POWERSGD" attack --attack inverting --batch-size 16 --images 16 --start analytic --reducers sgd,powersgd:rank=4,topk:ratio=0.1,qsgd \
   --report "$OUT/inverting-b16-from-analytic" > "$OUT/inverting-b16-from-analytic.txt"
+for observe in aggregate worker; do
+  "$POWERSGD" attack --model lenet-sigmoid --attack dlg --optimizer lbfgs --iterations 1000 --restarts 2 --workers 4 --observe $observe \
+    --images 8 --reducers $P124 > "$OUT/lenet-sigmoid-workers4-$observe-dlg.txt"
+done

@@ -150,7 +150,8 @@ public final class InversionExperiment {
                                                 + "other workers through P̂); \(settings.reducer.name)'s worker message is its one-worker observation")
         }
         let records = try reduce(settings, workerGradients: workerGradients).records
-        return try PowerSGDWorkerView(options: powerSGD.options, shapes: workerGradients[0].map(\.shape), records: records)
+        return try PowerSGDWorkerView(options: powerSGD.options, layout: powerSGD.layout(for: workerGradients[0].map(\.shape)),
+                                      records: records)
     }
 
     private func addGaussianMechanism(_ gradients: inout [Tensor], _ settings: AttackSettings, worker: Int) {

@@ -1,7 +1,7 @@
 /// L-BFGS (Nocedal & Wright 2006, Algorithms 7.4–7.5), the optimizer of the DLG paper, with a
 /// backtracking Armijo line search (c₁ = 1e-4, halving) where PyTorch's DLG code takes fixed unit
-/// steps: on the sigmoid network fixed steps sometimes overshoot into saturation, from which the
-/// matching loss has no gradient left. The history (s, y) is kept in Double; evaluations in Float.
+/// steps, so every accepted step decreases the matching loss. The history (s, y) is kept in
+/// Double; evaluations in Float.
 struct LimitedMemoryBFGS {
     /// Curvature pairs kept (PyTorch's default).
     var history = 100

@@ -51,14 +51,13 @@ public struct PowerSGDWorkerView {
     /// P̂ᵀb_w = Σ_b P̂ᵀδ_b. Nil when the first tensor is not compressed or the second is not 1-D.
     public let firstLayer: (weight: [Float], bias: [Float])?
 
-    /// `contributions`: the last three float all-reduces of worker w's first step, as
-    /// (contribution, result): the uncompressed tensors (mean), P (sum), Q (mean).
-    init(options: PowerSGD.Options, shapes: [[Int]], records: [RecordingCommunicator.Record]) throws {
+    /// `records`: worker w's float all-reduces of the reducer's first step, whose last three are
+    /// the uncompressed tensors (mean), P (sum) and Q (mean); `layout`: the reducer's.
+    init(options: PowerSGD.Options, layout: MatrixLayout, records: [RecordingCommunicator.Record]) throws {
         guard options.startIteration == 0, options.subspaceRefreshPeriod == 0 else {
             throw InversionError.invalidSetting("the factor view is built for a plain compressed first step (start-iteration 0, no refresh period)")
         }
-        let layout = MatrixLayout(shapes: shapes, ranks: [options.rank], minCompressionRate: options.minCompressionRate,
-                                  groupSameShapes: options.groupSameShapes)
+        let shapes = layout.shapes
         let steps = records.suffix(3)
         guard steps.count == 3, steps.map(\.contribution.count) == [layout.uncompressedCount, layout.pCount, layout.qCount] else {
             throw InversionError.observation("the worker's all-reduces (\(records.map(\.contribution.count)) floats) are not one PowerSGD step "
