@@ -62,7 +62,7 @@ let package = Package(
                 exclude: ["README.md"], linkerSettings: libm),
 
         // Gradient inversion attacks on what an observer of one worker's messages sees (docs/privacy.md).
-        .target(name: "GradientInversion", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "CZlib"],
+        .target(name: "GradientInversion", dependencies: ["LinearAlgebra", "Collectives", "GradientCompression", "NeuralNetworks", "Datasets", "Training", "CZlib"],
                 exclude: ["README.md"], linkerSettings: libm),
 
         .executableTarget(name: "powersgd", dependencies: [

@@ -1,17 +1,17 @@
 import LinearAlgebra
 import NeuralNetworks
 
-/// A stride-1 convolution with zero padding on `[B, C, H, W]`, weight `[O, C, k, k]`, bias `[O]`
-/// (PyTorch's `nn.Conv2d`), as im2col and a matrix product per example.
+/// A convolution with zero padding on `[B, C, H, W]`, weight `[O, C, k, k]`, bias `[O]`
+/// (PyTorch's `nn.Conv2d`), as im2col (`NeuralNetworks.Im2col`) and a matrix product per example.
 ///
 /// Bilinear in (x, W) like `DenseLayer`: with col(x) the im2col matrix `[C·k·k, H'·W']`,
 /// y = W·col(x) + b, ẏ = Ẇ·col(x) + W·col(ẋ) + ḃ; ∂ℓ/∂x = col2im(Wᵀ·gy) and its tangent is
 /// col2im(Ẇᵀ·gy + Wᵀ·ġy).
 public final class ConvolutionLayer: SecondOrderLayer {
-    public let inChannels: Int, outChannels: Int, kernel: Int, padding: Int
+    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let height: Int, width: Int
-    public var outputHeight: Int { height + 2 * padding - kernel + 1 }
-    public var outputWidth: Int { width + 2 * padding - kernel + 1 }
+    public var outputHeight: Int { (height + 2 * padding - kernel) / stride + 1 }
+    public var outputWidth: Int { (width + 2 * padding - kernel) / stride + 1 }
     public var inputSize: Int { inChannels * height * width }
     public var outputSize: Int { outChannels * outputHeight * outputWidth }
     public var parameters: [[Float]]
@@ -21,57 +21,52 @@ public final class ConvolutionLayer: SecondOrderLayer {
     private var outputGradient: [Float] = []
     private var batch = 0
 
-    public init(weight: [Float], bias: [Float], inChannels: Int, outChannels: Int, kernel: Int, padding: Int,
+    public init(weight: [Float], bias: [Float], inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int,
                 height: Int, width: Int) {
         precondition(weight.count == outChannels * inChannels * kernel * kernel && bias.count == outChannels, "convolution shapes")
-        self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel; self.padding = padding
+        precondition(stride >= 1 && height + 2 * padding >= kernel && width + 2 * padding >= kernel, "convolution geometry")
+        self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel; self.stride = stride; self.padding = padding
         self.height = height; self.width = width
         parameters = [weight, bias]
     }
 
-    /// PyTorch's default initialization (uniform ±1/√(C·k·k)) from `initializer`.
-    public convenience init(inChannels: Int, outChannels: Int, kernel: Int, padding: Int, height: Int, width: Int,
-                            initializer: inout ParameterInitializer) {
-        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
+    /// PyTorch's default initialization (uniform ±1/√(C·k·k)) from `initializer`, or uniform
+    /// ±`bound` for weights and biases when given (the DLG paper's ±0.5).
+    public convenience init(inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int, height: Int, width: Int,
+                            bound: Float? = nil, initializer: inout ParameterInitializer) {
+        let bound = bound ?? 1 / Float(inChannels * kernel * kernel).squareRoot()
         self.init(weight: initializer.uniform(shape: [outChannels, inChannels, kernel, kernel], bound: bound).scalars,
                   bias: initializer.uniform(shape: [outChannels], bound: bound).scalars,
-                  inChannels: inChannels, outChannels: outChannels, kernel: kernel, padding: padding, height: height, width: width)
+                  inChannels: inChannels, outChannels: outChannels, kernel: kernel, stride: stride, padding: padding,
+                  height: height, width: width)
     }
 
     public var parameterShapes: [[Int]] { [[outChannels, inChannels, kernel, kernel], [outChannels]] }
     private var rows: Int { inChannels * kernel * kernel }
     private var positions: Int { outputHeight * outputWidth }
+    /// One example's `[C, H, W]` is the channel-major layout of a batch of one.
+    private var geometry: ConvolutionGeometry {
+        ConvolutionGeometry(channels: inChannels, batch: 1, height: height, width: width, kernel: kernel, stride: stride,
+                            padding: padding, outHeight: outputHeight, outWidth: outputWidth)
+    }
 
     private func im2col(_ x: [Float], example b: Int) -> [Float] {
         var col = [Float](repeating: 0, count: rows * positions)
-        let oh = outputHeight, ow = outputWidth, base = b * inputSize
-        for c in 0..<inChannels { for p in 0..<kernel { for q in 0..<kernel {
-            let r = (c * kernel + p) * kernel + q
-            for i in 0..<oh {
-                let y = i + p - padding
-                guard y >= 0, y < height else { continue }
-                for j in 0..<ow {
-                    let xx = j + q - padding
-                    if xx >= 0, xx < width { col[r * positions + i * ow + j] = x[base + (c * height + y) * width + xx] }
-                }
+        x.withUnsafeBufferPointer { px in
+            col.withUnsafeMutableBufferPointer { pc in
+                Im2col.gather(px.baseAddress! + b * inputSize, geometry, firstImage: 0, images: 1, into: pc.baseAddress!, threads: 1)
             }
-        } } }
+        }
         return col
     }
 
     private func col2im(_ col: [Float], into gx: inout [Float], example b: Int) {
-        let oh = outputHeight, ow = outputWidth, base = b * inputSize
-        for c in 0..<inChannels { for p in 0..<kernel { for q in 0..<kernel {
-            let r = (c * kernel + p) * kernel + q
-            for i in 0..<oh {
-                let y = i + p - padding
-                guard y >= 0, y < height else { continue }
-                for j in 0..<ow {
-                    let xx = j + q - padding
-                    if xx >= 0, xx < width { gx[base + (c * height + y) * width + xx] += col[r * positions + i * ow + j] }
-                }
+        var col = col
+        col.withUnsafeMutableBufferPointer { pc in
+            gx.withUnsafeMutableBufferPointer { pg in
+                Im2col.scatterAdd(pc.baseAddress!, geometry, firstImage: 0, images: 1, into: pg.baseAddress! + b * inputSize, threads: 1)
             }
-        } } }
+        }
     }
 
     private func addBias(_ bias: [Float], to y: inout [Float], example b: Int) {

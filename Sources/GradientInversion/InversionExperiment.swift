@@ -5,14 +5,23 @@ import GradientCompression
 import LinearAlgebra
 import NeuralNetworks
 
+/// What the observer of a group of several workers sees: the decoded aggregate (what every
+/// worker, and a ring peer at the end, holds) or one worker's own messages before they are summed
+/// (what a parameter server receives from it); for PowerSGD these are the raw factors P_w, Q_w.
+public enum ObservationPoint: String, Sendable, Codable, CaseIterable {
+    case aggregate, worker
+}
+
 /// Which attack reconstructs the batch.
 public enum AttackMethod: String, Sendable, Codable, CaseIterable {
     case analytic, dlg, inverting
 }
 
-/// The attacked network: the project's MLP (`NeuralNetworks.MLP`, mirrored) or `LeNet`.
+/// The attacked network: the project's MLP (`NeuralNetworks.MLP`, mirrored), `LeNet` (ReLU,
+/// max pooling) or `SigmoidLeNet` (the DLG paper's network).
 public enum AttackedModel: String, Sendable, Codable, CaseIterable {
     case mlp, lenet
+    case sigmoidLeNet = "lenet-sigmoid"
 }
 
 /// One attack setting: the model at initialization, one worker's batch, the reducer whose message
@@ -28,11 +37,22 @@ public struct AttackSettings: Sendable {
     public var iterations: Int = 300
     public var restarts: Int = 1
     public var totalVariation: Float = 1e-4
+    /// DLG's optimizer (Inverting Gradients always uses signed Adam).
+    public var optimizer: OptimizationAttack.Optimizer = .adam
+    /// Start DLG's or Inverting Gradients' first restart from the analytic attack's candidates
+    /// (MLP only) instead of noise: its exact examples and its mixtures as the start.
+    public var startFromAnalytic = false
     /// DP-SGD-style Gaussian mechanism on the worker's batch gradient before the reducer: clip
     /// the whole gradient to norm `clipNorm`, add N(0, (noiseMultiplier · clipNorm)²) per
     /// coordinate. 0: no noise (and no clipping).
     public var noiseMultiplier: Double = 0
     public var clipNorm: Double = 1
+    /// Workers in the group; worker w holds the `batchSize` images after worker w − 1's.
+    public var workers: Int = 1
+    /// With several workers: attack the aggregate (all workers' images) or worker 0's messages
+    /// (its own images). With one worker the two carry the same values; for PowerSGD `.worker`
+    /// also matches only in the subspace the factors determine (`LowRankObservation`).
+    public var observation: ObservationPoint = .aggregate
 
     public init(reducer: ReducerSpecification, batchSize: Int, method: AttackMethod) {
         self.reducer = reducer
@@ -88,17 +108,33 @@ public final class InversionExperiment {
 
     /// The decoded message of one worker whose gradient is `gradients`.
     public func observe(_ settings: AttackSettings, gradients: [Tensor]) throws -> ObservedGradient {
-        var gradients = gradients
-        if settings.noiseMultiplier > 0 { addGaussianMechanism(&gradients, settings) }
-        let specification = settings.reducer, seed = settings.seed
-        let decoded = try InProcessGroup.run(workers: 1) { group -> [Tensor] in
+        try observeAggregate(settings, workerGradients: [gradients])
+    }
+
+    /// Every worker's gradient (after the optional Gaussian mechanism) through one step of the
+    /// reducer; returns the decoded output and worker 0's float all-reduces.
+    private func reduce(_ settings: AttackSettings, workerGradients: [[Tensor]]) throws
+        -> (decoded: [Tensor], records: [RecordingCommunicator.Record]) {
+        var workerGradients = workerGradients
+        if settings.noiseMultiplier > 0 {
+            for w in workerGradients.indices { addGaussianMechanism(&workerGradients[w], settings, worker: w) }
+        }
+        let specification = settings.reducer, seed = settings.seed, inputs = workerGradients
+        let results = try InProcessGroup.run(workers: inputs.count) { group -> ([Tensor], [RecordingCommunicator.Record]) in
+            let recorder = RecordingCommunicator(group)
             var reducer = try ReducerCatalog.make(specification, seed: seed)
-            var message = gradients
+            var message = inputs[group.rank]
             group.traffic.beginStep()
-            _ = try reducer.reduce(&message, over: group)
-            return message
-        }[0]
-        let tensors = decoded.map(\.scalars)
+            _ = try reducer.reduce(&message, over: recorder)
+            return (message, recorder.records)
+        }
+        return (results[0].0, results[0].1)
+    }
+
+    /// The decoded aggregate of the workers' messages (with one worker: its decoded message).
+    func observeAggregate(_ settings: AttackSettings, workerGradients: [[Tensor]]) throws -> ObservedGradient {
+        let specification = settings.reducer
+        let tensors = try reduce(settings, workerGradients: workerGradients).decoded.map(\.scalars)
         guard tensors.allSatisfy({ $0.allSatisfy(\.isFinite) }) else {
             throw InversionError.observation("reducer \(specification) produced a message with non-finite values")
         }
@@ -107,51 +143,97 @@ public final class InversionExperiment {
         return ObservedGradient(tensors: tensors, transmitted: sparse ? tensors.map { $0.map { $0 != 0 } } : nil)
     }
 
-    private func addGaussianMechanism(_ gradients: inout [Tensor], _ settings: AttackSettings) {
+    /// Worker 0's PowerSGD factors (and exact biases), as `PowerSGDWorkerView`.
+    func observeWorkerFactors(_ settings: AttackSettings, workerGradients: [[Tensor]]) throws -> PowerSGDWorkerView {
+        guard let powerSGD = try ReducerCatalog.make(settings.reducer, seed: settings.seed) as? PowerSGD else {
+            throw InversionError.invalidSetting("observing one worker's messages in a group is built for powersgd (its message depends on the "
+                                                + "other workers through P̂); \(settings.reducer.name)'s worker message is its one-worker observation")
+        }
+        let records = try reduce(settings, workerGradients: workerGradients).records
+        return try PowerSGDWorkerView(options: powerSGD.options, layout: powerSGD.layout(for: workerGradients[0].map(\.shape)),
+                                      records: records)
+    }
+
+    private func addGaussianMechanism(_ gradients: inout [Tensor], _ settings: AttackSettings, worker: Int) {
         let norm = gradients.reduce(0.0) { $0 + $1.scalars.reduce(0.0) { $0 + Double($1) * Double($1) } }.squareRoot()
         let scale = Float(min(1, settings.clipNorm / max(norm, 1e-30)))
         for t in gradients.indices {
-            let noise = Philox(seed: settings.seed, stream: Philox.stream(0xD9, UInt64(t)))
+            let stream = worker == 0 ? Philox.stream(0xD9, UInt64(t)) : Philox.stream(0xD9, UInt64(t), UInt64(worker))
+            let noise = Philox(seed: settings.seed, stream: stream)
                 .normalTensor(shape: gradients[t].shape, standardDeviation: Float(settings.noiseMultiplier * settings.clipNorm))
             for i in gradients[t].scalars.indices { gradients[t].scalars[i] = gradients[t].scalars[i] * scale + noise.scalars[i] }
         }
     }
 
-    /// Attacks the batch of images `first ..< first + batchSize` of the split.
+    /// Attacks the images `first ..< first + workers · batchSize` of the split (worker w's batch
+    /// the w-th block of `batchSize`): all of them through the aggregate, or worker 0's through
+    /// its own messages.
     public func attack(_ settings: AttackSettings, first: Int) throws -> AttackedBatch {
-        guard settings.batchSize >= 1, first >= 0, first + settings.batchSize <= images.count else {
-            throw InversionError.invalidSetting("images \(first)..<\(first + settings.batchSize) are outside the \(images.count) images")
+        let workers = settings.workers, perWorker = settings.batchSize
+        guard perWorker >= 1, workers >= 1, first >= 0, first + workers * perWorker <= images.count else {
+            throw InversionError.invalidSetting("images \(first)..<\(first + workers * perWorker) are outside the \(images.count) images")
         }
-        let (input, labels) = try batcher.testBatch(first..<(first + settings.batchSize))
-        let network: GradientMap, observed: ObservedGradient
+        let (input, labels) = try batcher.testBatch(first..<(first + workers * perWorker))
+        let network: GradientMap, workerGradients: [[Tensor]]
+        func slice(_ w: Int) throws -> (Tensor, [Int]) {
+            let size = perWorker * domain.size
+            return (try Tensor(shape: [perWorker] + Array(input.shape.dropFirst()), scalars: Array(input.scalars[(w * size)..<((w + 1) * size)])),
+                    Array(labels[(w * perWorker)..<((w + 1) * perWorker)]))
+        }
         switch settings.model {
         case .mlp:
             let model = model(settings)
             network = try GradientMap(mirroring: model)
-            observed = try observe(settings, model: model, input: input, labels: labels)
-        case .lenet:
-            network = try LeNet.make(channels: images.channels, size: images.height, classes: images.classes, seed: settings.seed)
-            let gradients = network.gradients(input: input.scalars, batch: settings.batchSize, labels: .hard(labels)).gradients
-            observed = try observe(settings, gradients: try zip(gradients, network.parameterShapes).map { try Tensor(shape: $1, scalars: $0) })
+            workerGradients = try (0..<workers).map { w in
+                let (x, y) = try slice(w)
+                model.zeroGradients()
+                _ = try model.lossAndGradients(input: x, labels: y)
+                return model.parameters.map(\.gradient)
+            }
+        case .lenet, .sigmoidLeNet:
+            let make = settings.model == .lenet ? LeNet.make : SigmoidLeNet.make
+            network = try make(images.channels, images.height, images.classes, settings.seed)
+            workerGradients = try (0..<workers).map { w in
+                let (x, y) = try slice(w)
+                let g = network.gradients(input: x.scalars, batch: perWorker, labels: .hard(y)).gradients
+                return try zip(g, network.parameterShapes).map { try Tensor(shape: $1, scalars: $0) }
+            }
+        }
+        // The attacked examples: the whole group's through the aggregate, worker 0's through its
+        // messages. PowerSGD's worker view also carries the projection Π, which matching uses even
+        // with one worker (where its values are the decoded message's).
+        let b = settings.observation == .worker ? perWorker : workers * perWorker
+        let factorView = settings.observation == .worker && (workers > 1 || settings.reducer.name == "powersgd")
+        let observed: ObservedGradient, firstLayer: (weight: [Float], bias: [Float])
+        if factorView {
+            let view = try observeWorkerFactors(settings, workerGradients: workerGradients)
+            observed = view.observed
+            firstLayer = view.firstLayer ?? (observed.tensors[0], observed.tensors[1])
+        } else {
+            observed = try observeAggregate(settings, workerGradients: workerGradients)
+            firstLayer = (observed.tensors[0], observed.tensors[1])
         }
         let start = Date()
-        let b = settings.batchSize
         let recoveredLabels = AnalyticAttack.recoverLabels(lastBiasGradient: observed.tensors.last!, count: b)
         var reconstruction: [Float]
         var labelsOut = recoveredLabels
-        switch settings.method {
-        case .analytic:
+        func analytic() throws -> [Float] {
             guard network.layers.first is DenseLayer else {
                 throw InversionError.unsupportedModel("the analytic attack needs a fully connected first layer")
             }
-            reconstruction = try AnalyticAttack.reconstructInputs(weightGradient: observed.tensors[0], biasGradient: observed.tensors[1],
-                                                                  count: b).flatMap { $0 }
+            return try AnalyticAttack.reconstructInputs(weightGradient: firstLayer.weight, biasGradient: firstLayer.bias, count: b).flatMap { $0 }
+        }
+        switch settings.method {
+        case .analytic:
+            reconstruction = try analytic()
         case .dlg, .inverting:
-            var attack = settings.method == .dlg ? OptimizationAttack.dlg(iterations: settings.iterations, seed: settings.seed)
+            var attack = settings.method == .dlg
+                ? OptimizationAttack.dlg(iterations: settings.iterations, optimizer: settings.optimizer, seed: settings.seed)
                 : OptimizationAttack.inverting(iterations: settings.iterations, restarts: settings.restarts,
                                                totalVariation: settings.totalVariation, seed: settings.seed)
             attack.restarts = settings.restarts
-            let result = try attack.run(network, observed: observed, batch: b, domain: domain, labels: recoveredLabels)
+            let result = try attack.run(network, observed: observed, batch: b, domain: domain, labels: recoveredLabels,
+                                        start: settings.startFromAnalytic ? try analytic() : nil)
             reconstruction = result.inputs
             labelsOut = result.labels
         }
@@ -159,11 +241,12 @@ public final class InversionExperiment {
         let originals = (0..<b).map { unitRange(Array(input.scalars[($0 * domain.size)..<(($0 + 1) * domain.size)])) }
         let candidates = (0..<b).map { unitRange(Array(reconstruction[($0 * domain.size)..<(($0 + 1) * domain.size)])) }
         let paired = pairByPSNR(originals: originals, candidates: candidates)
+        let trueLabels = Array(labels.prefix(b))
         return AttackedBatch(imageIndices: Array(first..<(first + b)), originals: originals, reconstructions: paired,
                              psnr: zip(originals, paired).map { ImageQuality.psnr($0, $1) },
                              ssim: zip(originals, paired).map { ImageQuality.ssim($0, $1, channels: domain.channels, height: domain.height, width: domain.width) },
-                             labels: labels, recoveredLabels: labelsOut,
-                             labelAccuracy: Self.multisetOverlap(labelsOut, labels), seconds: seconds)
+                             labels: trueLabels, recoveredLabels: labelsOut,
+                             labelAccuracy: Self.multisetOverlap(labelsOut, trueLabels), seconds: seconds)
     }
 
     /// A normalized image back in [0, 1] units, clamped to the valid range.

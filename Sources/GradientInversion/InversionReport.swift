@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import Training
 
 /// The attacks on one reducer, summarized: mean and sample standard deviation over images.
 public struct AttackSummary: Sendable, Codable {
@@ -38,10 +39,12 @@ public struct AttackSummary: Sendable, Codable {
     }
 }
 
-/// The sweep's HTML report: the table, then per reducer the originals above their reconstructions.
+/// The sweep's HTML report: the table, then per reducer the originals above their reconstructions,
+/// on the page head and stylesheet of the project's other reports (`HTMLReport.pageStart`).
 public enum InversionReport {
     public static func html(title: String, settings: String, summaries: [AttackSummary],
                             channels: Int, height: Int, width: Int) -> String {
+        let escape = TextFormatting.html
         func f(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
         var rows = ""
         for s in summaries {
@@ -51,30 +54,23 @@ public enum InversionReport {
         var grids = ""
         for s in summaries {
             let originals = s.batches.flatMap(\.originals), reconstructions = s.batches.flatMap(\.reconstructions)
+            // Enlarged without smoothing, so single pixels stay visible.
             func strip(_ images: [[Float]]) -> String {
-                images.map { "<img alt=\"\" src=\"data:image/png;base64,\(png($0, channels: channels, height: height, width: width).base64EncodedString())\">" }
+                images.map { "<img alt=\"\" style=\"width:56px;height:56px;image-rendering:pixelated;margin:1px\" "
+                    + "src=\"data:image/png;base64,\(png($0, channels: channels, height: height, width: width).base64EncodedString())\">" }
                     .joined()
             }
-            grids += "<h2>\(escape(s.reducer))</h2>\n<div class=\"grid\">\(strip(originals))</div>\n<div class=\"grid\">\(strip(reconstructions))</div>\n"
+            grids += "<h2>\(escape(s.reducer))</h2>\n<div>\(strip(originals))</div>\n<div>\(strip(reconstructions))</div>\n"
         }
-        return """
-        <!DOCTYPE html>
-        <html><head><meta charset="utf-8"><title>\(escape(title))</title>
-        <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-        td:first-child{text-align:left}.grid img{width:56px;height:56px;image-rendering:pixelated;margin:1px}</style></head><body>
-        <h1>\(escape(title))</h1>
+        return HTMLReport.pageStart(title: title) + """
         <p>\(escape(settings))</p>
-        <p>PSNR in dB on pixels in [0, 1] (capped at 100 dB for exact reconstructions); SSIM with an 11×11 Gaussian window
+        <p class="notes">PSNR in dB on pixels in [0, 1] (capped at 100 dB for exact reconstructions); SSIM with an 11×11 Gaussian window
         (σ = 1.5) as Wang et al. 2004; mean ± sample standard deviation over images. Per reducer: originals (upper row),
         reconstructions (lower row).</p>
         <table><tr><th>reducer</th><th>images</th><th>PSNR (dB)</th><th>SSIM</th><th>label accuracy</th><th>s per batch</th></tr>
         \(rows)</table>
         \(grids)</body></html>
         """
-    }
-
-    static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 
     /// An 8-bit PNG (grey for one channel, RGB for three) of a `[C, H, W]` image in [0, 1].

@@ -2,14 +2,18 @@ import Foundation
 import LinearAlgebra
 
 /// The observer's view of one worker's gradient: one tensor per parameter, and optionally which
-/// coordinates were transmitted (a sparsifier's support) — matching then ignores the others.
+/// coordinates were transmitted (a sparsifier's support) — matching then ignores the others —
+/// or, per tensor, the projection Π onto what the messages determine (`LowRankObservation`):
+/// the tensor is then Π(M), and matching compares Π(g) with it.
 public struct ObservedGradient {
     public var tensors: [[Float]]
     public var transmitted: [[Bool]]?
+    public var projections: [LowRankObservation?]?
 
-    public init(tensors: [[Float]], transmitted: [[Bool]]? = nil) {
+    public init(tensors: [[Float]], transmitted: [[Bool]]? = nil, projections: [LowRankObservation?]? = nil) {
         self.tensors = tensors
         self.transmitted = transmitted
+        self.projections = projections
     }
 }
 
@@ -20,7 +24,15 @@ public enum GradientDistance: String, Sendable {
     /// Inverting Gradients: 1 − ⟨g, o⟩ / (‖g‖‖o‖) over all tensors together.
     case cosine
 
-    public func valueAndDirection(_ g: [[Float]], _ observed: ObservedGradient) -> (value: Float, direction: [[Float]]) {
+    public func valueAndDirection(_ dummy: [[Float]], _ observed: ObservedGradient) -> (value: Float, direction: [[Float]]) {
+        guard let projections = observed.projections else { return unprojected(dummy, observed) }
+        // D(Π(g), o): Π is self-adjoint, so ∂D/∂g = Π(∂D/∂Π(g)).
+        let projected = dummy.indices.map { projections[$0]?.project(dummy[$0]) ?? dummy[$0] }
+        let (value, direction) = unprojected(projected, observed)
+        return (value, direction.indices.map { projections[$0]?.project(direction[$0]) ?? direction[$0] })
+    }
+
+    private func unprojected(_ g: [[Float]], _ observed: ObservedGradient) -> (value: Float, direction: [[Float]]) {
         let o = observed.tensors
         func kept(_ t: Int, _ i: Int) -> Bool { observed.transmitted?[t][i] ?? true }
         switch self {
@@ -68,6 +80,8 @@ public struct InputDomain: Sendable {
 /// matches the observed one, with the exact second-order derivatives of `GradientMap`.
 public struct OptimizationAttack: Sendable {
     public enum Method: String, Sendable { case dlg, inverting }
+    /// Adam (Inverting Gradients; DLG here by default) or L-BFGS (the DLG paper's optimizer).
+    public enum Optimizer: String, Sendable, CaseIterable { case adam, lbfgs }
 
     public var method: Method
     public var iterations: Int
@@ -79,12 +93,16 @@ public struct OptimizationAttack: Sendable {
     /// Adam on the sign of the gradient (Inverting Gradients' choice).
     public var signedGradients: Bool
     public var seed: UInt64
+    /// With `.lbfgs`, `iterations` counts objective evaluations (line-search trials included).
+    public var optimizer: Optimizer = .adam
 
-    /// DLG (Zhu et al. 2019): squared distance, soft labels learned jointly, no prior, no box.
-    /// Zhu et al. use L-BFGS; this uses Adam (see docs/privacy.md).
-    public static func dlg(iterations: Int = 300, seed: UInt64 = 0) -> OptimizationAttack {
-        OptimizationAttack(method: .dlg, iterations: iterations, learningRate: 0.1, restarts: 1, totalVariation: 0,
-                           signedGradients: false, seed: seed)
+    /// DLG (Zhu et al. 2019): squared distance, soft labels learned jointly, no prior, no box;
+    /// Adam with learning rate 0.1, or Zhu et al.'s L-BFGS (see docs/privacy.md).
+    public static func dlg(iterations: Int = 300, optimizer: Optimizer = .adam, seed: UInt64 = 0) -> OptimizationAttack {
+        var attack = OptimizationAttack(method: .dlg, iterations: iterations, learningRate: 0.1, restarts: 1, totalVariation: 0,
+                                        signedGradients: false, seed: seed)
+        attack.optimizer = optimizer
+        return attack
     }
 
     /// Inverting Gradients (Geiping et al. 2020): cosine distance, TV prior, signed Adam with
@@ -104,8 +122,10 @@ public struct OptimizationAttack: Sendable {
     }
 
     /// `labels`: the labels to use (Inverting Gradients); DLG ignores them and learns its own.
+    /// `start`: the first restart's dummy inputs (e.g. the analytic attack's candidates) instead of
+    /// a random draw; later restarts draw theirs.
     public func run(_ network: GradientMap, observed: ObservedGradient, batch: Int, domain: InputDomain,
-                    labels: [Int]?) throws -> Result {
+                    labels: [Int]?, start initial: [Float]? = nil) throws -> Result {
         guard iterations >= 1, restarts >= 1, batch >= 1 else {
             throw InversionError.invalidSetting("iterations, restarts and batch size must be at least 1")
         }
@@ -119,32 +139,58 @@ public struct OptimizationAttack: Sendable {
         if method == .inverting, labels?.count != batch {
             throw InversionError.invalidSetting("Inverting Gradients needs one label per example")
         }
+        if method == .inverting, optimizer == .lbfgs {
+            throw InversionError.invalidSetting("L-BFGS is for DLG; Inverting Gradients uses signed Adam inside the pixel box")
+        }
+        if let initial, initial.count != batch * domain.size {
+            throw InversionError.invalidSetting("a start of \(initial.count) values for \(batch) inputs of \(domain.size)")
+        }
         let distance: GradientDistance = method == .dlg ? .squaredEuclidean : .cosine
         var best: Result? = nil
         for restart in 0..<restarts {
             let start = Philox(seed: seed, stream: Philox.stream(0x1A7E, UInt64(restart)))
             var x = start.normalTensor(shape: [batch * domain.size]).scalars
-            var lambda = Philox(seed: seed, stream: Philox.stream(0x1A7F, UInt64(restart))).normalTensor(shape: [batch * network.classes]).scalars
-            var adamX = Adam(count: x.count), adamL = Adam(count: lambda.count)
-            var objective: Float = .infinity
-            for step in 0..<iterations {
-                let rate = learningRate * decay(step)
-                let value = network.evaluate(input: x, batch: batch,
-                                             labels: method == .dlg ? .soft(logits: lambda) : .hard(labels!)) { g in
-                    let (d, v) = distance.valueAndDirection(g, observed)
-                    objective = d
-                    return v
-                }
-                var dx = value.inputDerivative
-                if totalVariation > 0 { objective += totalVariation * addTotalVariation(x, batch: batch, domain: domain, into: &dx, weight: totalVariation) }
-                guard dx.allSatisfy(\.isFinite) else { break }
-                adamX.step(&x, gradient: dx, rate: rate, signed: signedGradients)
-                if method == .dlg, let dl = value.labelLogitDerivative { adamL.step(&lambda, gradient: dl, rate: rate, signed: false) }
+            if restart == 0, let initial {
+                x = initial
                 if method == .inverting { clampToBox(&x, batch: batch, domain: domain) }
+            }
+            var lambda = Philox(seed: seed, stream: Philox.stream(0x1A7F, UInt64(restart))).normalTensor(shape: [batch * network.classes]).scalars
+            if optimizer == .lbfgs {
+                // DLG's joint variable: the dummy inputs, then the dummy label logits.
+                let split = x.count
+                let solution = LimitedMemoryBFGS(evaluations: iterations).minimize(x + lambda) { z in
+                    var distanceValue: Float = .infinity
+                    let value = network.evaluate(input: Array(z[..<split]), batch: batch, labels: .soft(logits: Array(z[split...]))) { g in
+                        let (d, v) = distance.valueAndDirection(g, observed)
+                        distanceValue = d
+                        return v
+                    }
+                    return (distanceValue, value.inputDerivative + value.labelLogitDerivative!)
+                }
+                x = Array(solution.point[..<split])
+                lambda = Array(solution.point[split...])
+            } else {
+                var adamX = Adam(count: x.count), adamL = Adam(count: lambda.count)
+                for step in 0..<iterations {
+                    let rate = learningRate * decay(step)
+                    var objective: Float = .infinity
+                    let value = network.evaluate(input: x, batch: batch,
+                                                 labels: method == .dlg ? .soft(logits: lambda) : .hard(labels!)) { g in
+                        let (d, v) = distance.valueAndDirection(g, observed)
+                        objective = d
+                        return v
+                    }
+                    var dx = value.inputDerivative
+                    if totalVariation > 0 { objective += totalVariation * addTotalVariation(x, batch: batch, domain: domain, into: &dx, weight: totalVariation) }
+                    guard dx.allSatisfy(\.isFinite) else { break }
+                    adamX.step(&x, gradient: dx, rate: rate, signed: signedGradients)
+                    if method == .dlg, let dl = value.labelLogitDerivative { adamL.step(&lambda, gradient: dl, rate: rate, signed: false) }
+                    if method == .inverting { clampToBox(&x, batch: batch, domain: domain) }
+                }
             }
             // The objective of the final iterate, to choose among restarts.
             let g = network.gradients(input: x, batch: batch, labels: method == .dlg ? .soft(logits: lambda) : .hard(labels!)).gradients
-            objective = distance.valueAndDirection(g, observed).value
+            var objective = distance.valueAndDirection(g, observed).value
             if totalVariation > 0 {
                 var unused = [Float](repeating: 0, count: x.count)
                 objective += totalVariation * addTotalVariation(x, batch: batch, domain: domain, into: &unused, weight: 0)

@@ -1,3 +1,4 @@
+import Foundation
 import LinearAlgebra
 
 /// A layer of a network whose *gradient map* can itself be differentiated.
@@ -146,4 +147,43 @@ public final class ReLULayer: SecondOrderLayer {
         inputTangent.map(masked) ?? [Float](repeating: 0, count: active.count)
     }
     public func tangentBackward(_ outputGradientTangent: [Float]) -> [Float] { masked(outputGradientTangent) }
+}
+
+/// σ(x) = 1/(1 + e⁻ˣ), the activation of the DLG paper's network. Unlike ReLU it has a second
+/// derivative, σ'' = σ'(1 − 2σ) with σ' = σ(1 − σ), so the tangent of ∂ℓ/∂x = gy·σ'(x) is
+/// ġy·σ'(x) + gy·σ''(x)·ẋ — the term that makes gradient matching smooth in the input.
+public final class SigmoidLayer: SecondOrderLayer {
+    public let inputSize: Int
+    public var outputSize: Int { inputSize }
+    private var output: [Float] = []
+    private var outputGradient: [Float] = []
+    private var inputTangent: [Float]?
+
+    public init(size: Int) { inputSize = size }
+
+    public func forward(_ input: [Float], batch: Int) -> [Float] {
+        output = input.map { 1 / (1 + exp(-$0)) }
+        return output
+    }
+
+    private func slope(_ i: Int) -> Float { output[i] * (1 - output[i]) }
+
+    public func backward(_ outputGradient: [Float]) -> [Float] {
+        self.outputGradient = outputGradient
+        return outputGradient.indices.map { outputGradient[$0] * slope($0) }
+    }
+
+    public func tangentForward(_ inputTangent: [Float]?) -> [Float] {
+        self.inputTangent = inputTangent
+        guard let inputTangent else { return [Float](repeating: 0, count: output.count) }
+        return inputTangent.indices.map { inputTangent[$0] * slope($0) }
+    }
+
+    public func tangentBackward(_ outputGradientTangent: [Float]) -> [Float] {
+        outputGradientTangent.indices.map { i in
+            let first = outputGradientTangent[i] * slope(i)
+            guard let inputTangent else { return first }
+            return first + outputGradient[i] * slope(i) * (1 - 2 * output[i]) * inputTangent[i]
+        }
+    }
 }

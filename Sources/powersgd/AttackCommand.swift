@@ -15,7 +15,7 @@ struct AttackCommand: ParsableCommand {
         the decoded message. --reducers runs a sweep; --report DIR writes report.html (table and image grid).
         """)
 
-    @Option(help: "Attacked model: mlp or lenet (resnet8 is refused: batch norm has no second-order pass).")
+    @Option(help: "Attacked model: mlp, lenet (ReLU, max pooling) or lenet-sigmoid (the DLG paper's network); resnet8 is refused: batch norm has no second-order pass.")
     var model = "mlp"
     @Option(help: "fashion-mnist or cifar10 (the CIFAR-10 subset in --data-dir).")
     var dataset = "fashion-mnist"
@@ -29,14 +29,22 @@ struct AttackCommand: ParsableCommand {
     var reducers: String?
     @Option(help: "Examples in the worker's batch.")
     var batchSize = 1
+    @Option(help: "Workers in the group, each with its own --batch-size images (consecutive blocks).")
+    var workers = 1
+    @Option(help: "aggregate (the decoded all-reduced message; all workers' images attacked) or worker (worker 0's own messages, its images attacked; for powersgd its raw factors P_w, Q_w, matched inside the subspace they determine, also with one worker).")
+    var observe = "aggregate"
     @Option(help: "analytic, dlg or inverting.")
     var attack = "inverting"
     @Option(help: "Images attacked per reducer (in batches of --batch-size consecutive test images, rounded up to whole batches).")
     var images = 4
     @Option(help: "Index of the first attacked test image.")
     var firstImage = 0
-    @Option(help: "Optimizer iterations of dlg and inverting.")
+    @Option(help: "Optimizer iterations of dlg and inverting (with --optimizer lbfgs: objective evaluations).")
     var iterations = 300
+    @Option(help: "dlg's optimizer: adam or lbfgs (the DLG paper's; inverting always uses signed Adam).")
+    var optimizer = "adam"
+    @Option(help: "Where dlg and inverting start: random (noise) or analytic (the analytic attack's candidates; mlp only).")
+    var start = "random"
     @Option(help: "Random restarts of inverting (the best matching objective is kept).")
     var restarts = 1
     @Option(help: "Weight of inverting's total-variation prior.")
@@ -58,16 +66,32 @@ struct AttackCommand: ParsableCommand {
         guard let attacked = AttackedModel(rawValue: model) else {
             if model == "resnet8" {
                 throw ValidationError("--model resnet8: not supported — the optimization attacks need second-order passes, which exist "
-                                      + "for linear, convolution, max-pooling and ReLU layers but not batch norm; supported: mlp, lenet")
+                                      + "for linear, convolution, max-pooling, ReLU and sigmoid layers but not batch norm; supported: mlp, lenet, lenet-sigmoid")
             }
-            throw ValidationError("--model must be mlp or lenet (got '\(model)')")
+            throw ValidationError("--model must be mlp, lenet or lenet-sigmoid (got '\(model)')")
         }
-        if attacked == .lenet, attack == "analytic" {
-            throw ValidationError("--attack analytic needs a fully connected first layer; --model lenet starts with a convolution (use dlg or inverting)")
+        if attacked != .mlp, attack == "analytic" {
+            throw ValidationError("--attack analytic needs a fully connected first layer; --model \(model) starts with a convolution (use dlg or inverting)")
+        }
+        guard ["random", "analytic"].contains(start) else { throw ValidationError("--start must be random or analytic (got '\(start)')") }
+        if start == "analytic", attacked != .mlp || attack == "analytic" {
+            throw ValidationError("--start analytic needs --model mlp (a fully connected first layer) and --attack dlg or inverting")
+        }
+        guard let chosen = OptimizationAttack.Optimizer(rawValue: optimizer) else {
+            throw ValidationError("--optimizer must be adam or lbfgs (got '\(optimizer)')")
+        }
+        if chosen == .lbfgs, attack != "dlg" {
+            throw ValidationError("--optimizer lbfgs applies to --attack dlg only (inverting uses signed Adam inside the pixel box)")
         }
         guard ["fashion-mnist", "cifar10"].contains(dataset) else { throw ValidationError("--dataset must be fashion-mnist or cifar10 (got '\(dataset)')") }
         guard AttackMethod(rawValue: attack) != nil else { throw ValidationError("--attack must be analytic, dlg or inverting (got '\(attack)')") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 (got \(batchSize))") }
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1 (got \(workers))") }
+        guard let point = ObservationPoint(rawValue: observe) else { throw ValidationError("--observe must be aggregate or worker (got '\(observe)')") }
+        if point == .worker, workers > 1, let other = try specifications().first(where: { $0.specification.name != "powersgd" }) {
+            throw ValidationError("--observe worker with --workers > 1 is built for powersgd (got \(other.specification.name)); other reducers' "
+                                  + "worker messages do not depend on the other workers: use --workers 1")
+        }
         guard images >= 1 else { throw ValidationError("--images must be at least 1 (got \(images))") }
         guard firstImage >= 0 else { throw ValidationError("--first-image must be 0 or more (got \(firstImage))") }
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1 (got \(iterations))") }
@@ -96,10 +120,13 @@ struct AttackCommand: ParsableCommand {
         } catch {
             throw RuntimeError("--dataset \(dataset): \(error)")
         }
-        let batches = (images + batchSize - 1) / batchSize
-        guard firstImage + batches * batchSize <= split.count else {
-            throw RuntimeError("--images \(images) from --first-image \(firstImage) in batches of \(batchSize) need "
-                               + "\(firstImage + batches * batchSize) test images; \(dataset) has \(split.count)", isUsageError: true)
+        // Each attack uses workers × batch-size images and reconstructs all of them (aggregate) or worker 0's.
+        let groupSize = workers * batchSize
+        let attackedPerGroup = observe == "worker" && workers > 1 ? batchSize : groupSize
+        let batches = (images + attackedPerGroup - 1) / attackedPerGroup
+        guard firstImage + batches * groupSize <= split.count else {
+            throw RuntimeError("--images \(images) from --first-image \(firstImage) in groups of \(workers) × \(batchSize) need "
+                               + "\(firstImage + batches * groupSize) test images; \(dataset) has \(split.count)", isUsageError: true)
         }
         let experiment = try InversionExperiment(images: split)
         let method = AttackMethod(rawValue: attack)!
@@ -112,10 +139,14 @@ struct AttackCommand: ParsableCommand {
             settings.seed = seed
             settings.iterations = iterations
             settings.restarts = restarts
+            settings.optimizer = OptimizationAttack.Optimizer(rawValue: optimizer)!
+            settings.startFromAnalytic = start == "analytic"
             settings.totalVariation = Float(tv)
             settings.noiseMultiplier = noiseMultiplier
             settings.clipNorm = clipNorm
-            let attacked = try (0..<batches).map { try experiment.attack(settings, first: firstImage + $0 * batchSize) }
+            settings.workers = workers
+            settings.observation = ObservationPoint(rawValue: observe)!
+            let attacked = try (0..<batches).map { try experiment.attack(settings, first: firstImage + $0 * groupSize) }
             let summary = AttackSummary(reducer: specification.description, method: method, batchSize: batchSize,
                                         noiseMultiplier: noiseMultiplier, batches: attacked)
             summaries.append(summary)
@@ -123,8 +154,10 @@ struct AttackCommand: ParsableCommand {
                          summary.images, summary.psnrMean, summary.psnrStandardDeviation, summary.ssimMean, summary.ssimStandardDeviation,
                          summary.labelAccuracy, summary.secondsPerBatch))
         }
-        let described = "model " + (model == "mlp" ? "mlp (width \(width))" : model) + " at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * batchSize); "
+        let described = "model " + (model == "mlp" ? "mlp (width \(width))" : model) + " at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * groupSize); "
+            + (workers > 1 ? "\(workers) workers, observing \(observe == "worker" ? "worker 0's messages" : "the aggregate"); " : "")
             + "batch size \(batchSize); attack \(attack)" + (method == .analytic ? "" : ", \(iterations) iterations, \(restarts) restart(s)")
+            + (method == .dlg ? ", \(optimizer)" : "") + (start == "analytic" ? ", started from the analytic candidates" : "")
             + (method == .inverting ? ", TV \(tv)" : "") + (noiseMultiplier > 0 ? "; Gaussian noise σ = \(noiseMultiplier) × clip \(clipNorm)" : "")
         if let json {
             let encoder = JSONEncoder()

@@ -9,12 +9,38 @@ import Testing
         (["--reducers", "sgd,bogus"], "--reducers"), (["--reducer", "topk:ratio=2"], "--reducer"),
         (["--batch-size", "0"], "--batch-size"), (["--images", "8", "--first-image", "9999"], "--images"),
         (["--noise-multiplier", "-1"], "--noise-multiplier"), (["--dataset", "mnist"], "--dataset"),
+        (["--model", "lenet-sigmoid"], "--attack"), (["--optimizer", "newton"], "--optimizer"),
+        (["--optimizer", "lbfgs"], "--optimizer"), (["--workers", "0"], "--workers"), (["--observe", "ring"], "--observe"),
+        (["--workers", "2", "--observe", "worker", "--reducer", "topk:ratio=0.1"], "--observe"),
+        (["--start", "analytic"], "--start"), (["--start", "zeros"], "--start"),
     ])
     func badInputIsAUsageErrorNamingTheFlag(arguments: [String], flag: String) throws {
         let outcome = try CommandRunner.run(["attack", "--attack", "analytic"] + arguments, timeout: 120)
         #expect(outcome.status == 2 && outcome.all.contains(flag), "\(outcome.all)")
         // The command's own check, not the parser's complaint about an unknown subcommand or flag.
         #expect(!outcome.all.contains("Unknown option") && !outcome.all.contains("Unexpected argument"), "\(outcome.all)")
+    }
+
+    /// Four workers of one image each: worker 0's PowerSGD factors give its image away exactly,
+    /// the aggregate of the four does not (rank 1 against a rank-4 sum).
+    @Test func theWorkerObservationAttacksWorkerZerosImages() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("attack-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var means: [String: Double] = [:]
+        for observe in ["worker", "aggregate"] {
+            let json = directory.appendingPathComponent("\(observe).json")
+            let outcome = try CommandRunner.run(["attack", "--attack", "analytic", "--workers", "4", "--observe", observe, "--images", "2",
+                                                 "--reducer", "powersgd:rank=1", "--json", json.path], timeout: 120)
+            #expect(outcome.status == 0, "\(outcome.all)")
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any]
+            let result = try #require((object?["results"] as? [[String: Any]])?.first)
+            means[observe] = result["psnrMean"] as? Double
+            // worker: 2 groups of 4 images, worker 0's image of each; aggregate: one group's 4 images.
+            #expect(result["images"] as? Int == (observe == "worker" ? 2 : 4))
+        }
+        #expect(means["worker"] == 100)
+        #expect((means["aggregate"] ?? 100) < 30)
     }
 
     @Test func aMissingDatasetIsARuntimeErrorNamingIt() throws {

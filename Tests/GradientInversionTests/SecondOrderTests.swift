@@ -77,6 +77,36 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
         }
     }
 
+    /// Strides 2 and 3 (the sigmoid LeNet's first two layers use 2), odd sizes, so some input
+    /// pixels are never read — their derivatives must be exactly zero on both sides.
+    @Test func stridedConvolutionLayer() {
+        for (seed, (c, o, k, s, p, h, b)) in [(1, 2, 5, 2, 2, 7, 1), (2, 3, 3, 2, 1, 6, 2), (3, 2, 3, 3, 0, 8, 2)].enumerated() {
+            let layer = ConvolutionLayer(weight: random(o * c * k * k, seed: 900 + UInt64(seed)), bias: random(o, seed: 950 + UInt64(seed)),
+                                         inChannels: c, outChannels: o, kernel: k, stride: s, padding: p, height: h, width: h + 1)
+            #expect(layer.outputHeight == (h + 2 * p - k) / s + 1)
+            Self.check(layer, batch: b, seed: 1000 + UInt64(seed) * 20)
+        }
+    }
+
+    /// The sigmoid is curved, so the central difference is exact only to O(ε²) (ε = 1e-2,
+    /// |σ‴| ≤ 1/8: far inside the tolerance). Its σ''·ẋ term is the one second-order term of the
+    /// tangent backward pass: without it the result must differ, so the check cannot pass by
+    /// the first-order part alone.
+    @Test func sigmoidLayer() {
+        for (seed, (n, b)) in [(6, 1), (11, 4)].enumerated() {
+            let layer = SigmoidLayer(size: n)
+            let x = random(b * n, seed: 1200 + UInt64(seed), scale: 2)
+            Self.check(layer, batch: b, seed: 1100 + UInt64(seed) * 20, input: x)
+            _ = layer.forward(x, batch: b)
+            _ = layer.backward(random(b * n, seed: 1300))
+            let gyDot = random(b * n, seed: 1301)
+            _ = layer.tangentForward(random(b * n, seed: 1302))
+            let full = layer.tangentBackward(gyDot)
+            _ = layer.tangentForward(nil)
+            #expect(relativeError(layer.tangentBackward(gyDot), full) > 1e-2)
+        }
+    }
+
     /// Inputs 0.1 apart (a shuffled ramp), so a perturbation of 1e-2·N(0,1) never changes a window's maximum.
     @Test func maxPoolingLayer() {
         let layer = MaxPoolingLayer(channels: 3, height: 4, width: 6)
@@ -119,24 +149,57 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
         #expect(abs(dot(value.labelLogitDerivative!, w) - alongW) < 1e-2 * abs(alongW))
     }
 
+    /// The derivatives of `distance`'s matching loss against `observed` in x and in the soft
+    /// labels' logits λ, against central differences along random directions (seeds from `seed`).
+    static func checkMatchingLoss(_ net: GradientMap, _ distance: GradientDistance, observed: ObservedGradient, batch: Int,
+                                  seed: UInt64, epsilon e: Float, floor: Double, tolerance: Double) {
+        let x = random(batch * net.inputSize, seed: seed), lambda = random(batch * net.classes, seed: seed + 1)
+        let value = net.evaluate(input: x, batch: batch, labels: .soft(logits: lambda)) { distance.valueAndDirection($0, observed).direction }
+        func loss(_ x: [Float], _ l: [Float]) -> Double {
+            Double(distance.valueAndDirection(net.gradients(input: x, batch: batch, labels: .soft(logits: l)).gradients, observed).value)
+        }
+        let u = random(x.count, seed: seed + 2), w = random(lambda.count, seed: seed + 3)
+        let alongU = (loss(axpy(x, e, u), lambda) - loss(axpy(x, -e, u), lambda)) / Double(2 * e)
+        let alongW = (loss(x, axpy(lambda, e, w)) - loss(x, axpy(lambda, -e, w))) / Double(2 * e)
+        #expect(abs(alongU) > floor && abs(alongW) > floor)
+        #expect(abs(dot(value.inputDerivative, u) - alongU) < tolerance * abs(alongU), "\(distance): \(dot(value.inputDerivative, u)) vs \(alongU)")
+        #expect(abs(dot(value.labelLogitDerivative!, w) - alongW) < tolerance * abs(alongW))
+    }
+
     @Test(arguments: [GradientDistance.squaredEuclidean, .cosine])
     func matchingLossDerivative(distance: GradientDistance) throws {
         let net = try Self.network(seed: 4)
         let batch = 2
         let target = net.gradients(input: random(batch * net.inputSize, seed: 20), batch: batch, labels: .hard([1, 3])).gradients
-        let observed = ObservedGradient(tensors: target)
-        let x = random(batch * net.inputSize, seed: 21), lambda = random(batch * net.classes, seed: 22)
-        let value = net.evaluate(input: x, batch: batch, labels: .soft(logits: lambda)) { distance.valueAndDirection($0, observed).direction }
-        func loss(_ x: [Float], _ l: [Float]) -> Double {
-            Double(distance.valueAndDirection(net.gradients(input: x, batch: batch, labels: .soft(logits: l)).gradients, observed).value)
+        Self.checkMatchingLoss(net, distance, observed: ObservedGradient(tensors: target), batch: batch, seed: 21,
+                               epsilon: 3e-3, floor: 1e-4, tolerance: 1e-2)
+    }
+
+    /// Π of `LowRankObservation` is an orthogonal projection (idempotent, self-adjoint), and the
+    /// projected matching losses have the derivative the attacks use: Π applied to the derivative
+    /// with respect to Π(g).
+    @Test(arguments: [GradientDistance.squaredEuclidean, .cosine])
+    func projectedMatchingLossDerivative(distance: GradientDistance) throws {
+        let net = try Self.network(seed: 5)
+        let shapes = net.parameterShapes
+        let projections: [LowRankObservation?] = shapes.enumerated().map { index, shape in
+            guard shape.count == 2 else { return nil }
+            let (n, m, r) = (shape[0], shape[1], 2)
+            let p = PowerSGDWorkerView.gramSchmidt(random(n * r, seed: 60 + UInt64(index)), rows: n, columns: r).basis
+            let q = PowerSGDWorkerView.gramSchmidt(random(m * r, seed: 70 + UInt64(index)), rows: m, columns: r).basis
+            return LowRankObservation(rows: n, columns: m, rank: r, pHat: p, qBasis: q)
         }
-        let u = random(x.count, seed: 23), w = random(lambda.count, seed: 24)
-        let e: Float = 3e-3
-        let alongU = (loss(axpy(x, e, u), lambda) - loss(axpy(x, -e, u), lambda)) / Double(2 * e)
-        let alongW = (loss(x, axpy(lambda, e, w)) - loss(x, axpy(lambda, -e, w))) / Double(2 * e)
-        #expect(abs(alongU) > 1e-4 && abs(alongW) > 1e-4)
-        #expect(abs(dot(value.inputDerivative, u) - alongU) < 1e-2 * abs(alongU))
-        #expect(abs(dot(value.labelLogitDerivative!, w) - alongW) < 1e-2 * abs(alongW))
+        let a = random(shapes[0].reduce(1, *), seed: 80), b = random(a.count, seed: 81)
+        let pi = try #require(projections[0])
+        #expect(relativeError(pi.project(pi.project(a)), pi.project(a)) < 1e-4)
+        #expect(abs(dot(pi.project(a), b) - dot(a, pi.project(b))) < 1e-4 * abs(dot(pi.project(a), b)))
+        #expect(relativeError(pi.project(a), a) > 0.1)
+
+        let batch = 2
+        let target = net.gradients(input: random(batch * net.inputSize, seed: 82), batch: batch, labels: .hard([0, 4])).gradients
+        let observed = ObservedGradient(tensors: target.indices.map { projections[$0]?.project(target[$0]) ?? target[$0] },
+                                        projections: projections)
+        Self.checkMatchingLoss(net, distance, observed: observed, batch: batch, seed: 83, epsilon: 3e-3, floor: 1e-5, tolerance: 1e-2)
     }
 
     /// The mirror computes the same parameter gradient as the project's `Classifier`.
@@ -168,6 +231,18 @@ func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Doub
             let along = (loss(axpy(x, e, u)) - loss(axpy(x, -e, u))) / Double(2 * e)
             #expect(abs(along) > 1e-5)
             #expect(abs(dot(value.inputDerivative, u) - along) < 2e-2 * abs(along), "\(distance): \(dot(value.inputDerivative, u)) vs \(along)")
+        }
+    }
+
+    /// The DLG paper's network (strided convolutions, sigmoids, linear head), small images.
+    @Test func sigmoidLeNetMatchingLossDerivative() throws {
+        let net = try SigmoidLeNet.make(channels: 1, size: 12, classes: 10, seed: 6)
+        #expect(net.layers.contains { $0 is SigmoidLayer })
+        let batch = 2
+        let target = net.gradients(input: random(batch * net.inputSize, seed: 40), batch: batch, labels: .hard([2, 9])).gradients
+        for distance in [GradientDistance.squaredEuclidean, .cosine] {
+            Self.checkMatchingLoss(net, distance, observed: ObservedGradient(tensors: target), batch: batch, seed: 41,
+                                   epsilon: 1e-3, floor: 1e-5, tolerance: 2e-2)
         }
     }
 

@@ -1,10 +1,17 @@
 /// The sizes of one convolution on a channel-major `[C, B, H, W]` input.
-struct ConvolutionGeometry {
-    let channels: Int, batch: Int, height: Int, width: Int
-    let kernel: Int, stride: Int, padding: Int
-    let outHeight: Int, outWidth: Int
-    var plane: Int { height * width }
-    var outPlane: Int { outHeight * outWidth }
+public struct ConvolutionGeometry: Sendable {
+    public let channels: Int, batch: Int, height: Int, width: Int
+    public let kernel: Int, stride: Int, padding: Int
+    public let outHeight: Int, outWidth: Int
+    public var plane: Int { height * width }
+    public var outPlane: Int { outHeight * outWidth }
+
+    public init(channels: Int, batch: Int, height: Int, width: Int, kernel: Int, stride: Int, padding: Int,
+                outHeight: Int, outWidth: Int) {
+        self.channels = channels; self.batch = batch; self.height = height; self.width = width
+        self.kernel = kernel; self.stride = stride; self.padding = padding
+        self.outHeight = outHeight; self.outWidth = outWidth
+    }
 
     /// The output columns x' whose input column x'·s − p + kx lies inside the image.
     @inline(__always)
@@ -23,8 +30,8 @@ struct ConvolutionGeometry {
 /// `col` row `(c, ky, kx)` holds, for each image b of the block and output pixel (y', x'),
 /// the input value at (y'·s − p + ky, x'·s − p + kx), zero outside the image. Rows of
 /// different channels are independent, so both directions split the channels over threads.
-enum Im2col {
-    static func gather(_ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, firstImage: Int, images: Int,
+public enum Im2col {
+    public static func gather(_ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, firstImage: Int, images: Int,
                        into col: UnsafeMutablePointer<Float>, threads: Int) {
         let shared = SharedPointer(col), source = SharedPointer(x)
         parallelRanges(g.channels, threads: threads) { channels in
@@ -64,7 +71,7 @@ enum Im2col {
     }
 
     /// `∂x += col2im(∂col)`: each patch entry is added back to the input pixel it was copied from.
-    static func scatterAdd(_ col: UnsafeMutablePointer<Float>, _ g: ConvolutionGeometry, firstImage: Int,
+    public static func scatterAdd(_ col: UnsafeMutablePointer<Float>, _ g: ConvolutionGeometry, firstImage: Int,
                            images: Int, into dx: UnsafeMutablePointer<Float>, threads: Int) {
         let source = SharedPointer(col), shared = SharedPointer(dx)
         parallelRanges(g.channels, threads: threads) { channels in

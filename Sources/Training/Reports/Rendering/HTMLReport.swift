@@ -91,8 +91,8 @@ public struct HTMLReport: Sendable {
 
 extension HTMLReport {
     /// The start of a self-contained report page up to its heading: the title, and the one
-    /// stylesheet every report of this module uses (tables, captions, figures, notes).
-    static func pageStart(title: String) -> String {
+    /// stylesheet every HTML report of the project uses (tables, captions, figures, notes).
+    public static func pageStart(title: String) -> String {
         let esc = TextFormatting.html
         return """
         <!DOCTYPE html>
