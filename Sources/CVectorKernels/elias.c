@@ -13,7 +13,7 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 
 // PositionedBits.append: the low `bits` (≤ 56) bits of `value` at the stream's end.
-static inline void append(qsgd_elias_stream *s, uint64_t value, int bits, unsigned char *base) {
+static inline __attribute__((always_inline)) void append(qsgd_elias_stream *s, uint64_t value, int bits, unsigned char *base) {
     uint64_t mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
     uint64_t pending = s->pending | (value & mask) << (s->bit & 7);
     memcpy(base + (s->bit >> 3), &pending, 8);  // little-endian
@@ -24,14 +24,14 @@ static inline void append(qsgd_elias_stream *s, uint64_t value, int bits, unsign
 }
 
 // γ(k) for 1 ≤ k < 2³², as two appends of at most 32 bits.
-AVX2 static inline void append_gamma(qsgd_elias_stream *s, uint64_t k, unsigned char *base) {
+AVX2 static inline __attribute__((always_inline)) void append_gamma(qsgd_elias_stream *s, uint64_t k, unsigned char *base) {
     int z = 63 - (int)__builtin_clzll(k);
     append(s, 0, z, base);
     append(s, ((k ^ (1ull << z)) << 1) | 1, z + 1, base);
 }
 
 // One element, whatever its code lengths.
-AVX2 static inline void append_element(qsgd_elias_stream *s, uint32_t w, long long position, unsigned char *base) {
+AVX2 static inline __attribute__((always_inline)) void append_element(qsgd_elias_stream *s, uint32_t w, long long position, unsigned char *base) {
     uint32_t level = w & 0x7FFFFFFF;
     if (level == 0) return;
     append_gamma(s, (uint64_t)(position - s->last), base);

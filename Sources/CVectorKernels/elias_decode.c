@@ -4,8 +4,9 @@
 // Decoding a variable-length stream is a serial chain through the bit position: the next code's
 // start is known only once this code's length is. Everything else is kept off that chain:
 // - the two streams are read in lockstep, so two independent chains overlap in the CPU;
-// - a nonzero is only parsed, and its level stored at its stream position in a dense buffer
-//   (one byte per element for s ≤ 127): no float work and no bucket bookkeeping per nonzero;
+// - a nonzero is only parsed (a short one by one table load), and its level stored at its stream
+//   position in a dense buffer (one byte per element for s ≤ 127): no float work and no bucket
+//   bookkeeping per nonzero;
 // - only when both streams have been read and checked, one vectorizable pass multiplies the
 //   buffers by the buckets' units and adds them to the output. A corrupt message therefore
 //   throws before the output is touched, and the caller needs no copy of it to restore.
@@ -69,13 +70,15 @@ static inline __attribute__((always_inline)) void window(const struct stream *s,
     *w = bits >> skip;
 }
 
-// Reads the next nonzero's γ(gap), sign and γ(level) from the window (w, valid), which holds the
-// bits at s->bit and is advanced past them, into s->last and s->word; codes that do not fit the
-// window are read bit by bit and the window is loaded again after them. Returns 0 or the fault
-// (then `fault` says where).
-static inline __attribute__((always_inline)) int read_nonzero(struct stream *s, uint64_t *w, int *valid, uint64_t levels,
-                                                               int k, qsgd_elias_fault *fault) {
-    uint64_t bits = *w, gap, level;
+// Reads the next nonzero's γ(gap), sign and γ(level) at s->bit into s->bit, s->last and
+// s->word: from one window when they fit in it, else bit by bit. Returns 0 or the fault (then
+// `fault` says where). Out of line and without pointers to the caller's locals: it serves the
+// codes the table does not hold, and inlined, or given the window by address, it took the table
+// loop's registers, whose state then lived on the stack.
+static __attribute__((noinline)) int read_nonzero(struct stream *s, uint64_t levels, int k, qsgd_elias_fault *fault) {
+    uint64_t bits, gap, level;
+    int valid;
+    window(s, &bits, &valid);
     // The three fields at once when they fit in the window (z1 < 31 keeps every shift < 64; the
     // OR keeps count-trailing-zeros defined for an empty window).
     int z1 = __builtin_ctzll(bits | HIGH_BIT);
@@ -84,13 +87,11 @@ static inline __attribute__((always_inline)) int read_nonzero(struct stream *s, 
     int z2 = __builtin_ctzll(after | HIGH_BIT);
     int total = l1 + 2 + 2 * z2;
     unsigned negative;
-    if (z1 < 31 && total <= *valid) {
+    if (z1 < 31 && total <= valid) {
         gap = ((bits >> (z1 + 1)) & ((1ull << z1) - 1)) | (1ull << z1);
         negative = (unsigned)(bits >> l1) & 1;
         level = ((after >> (z2 + 1)) & ((1ull << z2) - 1)) | (1ull << z2);
         s->bit += (uint64_t)total;
-        *w = bits >> total;
-        *valid -= total;
     } else {
         uint64_t p = s->bit;
         int r = read_gamma(s, &p, &gap);
@@ -98,7 +99,6 @@ static inline __attribute__((always_inline)) int read_nonzero(struct stream *s, 
         if (r == 0) { negative = bit_at(s->bytes, p++); r = read_gamma(s, &p, &level); }
         if (r != 0) { fault->stream = k; fault->position = s->last; fault->value = 0; return r; }
         s->bit = p;
-        window(s, w, valid);
     }
     if (level > levels) { fault->stream = k; fault->position = s->last; fault->value = level; return QSGD_ELIAS_LEVEL_ABOVE_S; }
     // The new position last + gap must be a position of the stream (unsigned: gap may be ~2⁶⁴).
@@ -108,41 +108,118 @@ static inline __attribute__((always_inline)) int read_nonzero(struct stream *s, 
     }
     s->last += (int64_t)gap;
     s->word = (uint32_t)level | negative << 31;
-    s->left--;
     return 0;
 }
 
-// Stores the level just read by read_nonzero (at s->last, `gap` after the previous one) into the
-// dense buffer of 1- or 4-byte entries, with zeros over the positions skipped. The buffer has 8
-// entries of slack past the stream's end, so a short gap is filled with one fixed-size store.
-static inline __attribute__((always_inline)) void store_level(const struct stream *s, uint64_t gap, int wide, void *buffer) {
+// Stores `entry` (ζ | sign << 31, or for 1-byte entries ζ | sign << 7) at position `last`, `gap`
+// after the previous nonzero, into the dense buffer, with zeros over the positions skipped. The
+// buffer has 8 entries of slack past the stream's end, so a short gap is filled with one
+// fixed-size store.
+static inline __attribute__((always_inline)) void store_level(int64_t last, uint64_t gap, uint32_t entry, int wide, void *buffer) {
     static const uint32_t zeros[8] = {0};
-    uint64_t first = (uint64_t)s->last - gap + 1;  // the first position skipped
+    uint64_t first = (uint64_t)last - gap + 1;  // the first position skipped
     if (wide) {
         uint32_t *b = buffer;
         if (gap <= 8) memcpy(b + first, zeros, sizeof zeros); else memset(b + first, 0, (size_t)(gap - 1) * 4);
-        b[s->last] = s->word;
+        b[last] = entry;
     } else {
         unsigned char *b = buffer;
         if (gap <= 8) memcpy(b + first, zeros, 8); else memset(b + first, 0, (size_t)(gap - 1));
-        b[s->last] = (unsigned char)((s->word & 0x7F) | (s->word >> 24 & 0x80));
+        b[last] = (unsigned char)entry;
     }
 }
 
-// Reads and stores `count` (≤ 4) nonzeros of stream s from one window load: four short codes
-// (~5 bits each for s = 64) fit its 56+ bits, so the load leaves the bit-position chain for
-// three of them. Returns 0 or the fault.
-static inline __attribute__((always_inline)) int read_nonzeros(struct stream *s, int count, uint64_t levels, int k, int wide,
-                                                                void *buffer, qsgd_elias_fault *fault) {
-    uint64_t w;
-    int valid;
-    window(s, &w, &valid);
-    for (int t = 0; t < count; t++) {
-        int64_t before = s->last;
-        int r = read_nonzero(s, &w, &valid, levels, k, fault);
-        if (r) return r;
-        store_level(s, (uint64_t)(s->last - before), wide, buffer);
+// Short codes by table: entry x (the next 12 bits) describes the nonzero whose γ(gap), sign and
+// γ(level) fit in x with a gap of at most 8, as its length (bits 0–6), gap (bits 8–11) and
+// level byte ζ | sign << 7 (bits 16–23); otherwise, or when ζ > s, its length is NO_ENTRY and
+// the nonzero is read by read_nonzero. With s = 64 on Gaussian gradients nearly every nonzero is
+// 3–9 bits with a gap of 1–3.
+#define TABLE_BITS 12
+#define NO_ENTRY 127
+#define TABLE_GAP 8
+
+static void fill_table(uint32_t *table, uint64_t levels) {
+    for (uint32_t x = 0; x < 1u << TABLE_BITS; x++) {
+        table[x] = NO_ENTRY;
+        if (x == 0) continue;
+        int z1 = __builtin_ctz(x), l1 = 2 * z1 + 1;
+        if (l1 + 2 > TABLE_BITS) continue;
+        uint32_t after = x >> (l1 + 1);
+        if (after == 0) continue;
+        int z2 = __builtin_ctz(after), total = l1 + 2 + 2 * z2;
+        if (total > TABLE_BITS) continue;
+        uint32_t gap = ((x >> (z1 + 1)) & ((1u << z1) - 1)) | (1u << z1);
+        uint32_t level = ((after >> (z2 + 1)) & ((1u << z2) - 1)) | (1u << z2);
+        if (level > levels || gap > TABLE_GAP) continue;
+        table[x] = (uint32_t)total | gap << 8 | (level | ((x >> l1) & 1) << 7) << 16;
     }
+}
+
+// Entries of slack past each stream's end in the dense buffers: a step of four table entries
+// may run 4·8 positions past it before its one check, and a zero store covers 8 more.
+#define SLACK 64
+
+// Reads and stores `count` (≤ 4) nonzeros of stream s from one window load: four short codes fit
+// its 56+ bits, so the load leaves the bit-position chain for three of them, a short code's
+// fields are one table load, and the positions are checked against the stream's end once per
+// step (they only grow). The stream's state is copied to locals so that it stays in registers.
+// Returns 0 or the fault.
+static inline __attribute__((always_inline)) int read_nonzeros(struct stream *s, int count, uint64_t levels, int k, int wide,
+                                                                void *buffer, const uint32_t *table, qsgd_elias_fault *fault) {
+    static const uint32_t zeros[TABLE_GAP] = {0};
+    uint64_t w, bit = s->bit;
+    int valid, start;
+    int64_t last = s->last, before = last, elements = (int64_t)s->elements;
+    window(s, &w, &valid);
+    start = valid;
+    for (int t = 0; t < count; t++) {
+        uint32_t e = table[w & ((1u << TABLE_BITS) - 1)];
+        int length = (int)(e & 127);
+        if (__builtin_expect(length <= valid, 1)) {
+            w >>= length;
+            valid -= length;
+            // Zeros over the positions skipped (gap ≤ 8), then the level.
+            if (wide) memcpy((uint32_t *)buffer + last + 1, zeros, sizeof zeros);
+            else memcpy((unsigned char *)buffer + last + 1, zeros, TABLE_GAP);
+            last += (int64_t)(e >> 8 & 15);
+            uint32_t byte = e >> 16;
+            if (wide) ((uint32_t *)buffer)[last] = (byte & 0x7F) | (byte & 0x80) << 24;
+            else ((unsigned char *)buffer)[last] = (unsigned char)byte;
+        } else {
+            if (last >= elements) break;  // the check below reports it
+            s->bit = bit + (uint64_t)(start - valid);
+            s->last = last;
+            int r = read_nonzero(s, levels, k, fault);
+            if (r) return r;
+            store_level(s->last, (uint64_t)(s->last - last), wide ? s->word : (s->word & 0x7F) | (s->word >> 24 & 0x80), wide, buffer);
+            last = s->last;
+            bit = s->bit;
+            window(s, &w, &valid);
+            start = valid;
+        }
+    }
+    if (last >= elements) {
+        fault->stream = k; fault->position = before; fault->value = (uint64_t)(last - before);
+        return QSGD_ELIAS_GAP_BEYOND_TENSOR;
+    }
+    s->bit = bit + (uint64_t)(start - valid);
+    s->last = last;
+    s->left -= (size_t)count;
+    return 0;
+}
+
+// Both streams, in lockstep four nonzeros of each per step while both have that many left, then
+// the rest of each. Returns 0 or the fault.
+static inline __attribute__((always_inline)) int read_streams(struct stream *s0, struct stream *s1, uint64_t levels, int wide,
+                                                               void *buffer0, void *buffer1, const uint32_t *table,
+                                                               qsgd_elias_fault *fault) {
+    int r;
+    while (s0->left >= 4 && s1->left >= 4) {
+        if ((r = read_nonzeros(s0, 4, levels, 0, wide, buffer0, table, fault))) return r;
+        if ((r = read_nonzeros(s1, 4, levels, 1, wide, buffer1, table, fault))) return r;
+    }
+    while (s0->left) if ((r = read_nonzeros(s0, 1, levels, 0, wide, buffer0, table, fault))) return r;
+    while (s1->left) if ((r = read_nonzeros(s1, 1, levels, 1, wide, buffer1, table, fault))) return r;
     return 0;
 }
 
@@ -208,15 +285,13 @@ int qsgd_elias_decode(const unsigned char *stream0, size_t bytes0, size_t nonzer
     struct stream s1 = {stream1, bytes1, 0, nonzeros1, qsgd_elias_stream_elements(n, bucket, 1), -1, 0};
     int wide = levels > 127, r;
     void *buffer0 = scratch;
-    void *buffer1 = (unsigned char *)scratch + (s0.elements + 8) * (wide ? 4 : 1);
-    // The streams in lockstep, four nonzeros of each per step, while both have that many left;
-    // then the rest of each.
-    while (s0.left >= 4 && s1.left >= 4) {
-        if ((r = read_nonzeros(&s0, 4, levels, 0, wide, buffer0, fault))) return r;
-        if ((r = read_nonzeros(&s1, 4, levels, 1, wide, buffer1, fault))) return r;
-    }
-    while (s0.left) if ((r = read_nonzeros(&s0, 1, levels, 0, wide, buffer0, fault))) return r;
-    while (s1.left) if ((r = read_nonzeros(&s1, 1, levels, 1, wide, buffer1, fault))) return r;
+    void *buffer1 = (unsigned char *)scratch + (s0.elements + SLACK) * (wide ? 4 : 1);
+    uint32_t table[1 << TABLE_BITS];
+    fill_table(table, levels);
+    // Two copies of the loop, with the entry width a constant in each.
+    r = wide ? read_streams(&s0, &s1, levels, 1, buffer0, buffer1, table, fault)
+             : read_streams(&s0, &s1, levels, 0, buffer0, buffer1, table, fault);
+    if (r) return r;
     struct stream *streams[2] = {&s0, &s1};
     for (int k = 0; k < 2; k++) {
         const struct stream *s = streams[k];

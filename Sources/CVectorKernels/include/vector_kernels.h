@@ -108,7 +108,7 @@ typedef struct {
 /// element i the gaps lead to and its bucket b; elements without a code are left as they are.
 /// Every read is checked against `bytesₖ`, and nothing is added before both streams are read
 /// and checked: on a fault the function returns its kind (the enum above) with `fault` filled
-/// and `out` untouched. `scratch` holds (E₀ + E₁ + 16)·w bytes, Eₖ = the elements of stream k
+/// and `out` untouched. `scratch` holds (E₀ + E₁ + 128)·w bytes, Eₖ = the elements of stream k
 /// (`qsgd_elias_stream_elements`), w = 1 for s ≤ 127, else 4. Returns 0 when both streams
 /// decoded and ended in zero padding.
 int qsgd_elias_decode(const unsigned char *stream0, size_t bytes0, size_t nonzeros0,

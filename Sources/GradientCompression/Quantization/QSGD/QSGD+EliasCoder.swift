@@ -69,7 +69,7 @@ extension QSGD {
                      units: [Float], into out: UnsafeMutablePointer<Float>) throws {
         var fault = qsgd_elias_fault()
         // The dense level buffers of both streams, 1 byte per element for s ≤ 127, else 4.
-        let scratch = UnsafeMutableRawPointer.allocate(byteCount: (n + 16) * (levels <= 127 ? 1 : 4), alignment: 64)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: (n + 128) * (levels <= 127 ? 1 : 4), alignment: 64)
         defer { scratch.deallocate() }
         let status = units.withUnsafeBufferPointer { u in
             qsgd_elias_decode(streams.0.baseAddress?.assumingMemoryBound(to: UInt8.self), streams.0.count, nonzeros.0,
