@@ -223,33 +223,25 @@ static inline __attribute__((always_inline)) int read_streams(struct stream *s0,
     return 0;
 }
 
-// o[j] += ±((unit · ζ) · undo) for the level words or bytes (ζ | sign in the top bit) of `count`
-// elements. A zero entry adds −0, which leaves every value as it is (+0 stays +0). Separate loops
-// per entry width, so that each vectorizes.
+// ±((unit · ζ) · undo) for level ζ and sign bit `sign` (0 or 1 << 31); −0 for ζ = 0, which
+// added leaves every value as it is (+0 stays +0).
+static inline __attribute__((always_inline)) float decoded(uint32_t level, uint32_t sign, float unit, float undo) {
+    float magnitude = (unit * (float)(int32_t)level) * undo, value;
+    uint32_t bits;
+    memcpy(&bits, &magnitude, 4);
+    bits = level == 0 ? 0x80000000u : bits ^ sign;
+    memcpy(&value, &bits, 4);
+    return value;
+}
+
+// o[j] += the decoded level words or bytes (ζ | sign in the top bit) of `count` elements; one
+// loop per entry width, so that each vectorizes.
 static void add_words(const uint32_t *words, size_t count, float unit, float undo, float *o) {
-    for (size_t j = 0; j < count; j++) {
-        uint32_t level = words[j] & 0x7FFFFFFFu, sign = words[j] & 0x80000000u;
-        float magnitude = (unit * (float)(int32_t)level) * undo;
-        uint32_t bits;
-        memcpy(&bits, &magnitude, 4);
-        bits = level == 0 ? 0x80000000u : bits ^ sign;
-        float value;
-        memcpy(&value, &bits, 4);
-        o[j] += value;
-    }
+    for (size_t j = 0; j < count; j++) o[j] += decoded(words[j] & 0x7FFFFFFFu, words[j] & 0x80000000u, unit, undo);
 }
 
 static void add_bytes(const unsigned char *bytes, size_t count, float unit, float undo, float *o) {
-    for (size_t j = 0; j < count; j++) {
-        uint32_t level = bytes[j] & 0x7Fu, sign = (uint32_t)(bytes[j] & 0x80u) << 24;
-        float magnitude = (unit * (float)(int32_t)level) * undo;
-        uint32_t bits;
-        memcpy(&bits, &magnitude, 4);
-        bits = level == 0 ? 0x80000000u : bits ^ sign;
-        float value;
-        memcpy(&value, &bits, 4);
-        o[j] += value;
-    }
+    for (size_t j = 0; j < count; j++) o[j] += decoded(bytes[j] & 0x7Fu, (uint32_t)(bytes[j] & 0x80u) << 24, unit, undo);
 }
 
 // out[index of stream k's position q] += the decoded entry q, for every position of the stream.
