@@ -13,7 +13,7 @@
 #define AVX2 __attribute__((target("avx2,fma")))
 
 // PositionedBits.append: the low `bits` (≤ 56) bits of `value` at the stream's end.
-static inline __attribute__((always_inline)) void append(qsgd_elias_stream *s, uint64_t value, int bits, unsigned char *base) {
+static inline void append(qsgd_elias_stream *s, uint64_t value, int bits, unsigned char *base) {
     uint64_t mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
     uint64_t pending = s->pending | (value & mask) << (s->bit & 7);
     memcpy(base + (s->bit >> 3), &pending, 8);  // little-endian
@@ -24,14 +24,14 @@ static inline __attribute__((always_inline)) void append(qsgd_elias_stream *s, u
 }
 
 // γ(k) for 1 ≤ k < 2³², as two appends of at most 32 bits.
-AVX2 static inline __attribute__((always_inline)) void append_gamma(qsgd_elias_stream *s, uint64_t k, unsigned char *base) {
+AVX2 static inline void append_gamma(qsgd_elias_stream *s, uint64_t k, unsigned char *base) {
     int z = 63 - (int)__builtin_clzll(k);
     append(s, 0, z, base);
     append(s, ((k ^ (1ull << z)) << 1) | 1, z + 1, base);
 }
 
 // One element, whatever its code lengths.
-AVX2 static inline __attribute__((always_inline)) void append_element(qsgd_elias_stream *s, uint32_t w, long long position, unsigned char *base) {
+AVX2 static inline void append_element(qsgd_elias_stream *s, uint32_t w, long long position, unsigned char *base) {
     uint32_t level = w & 0x7FFFFFFF;
     if (level == 0) return;
     append_gamma(s, (uint64_t)(position - s->last), base);
@@ -104,24 +104,31 @@ AVX2 size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long lon
         __m256i code = _mm256_or_si256(gamma_field(gap, zg), _mm256_sllv_epi32(sign, lengthG));
         code = _mm256_or_si256(code, _mm256_sllv_epi32(gamma_field(safeLevel, zl), _mm256_add_epi32(lengthG, one)));
         code = _mm256_and_si256(code, nonzero);
-        // Each half of four codes joined into one 64-bit field: exclusive prefix sums of the
-        // lengths within each 128-bit lane give each code's offset in its half.
-        __m256i sum = _mm256_add_epi32(length, _mm256_slli_si256(length, 4));
-        sum = _mm256_add_epi32(sum, _mm256_slli_si256(sum, 8));
-        int lowTotal = _mm256_extract_epi32(sum, 3), highTotal = _mm256_extract_epi32(sum, 7);
+        // Exclusive prefix sums of the lengths within each 128-bit half (each code's offset in its
+        // half of four joined), and across both (each code's offset in the eight joined).
+        __m256i half = _mm256_add_epi32(length, _mm256_slli_si256(length, 4));
+        half = _mm256_add_epi32(half, _mm256_slli_si256(half, 8));
+        int lowTotal = _mm256_extract_epi32(half, 3), highTotal = _mm256_extract_epi32(half, 7);
+        __m256i sum = _mm256_add_epi32(half, _mm256_blend_epi32(zero, _mm256_set1_epi32(lowTotal), 0xF0));
+        int total = lowTotal + highTotal;
         if (lowTotal > 56 || highTotal > 56) {
             uint32_t codes[8], lengths[8];
             _mm256_storeu_si256((__m256i *)codes, code);
             _mm256_storeu_si256((__m256i *)lengths, length);
             for (int l = 0; l < 8; l++) append(&s, codes[l], (int)lengths[l], base);
         } else {
-            __m256i offset = _mm256_sub_epi32(sum, length);
+            // One append of the eight codes joined when they fit 56 bits, else one per half.
+            __m256i offset = _mm256_sub_epi32(total <= 56 ? sum : half, length);
             __m256i low = _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(code)),
                                             _mm256_cvtepu32_epi64(_mm256_castsi256_si128(offset)));
             __m256i high = _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(code, 1)),
                                              _mm256_cvtepu32_epi64(_mm256_extracti128_si256(offset, 1)));
-            append(&s, or_lanes(low), lowTotal, base);
-            append(&s, or_lanes(high), highTotal, base);
+            if (total <= 56) {
+                append(&s, or_lanes(_mm256_or_si256(low, high)), total, base);
+            } else {
+                append(&s, or_lanes(low), lowTotal, base);
+                append(&s, or_lanes(high), highTotal, base);
+            }
         }
         s.last = last;
     }

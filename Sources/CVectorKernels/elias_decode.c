@@ -235,13 +235,29 @@ static inline __attribute__((always_inline)) float decoded(uint32_t level, uint3
 }
 
 // o[j] += the decoded level words or bytes (ζ | sign in the top bit) of `count` elements; one
-// loop per entry width, so that each vectorizes.
+// loop per entry width, so that each vectorizes. Blocks of 16 zero entries are skipped (adding
+// −0 changes nothing), so that a sparse stream does not pay a pass over the output.
 static void add_words(const uint32_t *words, size_t count, float unit, float undo, float *o) {
-    for (size_t j = 0; j < count; j++) o[j] += decoded(words[j] & 0x7FFFFFFFu, words[j] & 0x80000000u, unit, undo);
+    size_t j = 0;
+    for (; j + 16 <= count; j += 16) {
+        uint64_t any = 0, part;
+        for (int t = 0; t < 8; t++) { memcpy(&part, words + j + 2 * t, 8); any |= part; }
+        if (any == 0) continue;
+        for (int t = 0; t < 16; t++) o[j + t] += decoded(words[j + t] & 0x7FFFFFFFu, words[j + t] & 0x80000000u, unit, undo);
+    }
+    for (; j < count; j++) o[j] += decoded(words[j] & 0x7FFFFFFFu, words[j] & 0x80000000u, unit, undo);
 }
 
 static void add_bytes(const unsigned char *bytes, size_t count, float unit, float undo, float *o) {
-    for (size_t j = 0; j < count; j++) o[j] += decoded(bytes[j] & 0x7Fu, (uint32_t)(bytes[j] & 0x80u) << 24, unit, undo);
+    size_t j = 0;
+    for (; j + 16 <= count; j += 16) {
+        uint64_t low, high;
+        memcpy(&low, bytes + j, 8);
+        memcpy(&high, bytes + j + 8, 8);
+        if ((low | high) == 0) continue;
+        for (int t = 0; t < 16; t++) o[j + t] += decoded(bytes[j + t] & 0x7Fu, (uint32_t)(bytes[j + t] & 0x80u) << 24, unit, undo);
+    }
+    for (; j < count; j++) o[j] += decoded(bytes[j] & 0x7Fu, (uint32_t)(bytes[j] & 0x80u) << 24, unit, undo);
 }
 
 // out[index of stream k's position q] += the decoded entry q, for every position of the stream.

@@ -78,8 +78,8 @@ typedef struct {
 /// position start + j) to `stream`: for each nonzero level, γ(position − last), the sign bit,
 /// γ(ζ), least significant bit first — the same bits as the portable Swift encoder. Eight words
 /// per step: gaps from a table of the nonzero mask, code lengths from the float exponent, their
-/// prefix sums in the vector, and two appends, each of four codes joined in a register (element
-/// by element when four exceed 56 bits). Needs start + count ≤ 2³⁰ and the stream's buffer to
+/// prefix sums in the vector, and one append of the eight codes joined in a register (two of four
+/// when eight exceed 56 bits, element by element when four do). Needs start + count ≤ 2³⁰ and the stream's buffer to
 /// have 8 writable bytes past its last code. Returns the count of nonzero levels.
 size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long long start, qsgd_elias_stream *stream,
                               unsigned char *base);
