@@ -89,13 +89,13 @@ enum {
     QSGD_ELIAS_TRUNCATED = 1,          ///< the stream ends inside a code
     QSGD_ELIAS_CODE_TOO_LONG = 2,      ///< a gamma code with more than 63 leading zeros
     QSGD_ELIAS_LEVEL_ABOVE_S = 3,      ///< a level above s (`value`)
-    QSGD_ELIAS_GAP_BEYOND_TENSOR = 4,  ///< a gap (`value`) past the stream's last position
+    QSGD_ELIAS_GAP_BEYOND_TENSOR = 4,  ///< a nonzero `value` positions on, past the stream's end
     QSGD_ELIAS_TRAILING_BITS = 5,      ///< `value` ≥ 8 bits left after the last code
     QSGD_ELIAS_NONZERO_PADDING = 6,    ///< the last byte's padding bits are not zero
 };
 
-/// Where `qsgd_elias_decode` found a fault: the stream, the position of its last nonzero read
-/// before it (−1: none), and the offending gap, level or bit count.
+/// Where `qsgd_elias_decode` found a fault: the stream, the position of a nonzero read before it
+/// (−1: none), and the offending level, distance from that position, or bit count.
 typedef struct {
     int stream;
     long long position;

@@ -83,7 +83,7 @@ extension QSGD {
         case Int(QSGD_ELIAS_TRUNCATED): problem = "ends inside a code"
         case Int(QSGD_ELIAS_CODE_TOO_LONG): problem = "has a code with more than 63 zero bits (no 64-bit value)"
         case Int(QSGD_ELIAS_LEVEL_ABOVE_S): problem = "has level \(fault.value) > s = \(levels)"
-        case Int(QSGD_ELIAS_GAP_BEYOND_TENSOR): problem = "has a gap of \(fault.value) that lies beyond the tensor"
+        case Int(QSGD_ELIAS_GAP_BEYOND_TENSOR): problem = "has a nonzero \(fault.value) positions on, beyond the tensor"
         case Int(QSGD_ELIAS_TRAILING_BITS): problem = "has \(fault.value) unread bits after its last code"
         default: problem = "has nonzero padding bits"
         }
