@@ -66,6 +66,12 @@ AVX2 static inline __m256i gamma_field(__m256i x, __m256i z) {
     return _mm256_or_si256(_mm256_sllv_epi32(_mm256_sub_epi32(x, top), _mm256_add_epi32(z, one)), top);
 }
 
+// The OR of the four 64-bit lanes.
+AVX2 static inline uint64_t or_lanes(__m256i x) {
+    __m128i half = _mm_or_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+    return (uint64_t)_mm_cvtsi128_si64(_mm_or_si128(half, _mm_unpackhi_epi64(half, half)));
+}
+
 AVX2 size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long long start, qsgd_elias_stream *stream,
                                    unsigned char *base) {
     qsgd_elias_stream s = *stream;
@@ -98,27 +104,31 @@ AVX2 size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long lon
         __m256i code = _mm256_or_si256(gamma_field(gap, zg), _mm256_sllv_epi32(sign, lengthG));
         code = _mm256_or_si256(code, _mm256_sllv_epi32(gamma_field(safeLevel, zl), _mm256_add_epi32(lengthG, one)));
         code = _mm256_and_si256(code, nonzero);
-        // Exclusive prefix sums of the lengths: each element's offset in the eight codes joined.
-        __m256i sum = _mm256_add_epi32(length, _mm256_slli_si256(length, 4));
-        sum = _mm256_add_epi32(sum, _mm256_slli_si256(sum, 8));
-        __m256i lowTotal = _mm256_permutevar8x32_epi32(sum, _mm256_setr_epi32(7, 7, 7, 7, 3, 3, 3, 3));
-        sum = _mm256_add_epi32(sum, _mm256_blend_epi32(zero, lowTotal, 0xF0));
-        int total = _mm256_extract_epi32(sum, 7);
-        if (total > 56) {
+        // Exclusive prefix sums of the lengths within each 128-bit half (each code's offset in its
+        // half of four joined), and across both (each code's offset in the eight joined).
+        __m256i half = _mm256_add_epi32(length, _mm256_slli_si256(length, 4));
+        half = _mm256_add_epi32(half, _mm256_slli_si256(half, 8));
+        int lowTotal = _mm256_extract_epi32(half, 3), highTotal = _mm256_extract_epi32(half, 7);
+        __m256i sum = _mm256_add_epi32(half, _mm256_blend_epi32(zero, _mm256_set1_epi32(lowTotal), 0xF0));
+        int total = lowTotal + highTotal;
+        if (lowTotal > 56 || highTotal > 56) {
             uint32_t codes[8], lengths[8];
             _mm256_storeu_si256((__m256i *)codes, code);
             _mm256_storeu_si256((__m256i *)lengths, length);
             for (int l = 0; l < 8; l++) append(&s, codes[l], (int)lengths[l], base);
         } else {
-            __m256i offset = _mm256_sub_epi32(sum, length);
+            // One append of the eight codes joined when they fit 56 bits, else one per half.
+            __m256i offset = _mm256_sub_epi32(total <= 56 ? sum : half, length);
             __m256i low = _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(code)),
                                             _mm256_cvtepu32_epi64(_mm256_castsi256_si128(offset)));
             __m256i high = _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(code, 1)),
                                              _mm256_cvtepu32_epi64(_mm256_extracti128_si256(offset, 1)));
-            __m256i joined = _mm256_or_si256(low, high);
-            __m128i half = _mm_or_si128(_mm256_castsi256_si128(joined), _mm256_extracti128_si256(joined, 1));
-            uint64_t value = (uint64_t)_mm_cvtsi128_si64(_mm_or_si128(half, _mm_unpackhi_epi64(half, half)));
-            append(&s, value, total, base);
+            if (total <= 56) {
+                append(&s, or_lanes(_mm256_or_si256(low, high)), total, base);
+            } else {
+                append(&s, or_lanes(low), lowTotal, base);
+                append(&s, or_lanes(high), highTotal, base);
+            }
         }
         s.last = last;
     }

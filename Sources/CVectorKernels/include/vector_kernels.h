@@ -1,5 +1,6 @@
 // Kernels that need AVX2 and FMA: the tall-skinny products of PowerSGD (LinearAlgebra's
-// `TallSkinny`) and the bit packing of the sign and ternary quantizers.
+// `TallSkinny`) and the bit packing of the sign and ternary quantizers; and QSGD's Elias decoder,
+// plain C for every CPU (its loop is a serial bit-position chain that Swift kept in memory).
 //
 // Swift cannot enable a target feature for one function, and the default x86-64 target has
 // neither AVX2 nor FMA, so these are C compiled with `__attribute__((target("avx2,fma")))`. They
@@ -77,10 +78,46 @@ typedef struct {
 /// position start + j) to `stream`: for each nonzero level, γ(position − last), the sign bit,
 /// γ(ζ), least significant bit first — the same bits as the portable Swift encoder. Eight words
 /// per step: gaps from a table of the nonzero mask, code lengths from the float exponent, their
-/// prefix sums in the vector, and one append of the eight codes joined in a register (element
-/// by element when they exceed 56 bits). Needs start + count ≤ 2³⁰ and the stream's buffer to
+/// prefix sums in the vector, and one append of the eight codes joined in a register (two of four
+/// when eight exceed 56 bits, element by element when four do). Needs start + count ≤ 2³⁰ and the stream's buffer to
 /// have 8 writable bytes past its last code. Returns the count of nonzero levels.
 size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long long start, qsgd_elias_stream *stream,
                               unsigned char *base);
+
+/// Why `qsgd_elias_decode` failed (0: it decoded).
+enum {
+    QSGD_ELIAS_TRUNCATED = 1,          ///< the stream ends inside a code
+    QSGD_ELIAS_CODE_TOO_LONG = 2,      ///< a gamma code with more than 63 leading zeros
+    QSGD_ELIAS_LEVEL_ABOVE_S = 3,      ///< a level above s (`value`)
+    QSGD_ELIAS_GAP_BEYOND_TENSOR = 4,  ///< a nonzero `value` positions on, past the stream's end
+    QSGD_ELIAS_TRAILING_BITS = 5,      ///< `value` ≥ 8 bits left after the last code
+    QSGD_ELIAS_NONZERO_PADDING = 6,    ///< the last byte's padding bits are not zero
+};
+
+/// Where `qsgd_elias_decode` found a fault: the stream, the position of a nonzero read before it
+/// (−1: none), and the offending level, distance from that position, or bit count.
+typedef struct {
+    int stream;
+    long long position;
+    unsigned long long value;
+} qsgd_elias_fault;
+
+/// QSGD's two Elias streams (stream k: buckets k, k + 2, ... of `bucket` elements; n elements in
+/// all) decoded and added into `out`: for each of stream k's `nonzerosₖ` codes γ(gap), sign,
+/// γ(ζ) (least significant bit first), out[i] += ±((units[2b] · ζ) · units[2b + 1]) for the
+/// element i the gaps lead to and its bucket b; elements without a code are left as they are.
+/// Every read is checked against `bytesₖ`, and nothing is added before both streams are read
+/// and checked: on a fault the function returns its kind (the enum above) with `fault` filled
+/// and `out` untouched. `scratch` holds (E₀ + E₁ + 128)·w bytes, Eₖ = the elements of stream k
+/// (`qsgd_elias_stream_elements`), w = 1 for s ≤ 127, else 4. Returns 0 when both streams
+/// decoded and ended in zero padding.
+int qsgd_elias_decode(const unsigned char *stream0, size_t bytes0, size_t nonzeros0,
+                      const unsigned char *stream1, size_t bytes1, size_t nonzeros1,
+                      size_t n, size_t bucket, const float *units, unsigned long long levels,
+                      void *scratch, float *out, qsgd_elias_fault *fault);
+
+/// The elements of QSGD Elias stream k (0 or 1) of an n-element tensor: those of the buckets b
+/// with b % 2 = k.
+size_t qsgd_elias_stream_elements(size_t n, size_t bucket, int k);
 
 #endif

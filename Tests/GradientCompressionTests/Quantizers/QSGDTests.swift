@@ -146,78 +146,85 @@ import TestSupport
     }
 }
 
-/// The fast encoder (vectorized levels and uniforms, two lockstep branch-free Elias writers,
-/// `BitSink`) against a plain bit-serial encoder of the same format written with `BitWriter` and
-/// `EliasGamma.write`, one element at a time.
-@Suite struct QSGDReferenceEncoderTests {
-    static func reference(_ q: QSGD, _ t: Tensor, key: CompressionKey) -> [UInt8] {
-        let v = t.scalars, n = v.count, d = q.bucketSize, buckets = (n + d - 1) / d
-        var fixed = BitWriter()
-        var scales = [Float]()
-        for b in 0..<buckets {
-            let slice = Array(v[b * d ..< min(n, (b + 1) * d)])
-            let scale = q.scaling == .l2 ? slice.withUnsafeBufferPointer { Vector.norm2($0) } : slice.map { abs($0) }.max()!
-            scales.append(scale)
-            fixed.write(UInt64(scale.bitPattern), bits: 32)
-        }
-        var lanes = key.workerLanes(seed: q.seed)
-        // Elias: stream k holds buckets b % 2 == k; positions count that stream's elements.
-        var streams = [BitWriter(), BitWriter()], nonzeros = [0, 0], last = [-1, -1], streamPosition = [0, 0]
-        let s = Float(q.levels)
-        for b in 0..<buckets {
-            let start = b * d, end = min(n, start + d), k = b % 2
-            // A nonzero bucket draws ⌈count/8⌉ steps of the eight lanes, element j taking lane j % 8.
-            var u = [Float]()
-            if scales[b] != 0 { while u.count < end - start { let step = lanes.next(); for l in 0..<8 { u.append(step[l]) } } }
-            for i in start..<end {
-                var level: UInt64 = 0
-                if scales[b] != 0 {
-                    let a = min(abs(v[i]) * (s / scales[b]), s)
-                    let lower = a.rounded(.down)
-                    level = UInt64(min(u[i - start] < a - lower ? lower + 1 : lower, s))
-                }
-                let negative: UInt64 = v[i] < 0 ? 1 : 0
-                fixed.write(level | negative << UInt64(q.levelBits), bits: 1 + q.levelBits)
-                let position = streamPosition[k]
-                streamPosition[k] += 1
-                if level != 0 {
-                    EliasGamma.write(UInt64(position - last[k]), to: &streams[k])
-                    streams[k].write(negative, bits: 1)
-                    EliasGamma.write(level, to: &streams[k])
-                    last[k] = position
-                    nonzeros[k] += 1
-                }
-            }
-        }
-        if q.format == .fixedWidth { return fixed.finish() }
-        let stream0 = streams[0].finish(), stream1 = streams[1].finish()
-        var message = [UInt8]()
-        for word in [UInt32(nonzeros[0]), UInt32(nonzeros[1]), UInt32(stream0.count)] + scales.map(\.bitPattern) {
-            message.appendLittleEndian(word)
-        }
-        return message + stream0 + stream1
-    }
-
-    @Test func fastEncoderWritesTheReferenceBits() throws {
-        // Sizes and levels cover: the level table (s ≤ 255) and the computed codes (s > 255), levels
-        // at and above 2²³ (the large-float path), zero buckets, a tail bucket, and gaps of more
-        // than 2²¹ (codes too long for one 56-bit field).
+/// The fast coders (vectorized levels and uniforms, lockstep Elias writers, the C decoder)
+/// against `QSGDReference`, which writes and reads the same layout element by element.
+@Suite struct QSGDReferenceTests {
+    /// Sizes and levels cover: the level table (s ≤ 255) and the computed codes (s > 255), levels
+    /// at and above 2²³ (the large-float path), zero and tiny buckets, a tail bucket, and gaps of
+    /// more than 2²¹ (codes too long for one 56-bit field).
+    static let cases: [(Tensor, Int, Int, QSGD.Scaling)] = {
         var sparse = Tensor(shape: [(1 << 21) + 3000])
         sparse.scalars[5] = 1; sparse.scalars[(1 << 21) + 2500] = -2; sparse.scalars[(1 << 21) + 2999] = 0.5
-        let cases: [(Tensor, Int, Int, QSGD.Scaling)] = [
-            (normalTensor([5000], seed: 11), 64, 512, .l2), (normalTensor([5000], seed: 12), 1, 100, .l2),
-            (normalTensor([777], seed: 13), 1000, 64, .max), (normalTensor([300], seed: 14), 1 << 24, 7, .max),
-            (normalTensor([300], seed: 15), (1 << 23) + 5, 300, .max), (sparse, 64, 512, .max), (sparse, 300, 4096, .l2),
-        ]
-        for (t, s, d, scaling) in cases {
+        var tiny = normalTensor([4100], seed: 16)
+        for i in 512 ..< 1024 { tiny.scalars[i] *= 0x1p-140 }
+        for i in 1024 ..< 1536 { tiny.scalars[i] = 0 }
+        return [(normalTensor([5000], seed: 11), 64, 512, .l2), (normalTensor([5000], seed: 12), 1, 100, .l2),
+                (normalTensor([777], seed: 13), 1000, 64, .max), (normalTensor([300], seed: 14), 1 << 24, 7, .max),
+                (normalTensor([300], seed: 15), (1 << 23) + 5, 300, .max), (sparse, 64, 512, .max), (sparse, 300, 4096, .l2),
+                (tiny, 64, 512, .l2), (tiny, 5, 512, .max), (normalTensor([20_011], seed: 17), 64, 1, .l2)]
+    }()
+
+    @Test func fastEncoderWritesTheReferenceBits() throws {
+        for (t, s, d, scaling) in Self.cases {
             for format in [QSGD.Format.elias, .fixedWidth] {
                 let q = try QSGD(levels: s, bucketSize: d, scaling: scaling, format: format, seed: 3)
                 let key = CompressionKey(rank: 1, step: 2, tensor: 0)
-                let fast = try q.encode(t, key: key)
-                #expect(fast == Self.reference(q, t, key: key), "\(q.name) on \(t.shape)")
-                let decoded = try q.decode(fast, shape: t.shape, key: key)
-                #expect(decoded.scalars.allSatisfy { $0.isFinite })
+                let expected = try QSGDReference(q: q).encode(t, key: key)
+                #expect(try q.encode(t, key: key) == expected, "\(q.name) on \(t.shape)")
+                if format == .elias {
+                    let portable = try t.withUnsafeBufferPointer { try q.encodeElias($0, key: key, kernel: .portable) }
+                    #expect(portable == expected, "\(q.name) on \(t.shape), portable path")
+                }
             }
         }
+    }
+
+    /// Decoding adds weight × the message to what the output holds, bit for bit as the reference.
+    @Test func fastDecoderAddsTheReferenceSums() throws {
+        for (t, s, d, scaling) in Self.cases {
+            for format in [QSGD.Format.elias, .fixedWidth] {
+                let q = try QSGD(levels: s, bucketSize: d, scaling: scaling, format: format, seed: 3)
+                let key = CompressionKey(rank: 1, step: 2, tensor: 0)
+                let message = try q.encode(t, key: key)
+                var earlier = normalTensor(t.shape, seed: 5).scalars
+                for i in stride(from: 0, to: earlier.count, by: 7) { earlier[i] = i % 2 == 0 ? 0 : -0.0 }
+                let expected = try QSGDReference(q: q).decode(message, weight: 0.5, adding: earlier)
+                var out = earlier
+                try message.withUnsafeBytes { m in
+                    try out.withUnsafeMutableBufferPointer { try q.decode(m, shape: t.shape, key: key, weight: 0.5, accumulatingInto: $0) }
+                }
+                #expect(out.map(\.bitPattern) == expected.map(\.bitPattern), "\(q.name) on \(t.shape)")
+                // Not vacuous: the message moved the sums.
+                #expect(expected.map(\.bitPattern) != earlier.map(\.bitPattern))
+            }
+        }
+    }
+
+    /// Mutated, truncated and extended messages: the fast decoder throws exactly when the
+    /// reference does, and otherwise adds the same values.
+    @Test(arguments: [(64, 16, QSGD.Scaling.l2, QSGD.Format.elias), (1, 8, .max, .elias), (300, 32, .l2, .elias),
+                      (5, 16, .max, .fixedWidth)])
+    func fastDecoderRejectsWhatTheReferenceRejects(levels: Int, bucket: Int, scaling: QSGD.Scaling, format: QSGD.Format) throws {
+        let q = try QSGD(levels: levels, bucketSize: bucket, scaling: scaling, format: format, seed: 2)
+        var t = normalTensor([12, 10], seed: 3)
+        for i in 40 ..< 48 { t.scalars[i] = 0 }
+        let key = CompressionKey(rank: 0, step: 0, tensor: 0)
+        let earlier = normalTensor(t.shape, seed: 23).scalars
+        var agreedThrows = 0, agreedDecodes = 0
+        for m in mutations(of: try q.encode(t, key: key), count: 3000, seed: 29) {
+            let expected = try? QSGDReference(q: q).decode(m, weight: 0.5, adding: earlier)
+            var out = earlier
+            let decoded = (try? m.withUnsafeBytes { bytes in
+                try out.withUnsafeMutableBufferPointer { try q.decode(bytes, shape: t.shape, key: key, weight: 0.5, accumulatingInto: $0) }
+            }) != nil
+            #expect(decoded == (expected != nil), "\(q.name): fast \(decoded ? "decoded" : "threw"), reference the other way")
+            if let expected, decoded {
+                #expect(out.map(\.bitPattern) == expected.map(\.bitPattern), "\(q.name): a decoded mutation differs")
+                agreedDecodes += 1
+            } else if !decoded && expected == nil {
+                agreedThrows += 1
+            }
+        }
+        #expect(agreedThrows > 100 && agreedDecodes > 100, "\(q.name): \(agreedThrows) throws, \(agreedDecodes) decodes")
     }
 }
