@@ -11,7 +11,7 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: configHelp)
     var config: String?
 
-    @Option(help: "Model: mlp, resnet8 (small ResNet for quick runs), resnet18 (the paper's CIFAR ResNet-18), lstm.")
+    @Option(help: "Model: mlp, resnet8 (small ResNet for quick runs), resnet8-gn (its group-norm variant, for --dp), resnet18 (the paper's CIFAR ResNet-18), lstm.")
     var model = "resnet8"
 
     @Option(help: "Dataset: fashion-mnist, cifar10, wikitext2, shakespeare.")
@@ -135,8 +135,8 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
         }
         _ = try privacySettings()
-        guard ["mlp", "resnet8", "resnet18", "lstm"].contains(model) else {
-            throw ValidationError("--model must be one of mlp, resnet8, resnet18, lstm (got '\(model)')")
+        guard ["mlp", "resnet8", "resnet8-gn", "resnet18", "lstm"].contains(model) else {
+            throw ValidationError("--model must be one of mlp, resnet8, resnet8-gn, resnet18, lstm (got '\(model)')")
         }
         guard ["fashion-mnist", "cifar10", "wikitext2", "shakespeare"].contains(dataset) else {
             throw ValidationError("--dataset must be one of fashion-mnist, cifar10, wikitext2, shakespeare (got '\(dataset)')")

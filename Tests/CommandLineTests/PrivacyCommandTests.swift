@@ -24,7 +24,7 @@ import Testing
         (["--dp", "noise=1,clip=1,delta=1e-4"], "delta=0.0001"),
         (["--dp", "epsilon=0.01,clip=1,delta=1e-6"], "epsilon=0.01 cannot be reached"),
         (["--dp", "noise=1,clip=1,delta=1e-6", "--reducer", "topk:ratio=0.01"], "placement=central"),
-        (["--dp", "noise=1,clip=1,delta=1e-6", "--model", "resnet8"], "batch normalization"),
+        (["--dp", "noise=1,clip=1,delta=1e-6", "--model", "resnet8"], "use its group-norm variant (resnet8-gn)"),
     ])
     func badPrivacySettingsExitTwoNamingTheOption(arguments: [String], named: String) throws {
         let outcome = try CommandRunner.run(["train"] + CommandLineTests.quick + ["--steps", "2"] + arguments)

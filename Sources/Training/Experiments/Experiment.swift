@@ -79,14 +79,15 @@ public final class Experiment: @unchecked Sendable {
         switch c.model {
         case "mlp":
             return MLP.make(inputShape: [channels, size, size], hidden: [width > 0 ? Int(width) : 256], classes: classes, seed: c.seed)
-        case "resnet8":
+        case "resnet8", "resnet8-gn":
             return try ResNet.small(depth: 8, classes: classes, inputChannels: channels, imageSize: size,
-                                    baseWidth: width > 0 ? Int(width) : 16, seed: c.seed, threads: threads)
+                                    baseWidth: width > 0 ? Int(width) : 16, normalization: c.model == "resnet8" ? .batch : .group,
+                                    seed: c.seed, threads: threads)
         case "resnet18":
             return ResNet.resNet18(classes: classes, inputChannels: channels, imageSize: size,
                                    widthMultiplier: width > 0 ? width : 1, seed: c.seed, threads: threads)
         default:
-            throw DatasetError.invalidRequest("model \(c.model) is not an image classifier (mlp, resnet8, resnet18)")
+            throw DatasetError.invalidRequest("model \(c.model) is not an image classifier (mlp, resnet8, resnet8-gn, resnet18)")
         }
     }
 
@@ -108,7 +109,7 @@ public final class Experiment: @unchecked Sendable {
         let defaultWidth: Double, scale: Double
         switch c.model {
         case "mlp": (defaultWidth, scale) = (256, 1)
-        case "resnet8": (defaultWidth, scale) = (16, 1)
+        case "resnet8", "resnet8-gn": (defaultWidth, scale) = (16, 1)
         case "resnet18": (defaultWidth, scale) = (1, 64)
         default: (defaultWidth, scale) = (200, 1)
         }
