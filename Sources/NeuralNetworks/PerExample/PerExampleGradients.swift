@@ -106,16 +106,25 @@ public enum PerExampleGradients {
 
     /// The reference: one forward and backward per example, its gradient clipped and added.
     static func loopClippedSum(_ model: Classifier, input: Tensor, labels: [Int], clip: Float, perLayer: Bool) throws -> ClippedSum {
-        let parameters = model.parameters
-        let n = labels.count, size = input.count / max(1, n)
+        let size = input.count / max(1, labels.count)
+        return try loopClippedSum(model.parameters, examples: labels.count, clip: clip, perLayer: perLayer) { j in
+            var single = Tensor(shape: [1] + Array(input.shape.dropFirst()))
+            single.withMutablePointer { s in input.withPointer { s.update(from: $0 + j * size, count: size) } }
+            return try model.lossAndGradients(input: single, labels: [labels[j]])
+        }
+    }
+
+    /// One backward pass per example, for any model: `backward(j)` adds example j's gradient (of
+    /// its own loss) into `parameters`' zeroed gradients and returns that loss. Leaves the clipped
+    /// sum in the gradients; the loss returned is the mean over the examples.
+    public static func loopClippedSum(_ parameters: [Parameter], examples n: Int, clip: Float, perLayer: Bool,
+                                      backward: (Int) throws -> Float) throws -> ClippedSum {
         var sums = parameters.map { Tensor(shape: $0.shape) }
         var norms: [Float] = []
         var totalLoss: Float = 0
         for j in 0..<n {
-            var single = Tensor(shape: [1] + Array(input.shape.dropFirst()))
-            single.withMutablePointer { s in input.withPointer { s.update(from: $0 + j * size, count: size) } }
-            model.zeroGradients()
-            totalLoss += try model.lossAndGradients(input: single, labels: [labels[j]])
+            for p in parameters { p.zeroGradient() }
+            totalLoss += try backward(j)
             let squared = parameters.map { p in [rowSquaredNorms(p.gradient, columns: p.gradient.count)[0]] }
             let (scales, exampleNorms) = clipFactors(squaredNorms: squared, clip: clip, perLayer: perLayer)
             norms.append(exampleNorms[0])
