@@ -35,7 +35,7 @@ for r in order:
 print(f"\n(test accuracy in %, mean ± standard deviation over {seeds} seeds; in brackets: minus SGD's mean at the same budget)")
 
 # The chart: x = budget (ε = 1, 3, 8 on a log scale, "no DP" one step right), y = accuracy.
-W, H, L, R, T, B = 780, 420, 60, 250, 20, 50
+W, H, L, R, T, B = 900, 420, 60, 370, 20, 50
 xs = {b: (math.log(float(b[3:])) if b != "none" else None) for b in columns}
 finite = [v for v in xs.values() if v is not None]
 lo, hi = min(finite), max(finite)

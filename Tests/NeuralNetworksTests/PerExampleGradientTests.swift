@@ -27,20 +27,9 @@ import TestSupport
         let efficient = try PerExampleGradients.clippedSum(model, input: input, labels: labels, clip: 1e9, perLayer: false,
                                                            method: .efficient)
         let sumEfficient = Self.gradients(model)
-        var singles = model.parameters.map { [Float](repeating: 0, count: $0.value.count) }
-        var norms: [Double] = []
-        for j in 0..<6 {
-            let one = try Tensor(shape: [1, 1, 5, 5], scalars: Array(input.scalars[(j * 25)..<((j + 1) * 25)]))
-            model.zeroGradients()
-            _ = try model.lossAndGradients(input: one, labels: [labels[j]])
-            var squared = 0.0
-            for (k, p) in model.parameters.enumerated() {
-                for (i, g) in p.gradient.scalars.enumerated() { singles[k][i] += g; squared += Double(g) * Double(g) }
-            }
-            norms.append(squared.squareRoot())
-        }
-        #expect(Self.relativeDistance(sumEfficient, singles) < 1e-5)
-        for (a, b) in zip(efficient.norms, norms) { #expect(abs(Double(a) - b) < 1e-5 * b, "norm \(a) vs \(b)") }
+        let singles = try Self.singleExampleBackwardPasses(model, input: input, labels: labels)
+        #expect(Self.relativeDistance(sumEfficient, singles.sum) < 1e-5)
+        for (a, b) in zip(efficient.norms, singles.norms) { #expect(abs(Double(a) - b) < 1e-5 * b, "norm \(a) vs \(b)") }
         model.zeroGradients()
         _ = try model.lossAndGradients(input: input, labels: labels)
         let batch = Self.gradients(model).map { $0.map { $0 * 6 } }
