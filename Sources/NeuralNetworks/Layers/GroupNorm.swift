@@ -114,11 +114,7 @@ public final class GroupNorm: Layer {
                                             for c in first..<(first &+ perGroup) {
                                                 let scale = gs.base[c] * inv, shift = bs.base[c] - mu * scale
                                                 let xr = xs.base + (c &* batch &+ b) &* plane, yr = ys.base + (c &* batch &+ b) &* plane
-                                                if relu {
-                                                    for i in 0..<plane { yr[i] = Swift.max(xr[i] * scale + shift, 0) }
-                                                } else {
-                                                    for i in 0..<plane { yr[i] = xr[i] * scale + shift }
-                                                }
+                                                BatchNorm2d.affine(xr, into: yr, count: plane, scale: scale, shift: shift, relu: relu)
                                             }
                                         }
                                     }
