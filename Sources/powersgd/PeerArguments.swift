@@ -39,16 +39,17 @@ struct PeerArguments: ParsableArguments {
     /// printing, read after it ends). Nil when no peer is asked for. `onLine` sees each line of
     /// the running script's output as it arrives, with the script's process id (to read its
     /// memory at that point; run the script with PYTHONUNBUFFERED=1 so lines arrive when printed).
-    func output(script: String, arguments: [String] = [], environment extra: [String: String] = [:],
+    /// `directory` overrides `--peers-directory` for a peer script kept in this repository.
+    func output(script: String, directory: String? = nil, arguments: [String] = [], environment extra: [String: String] = [:],
                 resultFile: String? = nil, onLine: ((Substring, Int32) -> Void)? = nil) throws -> String? {
         if let peerOutput { return try String(contentsOfFile: peerOutput, encoding: .utf8) }
         guard peer, let python = pythonPath else { return nil }
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw RuntimeError("--peer: '\(python)' (from \(self.python == nil ? "PEERS_PYTHON" : "--python")) is not an executable Python")
         }
-        let path = URL(fileURLWithPath: peersDirectory).appendingPathComponent(script).path
+        let path = URL(fileURLWithPath: directory ?? peersDirectory).appendingPathComponent(script).path
         guard FileManager.default.fileExists(atPath: path) else {
-            throw RuntimeError("--peer: no peer script at \(path) (set --peers-directory)")
+            throw RuntimeError("--peer: no peer script at \(path) (" + (directory == nil ? "set --peers-directory)" : "run from the repository's root)"))
         }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)

@@ -13,7 +13,7 @@ struct PowerSGDCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "powersgd",
         abstract: "Communication-efficient data-parallel training (PowerSGD and its peers).",
-        subcommands: [TrainCommand.self, CompareCommand.self, SimulateCommand.self, ReducersCommand.self, PrivacyCommand.self,
+        subcommands: [TrainCommand.self, CompareCommand.self, SimulateCommand.self, ReducersCommand.self, PrivacyCommand.self, DPErrorCommand.self,
                       AttackCommand.self, StudyCommand.self, Bench.self, ClusterCommand.self])
 
     static func main() {

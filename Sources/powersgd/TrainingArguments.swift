@@ -82,7 +82,7 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Seconds a worker waits in a collective for the others before the run fails naming the workers that did not arrive (with mpi: the job is aborted); 0: no limit.")
     var collectiveTimeout: Double = CollectiveTimeout.defaultSeconds
 
-    @Option(help: ArgumentHelp("DP-SGD: noise=σ or epsilon=ε (σ found for it), clip=C, delta=δ (< 1/N), optional placement=central|distributed|local and per-layer=true; e.g. noise=1.1,clip=1.0,delta=1e-5. Lots are Poisson-sampled at q = workers × batch-size / N. Image classifiers without batch norm only (mlp). See docs/privacy.md.", valueName: "options"))
+    @Option(help: ArgumentHelp("DP-SGD: noise=σ or epsilon=ε (σ found for it), clip=C, delta=δ (< 1/N), optional placement=central|distributed|local and per-layer=true; e.g. noise=1.1,clip=1.0,delta=1e-5. Lots are Poisson-sampled at q = workers × batch-size / N. Models: mlp, resnet8-gn (batch norm is refused), lstm (windows of the token stream as examples). See docs/privacy.md.", valueName: "options"))
     var dp: String?
 
     /// `--dp` parsed (nil without the flag).

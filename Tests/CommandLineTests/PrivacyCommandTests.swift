@@ -24,7 +24,7 @@ import Testing
         (["--dp", "noise=1,clip=1,delta=1e-4"], "delta=0.0001"),
         (["--dp", "epsilon=0.01,clip=1,delta=1e-6"], "epsilon=0.01 cannot be reached"),
         (["--dp", "noise=1,clip=1,delta=1e-6", "--reducer", "topk:ratio=0.01"], "placement=central"),
-        (["--dp", "noise=1,clip=1,delta=1e-6", "--model", "resnet8"], "batch normalization"),
+        (["--dp", "noise=1,clip=1,delta=1e-6", "--model", "resnet8"], "use its group-norm variant (resnet8-gn)"),
     ])
     func badPrivacySettingsExitTwoNamingTheOption(arguments: [String], named: String) throws {
         let outcome = try CommandRunner.run(["train"] + CommandLineTests.quick + ["--steps", "2"] + arguments)
@@ -56,5 +56,53 @@ import Testing
         #expect(outcome.standardOutput.contains("ε "))
         let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
         #expect(lines.filter { $0.contains("\"record\":\"step\"") && $0.contains("\"epsilon\":") }.count == 4)
+    }
+
+    /// ResNet-8 with group norm trains under --dp (the efficient per-example path), and ε is reported.
+    @Test func theGroupNormResNetTrainsUnderDP() throws {
+        let outcome = try CommandRunner.run(["train", "--model", "resnet8-gn", "--dataset", "fashion-mnist", "--workers", "2",
+                                             "--batch-size", "8", "--steps", "2", "--reducer", "powersgd:rank=1",
+                                             "--dp", "noise=1.1,clip=1,delta=1e-6"])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        #expect(outcome.standardOutput.contains("differential privacy: ε = "), "\(outcome.standardOutput)")
+    }
+
+    /// `bench dp` measures the MLP and ResNet-8 with group norm on the efficient path and lists the
+    /// refused models with their reason (figures are not asserted: the machine is shared).
+    @Test func benchDPMeasuresTheGroupNormResNet() throws {
+        let outcome = try CommandRunner.run(["bench", "dp", "--json", "--repeats", "1", "--batch-size", "4"])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        let report = try JSONSerialization.jsonObject(with: Data(outcome.standardOutput.utf8)) as? [String: Any]
+        let models = try #require(report?["models"] as? [[String: Any]])
+        let byName = Dictionary(uniqueKeysWithValues: models.compactMap { m in (m["model"] as? String).map { ($0, m) } })
+        for name in ["mlp", "resnet8-gn"] {
+            #expect(byName[name]?["method"] as? String == "efficient", "\(name)")
+            #expect(((byName[name]?["ratio"] as? Double) ?? 0) > 0, "\(name)")
+        }
+        #expect((byName["resnet8"]?["refused"] as? String)?.contains("resnet8-gn") == true)
+    }
+
+    /// `dp-error` splits each step's error exactly: total = noise + compression + 2·cross, the
+    /// all-reduce has no compression part, and a rank-1 PowerSGD removes part of the noise.
+    @Test func dpErrorSplitsTheErrorIntoNoiseAndCompression() throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("split-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: json) }
+        let outcome = try CommandRunner.run(["dp-error"] + CommandLineTests.quick + ["--steps", "3", "--reducers", "sgd,powersgd:rank=1",
+                                             "--dp", "noise=2,clip=1,delta=1e-6,placement=distributed", "--json", json.path])
+        #expect(outcome.status == 0, "\(outcome.all)")
+        let runs = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [[String: Any]])
+        #expect(runs.count == 2)
+        for (k, run) in runs.enumerated() {
+            let steps = try #require(run["steps"] as? [[String: Double]])
+            #expect(steps.count == 3)
+            for s in steps {
+                let sum = s["noiseSquared"]! + s["compressionSquared"]! + 2 * s["cross"]!
+                #expect(abs(s["totalSquared"]! - sum) <= 1e-6 * s["totalSquared"]!, "\(s)")
+                #expect(s["noiseSquared"]! > 0)
+                if k == 0 { #expect(s["compressionSquared"]! < 1e-9 * s["noiseSquared"]!) } else { #expect(s["noiseRemoved"]! > 0.1) }
+            }
+        }
+        let missing = try CommandRunner.run(["dp-error"] + CommandLineTests.quick + ["--steps", "1"])
+        #expect(missing.status == 2 && missing.standardError.contains("--dp is required"), "\(missing.all)")
     }
 }

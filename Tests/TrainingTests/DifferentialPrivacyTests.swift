@@ -1,4 +1,5 @@
 import Collectives
+import Datasets
 import Foundation
 import GradientCompression
 import LinearAlgebra
@@ -28,7 +29,7 @@ extension SyntheticImages: IndexedImageSource {
         let noised = try workload(spec, workers: workers, hidden: hidden), clean = try workload(noiseless, workers: workers, hidden: hidden)
         _ = try noised.computeGradients(epoch: 0, step: 1, rank: rank, workers: workers)
         _ = try clean.computeGradients(epoch: 0, step: 1, rank: rank, workers: workers)
-        let lot = noised.sampleRate * Double(noised.data.trainingCount)
+        let lot = noised.sampleRate * Double(noised.examples.count)
         let scale = lot / Double(workers) / noised.settings.clip
         return zip(noised.gradients, clean.gradients).flatMap { a, b in zip(a.scalars, b.scalars).map { Double($0 - $1) * scale } }
     }
@@ -101,7 +102,7 @@ extension SyntheticImages: IndexedImageSource {
             let trainer = DataParallelTrainer(options: .init(totalSteps: steps, checkpointEvery: checkpointEvery, checkpointDirectory: directory))
             var epsilons: [Double] = []
             try trainer.run(workload: work, reducer: &r, group: group, startStep: start, onStep: { epsilons.append($0.epsilon ?? .nan) })
-            return (epsilons, work.inner.model.parameters.map(\.value))
+            return (epsilons, work.examples.parameters.map(\.value))
         }
     }
 
@@ -147,5 +148,69 @@ extension SyntheticImages: IndexedImageSource {
         #expect(topk.accountedNoise == 1)
         let sgd = try Self.workload("noise=2,clip=1,delta=1e-3,placement=local", workers: 4)
         #expect(sgd.accountedNoise == 4)
+    }
+
+    /// A character corpus of 2,001 tokens over 6 symbols, written to a temporary file.
+    static func characterCorpus() throws -> LanguageCorpus {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dp-lm-\(UUID().uuidString).txt")
+        defer { try? FileManager.default.removeItem(at: url) }
+        var random = Xoshiro256(seed: 4)
+        let text = String((0..<2_001).map { _ in Array("abcde ")[Int(random.next() % 6)] })
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return try LanguageCorpus.characters(path: url.path)
+    }
+
+    /// The LSTM's examples are windows run from a zero state: without clipping their clipped sum
+    /// equals B × the gradient of the same B windows as the columns of one batch (from a zero
+    /// state, dropout off), to 1e-5 relative — which fails if a window's targets were not its
+    /// inputs shifted by one, or if a window saw another's hidden state.
+    @Test func languageModelWindowsAreIndependentExamples() throws {
+        let corpus = try Self.characterCorpus()
+        let model = try LSTMLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 8, hiddenSize: 8, layers: 2,
+                                          dropout: 0, tiedWeights: true, seed: 3)
+        let bptt = 7, chosen = [3, 0, 11, 5]
+        let windows = LanguageModelWindows(model: model, stream: corpus.train, bptt: bptt)
+        #expect(windows.count == (corpus.train.count - 1) / bptt)
+        let clipped = try windows.clippedSum(chosen, epoch: 0, clip: 1e9, perLayer: false)
+        let perExample = model.parameters.map(\.gradient.scalars)
+        let b = chosen.count
+        let tokens = (0..<(bptt * b)).map { i in corpus.train[chosen[i % b] * bptt + i / b] }
+        let targets = (0..<(bptt * b)).map { i in corpus.train[chosen[i % b] * bptt + i / b + 1] }
+        model.zeroGradients()
+        model.resetState()
+        let loss = try model.lossAndGradients(tokens: tokens, targets: targets, steps: bptt, batch: b)
+        var d = 0.0, n = 0.0
+        for (p, q) in zip(perExample.joined(), model.parameters.flatMap(\.gradient.scalars)) {
+            d += Double(p - Float(b) * q) * Double(p - Float(b) * q); n += Double(p) * Double(p)
+        }
+        #expect((d / n).squareRoot() < 1e-5, "relative distance \((d / n).squareRoot())")
+        #expect(abs(clipped.loss - loss) < 1e-5 * loss)
+        #expect(clipped.norms.count == b && clipped.norms.allSatisfy { $0 > 0 })
+    }
+
+    /// `train --dp` on the LSTM: Poisson lots of windows, clipped, noised, and the same bits for a seed.
+    @Test func theLSTMTrainsUnderDP() throws {
+        let corpus = try Self.characterCorpus()
+        func run() throws -> (epsilon: Double, parameters: [Tensor], lots: [Int]) {
+            let model = try LSTMLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 8, hiddenSize: 8, layers: 1,
+                                              dropout: 0.2, tiedWeights: true, seed: 3)
+            let optimizer = SGD(options: .init(momentum: 0), schedule: .constant(0.5))
+            let inner = LanguageModelWorkload(model: model, optimizer: optimizer, corpus: corpus, batchSize: 4, bptt: 7)
+            let work = try DifferentiallyPrivateWorkload.make(inner, settings: try DifferentialPrivacySettings.parse("noise=1,clip=0.5,delta=1e-4"),
+                                                              reducer: "sgd", totalSteps: 3, workers: 1, seed: 11)
+            var lots: [Int] = []
+            for step in 0..<3 {
+                _ = try work.computeGradients(epoch: 0, step: step, rank: 0, workers: 1)
+                lots.append(work.lastLotSize)
+                #expect(work.lastNorms.count == work.lastLotSize)
+                _ = try work.applyGradients()
+            }
+            return (work.account.epsilon, model.parameters.map(\.value), lots)
+        }
+        let a = try run(), b = try run()
+        #expect(a.parameters == b.parameters && a.lots == b.lots)
+        #expect(a.epsilon > 0 && a.epsilon.isFinite)
+        #expect(abs(a.epsilon - RDPAccountant.epsilon(sampleRate: 4.0 / Double((corpus.train.count - 1) / 7), noise: 1, steps: 3,
+                                                      delta: 1e-4)) < 1e-12)
     }
 }

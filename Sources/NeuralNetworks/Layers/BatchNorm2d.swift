@@ -116,11 +116,7 @@ public final class BatchNorm2d: Layer {
                                 let scale = gs.base[c] * inverseStd[c]
                                 let shift = bs.base[c] - mean[c] * scale
                                 let xr = xs.base + c &* n, yr = ys.base + c &* n
-                                if relu {
-                                    for i in 0..<n { yr[i] = Swift.max(xr[i] * scale + shift, 0) }
-                                } else {
-                                    for i in 0..<n { yr[i] = xr[i] * scale + shift }
-                                }
+                                BatchNorm2d.affine(xr, into: yr, count: n, scale: scale, shift: shift, relu: relu)
                             }
                         }
                     }
@@ -133,6 +129,17 @@ public final class BatchNorm2d: Layer {
         cachedInverseStd = inverseStd
         cachedTraining = training
         return output
+    }
+
+    /// yᵢ = xᵢ·scale + shift, or its ReLU: the normalization's output pass (shared with `GroupNorm`).
+    @inline(__always)
+    static func affine(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count n: Int, scale: Float, shift: Float,
+                       relu: Bool) {
+        if relu {
+            for i in 0..<n { y[i] = Swift.max(x[i] * scale + shift, 0) }
+        } else {
+            for i in 0..<n { y[i] = x[i] * scale + shift }
+        }
     }
 
     /// Σ (xᵢ − μ)² with 16-lane accumulators.

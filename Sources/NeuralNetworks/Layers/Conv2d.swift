@@ -27,7 +27,11 @@ public final class Conv2d: Layer {
     /// Intra-op threads for im2col/col2im (the products use BLAS's own threads).
     public var threads: Int
     let workspace: ConvolutionWorkspace
-    private var cachedInput: Tensor?
+    private(set) var cachedInput: Tensor?
+    /// Per-example mode (DP-SGD, `PerExampleGradients`): backward keeps ∂loss/∂output for the
+    /// per-example gradients and adds nothing to the parameter gradients.
+    var recordsOutputGradient = false
+    var recordedOutputGradient: Tensor?
     /// The shape of the last input seen by `forward` (for FLOP accounting).
     public private(set) var lastInputShape: [Int]?
 
@@ -138,9 +142,10 @@ public final class Conv2d: Layer {
         let columns = g.batch * g.outPlane
         let perBlock = imagesPerBlock(g)
         var inputGradient = Tensor(shape: input.shape)
-        let wantInput = computesInputGradient
+        let wantInput = computesInputGradient, wantWeight = !recordsOutputGradient
+        if recordsOutputGradient { recordedOutputGradient = outputGradient }
         outputGradient.withPointer { dy in
-            if let bias {
+            if wantWeight, let bias {
                 bias.gradient.withMutablePointer { db in
                     for o in 0..<outChannels { db[o] += Vector.sum(UnsafeBufferPointer(start: dy + o * columns, count: columns)) }
                 }
@@ -155,9 +160,11 @@ public final class Conv2d: Layer {
                                 let n = nb * g.outPlane
                                 let dyBlock = dy + b0 * g.outPlane
                                 if isPointwise {
-                                    sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
-                                          a: dyBlock, lda: columns, b: x + b0 * g.plane, ldb: columns,
-                                          beta: 1, c: dw, ldc: patchSize)
+                                    if wantWeight {
+                                        sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
+                                              a: dyBlock, lda: columns, b: x + b0 * g.plane, ldb: columns,
+                                              beta: 1, c: dw, ldc: patchSize)
+                                    }
                                     if wantInput {
                                         sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
                                               a: w, lda: patchSize, b: dyBlock, ldb: columns,
@@ -165,9 +172,11 @@ public final class Conv2d: Layer {
                                     }
                                 } else {
                                     let col = workspace.buffer(count: patchSize * n)
-                                    Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
-                                    sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
-                                          a: dyBlock, lda: columns, b: col, ldb: n, beta: 1, c: dw, ldc: patchSize)
+                                    if wantWeight {
+                                        Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
+                                        sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
+                                              a: dyBlock, lda: columns, b: col, ldb: n, beta: 1, c: dw, ldc: patchSize)
+                                    }
                                     if wantInput {
                                         // The patches are no longer needed: reuse the buffer for ∂col.
                                         sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,

@@ -3,27 +3,28 @@ import LinearAlgebra
 /// The basic residual block of He et al. (2016) as in the PowerSGD paper's CIFAR ResNet-18
 /// (`/work/shared/peers/torch_train_speed.py`):
 /// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, 3×3 convolutions, and a 1×1
-/// strided convolution + batch norm as shortcut when the stride or width changes.
+/// strided convolution + normalization as shortcut when the stride or width changes.
 public final class BasicBlock: Layer {
     public let name: String
-    let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
-    let shortcutConv: Conv2d?, shortcutNorm: BatchNorm2d?
+    let conv1: Conv2d, bn1: Layer, conv2: Conv2d, bn2: Layer
+    let shortcutConv: Conv2d?, shortcutNorm: Layer?
     private var cachedOutput: Tensor?
 
-    public init(name: String, inChannels: Int, outChannels: Int, stride: Int, initializer: inout ParameterInitializer,
-                workspace: ConvolutionWorkspace, threads: Int) {
+    public init(name: String, inChannels: Int, outChannels: Int, stride: Int, normalization: ResNet.Normalization = .batch,
+                initializer: inout ParameterInitializer, workspace: ConvolutionWorkspace, threads: Int) {
         self.name = name
         conv1 = Conv2d(name: qualified(name, "conv1"), inChannels: inChannels, outChannels: outChannels, kernelSize: 3,
                        stride: stride, padding: 1, initializer: &initializer, workspace: workspace, threads: threads)
-        bn1 = BatchNorm2d(name: qualified(name, "bn1"), channels: outChannels, appliesReLU: true, threads: threads)
+        bn1 = normalization.layer(name: qualified(name, "bn1"), channels: outChannels, appliesReLU: true, threads: threads)
         conv2 = Conv2d(name: qualified(name, "conv2"), inChannels: outChannels, outChannels: outChannels, kernelSize: 3,
                        stride: 1, padding: 1, initializer: &initializer, workspace: workspace, threads: threads)
-        bn2 = BatchNorm2d(name: qualified(name, "bn2"), channels: outChannels, threads: threads)
+        bn2 = normalization.layer(name: qualified(name, "bn2"), channels: outChannels, appliesReLU: false, threads: threads)
         if stride != 1 || inChannels != outChannels {
             shortcutConv = Conv2d(name: qualified(name, "shortcut.0"), inChannels: inChannels, outChannels: outChannels,
                                   kernelSize: 1, stride: stride, padding: 0, initializer: &initializer,
                                   workspace: workspace, threads: threads)
-            shortcutNorm = BatchNorm2d(name: qualified(name, "shortcut.1"), channels: outChannels, threads: threads)
+            shortcutNorm = normalization.layer(name: qualified(name, "shortcut.1"), channels: outChannels, appliesReLU: false,
+                                               threads: threads)
         } else {
             shortcutConv = nil
             shortcutNorm = nil
@@ -85,6 +86,21 @@ public final class BasicBlock: Layer {
 
 /// CIFAR-style residual networks.
 public enum ResNet {
+    /// The normalization after each convolution. Batch norm (the papers' networks) mixes the
+    /// examples of a batch; group norm (Opacus's replacement, `GroupNorm.defaultGroups` groups)
+    /// keeps examples apart, as DP-SGD's per-example clipping needs.
+    public enum Normalization: String, Sendable, CaseIterable {
+        case batch
+        case group
+
+        func layer(name: String, channels: Int, appliesReLU: Bool, threads: Int) -> Layer {
+            switch self {
+            case .batch: return BatchNorm2d(name: name, channels: channels, appliesReLU: appliesReLU, threads: threads)
+            case .group: return GroupNorm(name: name, channels: channels, appliesReLU: appliesReLU, threads: threads)
+            }
+        }
+    }
+
     /// The PowerSGD paper's CIFAR ResNet-18: 3×3 stem to 64 channels, batch norm, ReLU, four
     /// stages of two basic blocks at 64/128/256/512 channels (strides 1, 2, 2, 2), global
     /// average pooling, linear head. 11,173,962 parameters in 62 tensors for 10 classes and 3
@@ -95,38 +111,42 @@ public enum ResNet {
         let widths = [64, 128, 256, 512].map { max(1, Int((Double($0) * widthMultiplier).rounded())) }
         return make(name: "resnet18", classes: classes, inputChannels: inputChannels, imageSize: imageSize,
                     stemWidth: widths[0], stages: zip(widths, [1, 2, 2, 2]).map { ($0, $1, 2) },
-                    seed: seed, threads: threads)
+                    normalization: .batch, seed: seed, threads: threads)
     }
 
     /// He et al.'s CIFAR ResNet of depth 6n + 2 (8, 14, 20, …): stem to `baseWidth` channels, three
     /// stages of n blocks at 1×, 2×, 4× `baseWidth` (strides 1, 2, 2), with 1×1 convolution
-    /// shortcuts where the shape changes. Fits 28×28 (Fashion-MNIST) and 32×32 inputs.
+    /// shortcuts where the shape changes. Fits 28×28 (Fashion-MNIST) and 32×32 inputs. With group
+    /// normalization the model is named `resnet<depth>-gn`.
     public static func small(depth: Int = 8, classes: Int = 10, inputChannels: Int = 1, imageSize: Int = 28,
-                             baseWidth: Int = 16, seed: UInt64, threads: Int = 1) throws -> Classifier {
+                             baseWidth: Int = 16, normalization: Normalization = .batch, seed: UInt64,
+                             threads: Int = 1) throws -> Classifier {
         guard depth >= 8, (depth - 2) % 6 == 0 else {
             throw NeuralNetworkError.invalidConfiguration("ResNet depth \(depth) is not 6n + 2 with n ≥ 1 (8, 14, 20, …)")
         }
         let n = (depth - 2) / 6
-        return make(name: "resnet\(depth)", classes: classes, inputChannels: inputChannels, imageSize: imageSize,
-                    stemWidth: baseWidth, stages: [(baseWidth, 1, n), (2 * baseWidth, 2, n), (4 * baseWidth, 2, n)],
-                    seed: seed, threads: threads)
+        return make(name: "resnet\(depth)" + (normalization == .group ? "-gn" : ""), classes: classes,
+                    inputChannels: inputChannels, imageSize: imageSize, stemWidth: baseWidth,
+                    stages: [(baseWidth, 1, n), (2 * baseWidth, 2, n), (4 * baseWidth, 2, n)],
+                    normalization: normalization, seed: seed, threads: threads)
     }
 
     static func make(name: String, classes: Int, inputChannels: Int, imageSize: Int, stemWidth: Int,
-                     stages: [(width: Int, stride: Int, blocks: Int)], seed: UInt64, threads: Int) -> Classifier {
+                     stages: [(width: Int, stride: Int, blocks: Int)], normalization: Normalization, seed: UInt64,
+                     threads: Int) -> Classifier {
         var initializer = ParameterInitializer(seed: seed)
         let workspace = ConvolutionWorkspace()
         let stem = Conv2d(name: "conv1", inChannels: inputChannels, outChannels: stemWidth, kernelSize: 3, stride: 1,
                           padding: 1, initializer: &initializer, workspace: workspace, threads: threads)
         stem.computesInputGradient = false
         var layers: [Layer] = [BatchChannelTranspose(name: "input"), stem,
-                               BatchNorm2d(name: "bn1", channels: stemWidth, appliesReLU: true, threads: threads)]
+                               normalization.layer(name: "bn1", channels: stemWidth, appliesReLU: true, threads: threads)]
         var channels = stemWidth
         for (s, stage) in stages.enumerated() {
             for b in 0..<stage.blocks {
                 layers.append(BasicBlock(name: "layer\(s + 1).\(b)", inChannels: channels, outChannels: stage.width,
-                                         stride: b == 0 ? stage.stride : 1, initializer: &initializer,
-                                         workspace: workspace, threads: threads))
+                                         stride: b == 0 ? stage.stride : 1, normalization: normalization,
+                                         initializer: &initializer, workspace: workspace, threads: threads))
                 channels = stage.width
             }
         }

@@ -4,14 +4,14 @@ import LinearAlgebra
 /// DP-SGD's per-example clipping on a classifier: Σ_j ḡ_j with ḡ_j = g_j · min(1, C/(‖g_j‖ + 1e-6)),
 /// where g_j is the gradient of example j's own loss (Opacus's clip factor, ALGORITHMS.md §8).
 ///
-/// `efficient` needs one forward and one backward over the batch. A linear layer `y_j = W x_j + b`
-/// has the per-example gradients ∂W_j = dy_j x_jᵀ and ∂b_j = dy_j, so (ghost clipping)
-/// ‖∂W_j‖² = ‖dy_j‖²‖x_j‖² and ‖∂b_j‖² = ‖dy_j‖² come from the recorded activations and output
-/// gradients without materializing any g_j, and the clipped sum is one product
-/// (diag(c)·dY)ᵀ·X per layer. Layers without parameters (flatten, ReLU, dropout) need nothing.
-/// `oneBackwardPerExample` is the reference and the fallback for any other layer: a forward and
-/// backward per example. Batch norm in training mode mixes the examples of a batch, so neither
-/// applies to it: models with batch norm are refused (`perExampleSupport`).
+/// `efficient` needs one forward and one backward over the batch: every layer with parameters is
+/// a `PerExampleLayer` (linear: ghost norms from activations and output gradients; convolution:
+/// per-example ∂W_j from im2col patches and output gradients; group norm: its per-example sums),
+/// which gives each example's squared norms and then the clipped sum. Layers without parameters
+/// (flatten, ReLU, pooling, dropout) need nothing. `oneBackwardPerExample` is the reference and
+/// the fallback for any other layer: a forward and backward per example. Batch norm in training
+/// mode mixes the examples of a batch, so neither applies to it: models with batch norm are
+/// refused (`unsupportedReason`), naming the group-norm variant.
 public enum PerExampleGradients {
     public enum Method: String, Sendable, CaseIterable {
         case efficient
@@ -31,7 +31,7 @@ public enum PerExampleGradients {
         if let norm = layers.first(where: { $0 is BatchNorm2d }) {
             return "\(model.name) has batch normalization (\(norm.name)): in training mode it normalizes each example by "
                 + "the batch's statistics, so one example's gradient depends on the others and per-example clipping does not "
-                + "bound the sensitivity"
+                + "bound the sensitivity; use its group-norm variant (\(model.name)-gn), as Opacus does"
         }
         let all = layers.flatMap { $0.sublayers.isEmpty ? $0.parameters : [] }
         if all.count != model.parameters.count {
@@ -40,10 +40,14 @@ public enum PerExampleGradients {
         return nil
     }
 
-    /// The method `model` supports: efficient when every layer with parameters is linear.
+    /// The layers with parameters, in forward order.
+    static func parameterLayers(_ model: Classifier) -> [Layer] {
+        model.body.allLayers.filter { $0.sublayers.isEmpty && !$0.parameters.isEmpty }
+    }
+
+    /// The method `model` supports: efficient when every layer with parameters is a `PerExampleLayer`.
     public static func method(for model: Classifier) -> Method {
-        let primitive = model.body.allLayers.filter { $0.sublayers.isEmpty && !$0.parameters.isEmpty }
-        return primitive.allSatisfy { $0 is Linear } ? .efficient : .oneBackwardPerExample
+        parameterLayers(model).allSatisfy { $0 is PerExampleLayer } ? .efficient : .oneBackwardPerExample
     }
 
     /// Leaves Σ_j ḡ_j in every parameter's gradient (replacing what was there). With `perLayer`,
@@ -72,9 +76,14 @@ public enum PerExampleGradients {
     }
 
     static func efficientClippedSum(_ model: Classifier, input: Tensor, labels: [Int], clip: Float, perLayer: Bool) throws -> ClippedSum {
-        let linears = model.body.allLayers.compactMap { $0 as? Linear }
-        for l in linears { l.recordsOutputGradient = true }
-        defer { for l in linears { l.recordsOutputGradient = false; l.recordedOutputGradient = nil } }
+        let layers = try parameterLayers(model).map { layer in
+            guard let l = layer as? PerExampleLayer else {
+                throw NeuralNetworkError.invalidConfiguration("\(layer.name) has no per-example gradients: use one-backward-per-example")
+            }
+            return l
+        }
+        for l in layers { l.recordsPerExample(true) }
+        defer { for l in layers { l.recordsPerExample(false) } }
         let n = labels.count
         let logits = try model.forward(input, training: true)
         var (loss, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
@@ -82,54 +91,40 @@ public enum PerExampleGradients {
         gradient.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] *= Float(n) } }
         try model.backward(gradient)
 
-        // Squared norms per parameter (weight, then bias, layer by layer: the model's order).
-        var squared: [[Double]] = []
-        var owners: [(layer: Linear, isBias: Bool)] = []
-        for l in linears {
-            guard let x = l.cachedInput, let dy = l.recordedOutputGradient else { throw NeuralNetworkError.backwardWithoutForward(layer: l.name) }
-            let dyNorms = rowSquaredNorms(dy, columns: l.outFeatures)
-            let xNorms = rowSquaredNorms(x, columns: l.inFeatures)
-            squared.append(zip(dyNorms, xNorms).map { $0 * $1 })
-            owners.append((l, false))
-            if l.bias != nil {
-                squared.append(dyNorms)
-                owners.append((l, true))
-            }
-        }
-        let (scales, norms) = clipFactors(squaredNorms: squared, clip: clip, perLayer: perLayer)
+        // Squared norms per parameter, layer by layer (the model's parameter order).
+        let gradients = try layers.map { try $0.exampleGradients(examples: n) }
+        let (scales, norms) = clipFactors(squaredNorms: gradients.flatMap(\.squaredNorms), clip: clip, perLayer: perLayer)
         model.zeroGradients()
-        for (k, owner) in owners.enumerated() {
-            let l = owner.layer, x = l.cachedInput!
-            let scaled = scaledRows(l.recordedOutputGradient!, columns: l.outFeatures, by: scales[k])
-            scaled.withPointer { dy in
-                if owner.isBias {
-                    l.bias!.gradient.withMutablePointer { db in columnSums(dy, rows: n, columns: l.outFeatures, into: db) }
-                } else {
-                    // ∂W = (diag(c)·dY)ᵀ·X
-                    x.withPointer { xp in
-                        l.weight.gradient.withMutablePointer { dw in
-                            sgemm(.transposed, .none, m: l.outFeatures, n: l.inFeatures, k: n,
-                                  a: dy, lda: l.outFeatures, b: xp, ldb: l.inFeatures, beta: 1, c: dw, ldc: l.inFeatures)
-                        }
-                    }
-                }
-            }
+        var first = 0
+        for layer in gradients {
+            let count = layer.squaredNorms.count
+            layer.addClippedSum(scales[first..<(first + count)])
+            first += count
         }
         return ClippedSum(loss: loss, norms: norms)
     }
 
     /// The reference: one forward and backward per example, its gradient clipped and added.
     static func loopClippedSum(_ model: Classifier, input: Tensor, labels: [Int], clip: Float, perLayer: Bool) throws -> ClippedSum {
-        let parameters = model.parameters
-        let n = labels.count, size = input.count / max(1, n)
+        let size = input.count / max(1, labels.count)
+        return try loopClippedSum(model.parameters, examples: labels.count, clip: clip, perLayer: perLayer) { j in
+            var single = Tensor(shape: [1] + Array(input.shape.dropFirst()))
+            single.withMutablePointer { s in input.withPointer { s.update(from: $0 + j * size, count: size) } }
+            return try model.lossAndGradients(input: single, labels: [labels[j]])
+        }
+    }
+
+    /// One backward pass per example, for any model: `backward(j)` adds example j's gradient (of
+    /// its own loss) into `parameters`' zeroed gradients and returns that loss. Leaves the clipped
+    /// sum in the gradients; the loss returned is the mean over the examples.
+    public static func loopClippedSum(_ parameters: [Parameter], examples n: Int, clip: Float, perLayer: Bool,
+                                      backward: (Int) throws -> Float) throws -> ClippedSum {
         var sums = parameters.map { Tensor(shape: $0.shape) }
         var norms: [Float] = []
         var totalLoss: Float = 0
         for j in 0..<n {
-            var single = Tensor(shape: [1] + Array(input.shape.dropFirst()))
-            single.withMutablePointer { s in input.withPointer { s.update(from: $0 + j * size, count: size) } }
-            model.zeroGradients()
-            totalLoss += try model.lossAndGradients(input: single, labels: [labels[j]])
+            for p in parameters { p.zeroGradient() }
+            totalLoss += try backward(j)
             let squared = parameters.map { p in [rowSquaredNorms(p.gradient, columns: p.gradient.count)[0]] }
             let (scales, exampleNorms) = clipFactors(squaredNorms: squared, clip: clip, perLayer: perLayer)
             norms.append(exampleNorms[0])
@@ -150,6 +145,18 @@ public enum PerExampleGradients {
                 let row = p + r * columns
                 for i in 0..<columns { s += Double(row[i]) * Double(row[i]) }
                 return s
+            }
+        }
+    }
+
+    /// `p.gradient += wᵀ·M` for a row-major `[B, columns]` matrix M of per-example gradients.
+    static func addWeightedRows(_ m: Tensor, columns: Int, weights: [Float], into p: Parameter) {
+        m.withPointer { mp in
+            weights.withUnsafeBufferPointer { w in
+                p.gradient.withMutablePointer { g in
+                    sgemm(.none, .none, m: 1, n: columns, k: weights.count, a: w.baseAddress!, lda: weights.count,
+                          b: mp, ldb: columns, beta: 1, c: g, ldc: columns)
+                }
             }
         }
     }

@@ -1,19 +1,9 @@
-import Datasets
 import Foundation
 import LinearAlgebra
 import NeuralNetworks
 import Privacy
 
-/// Image data that can be read by example index: what Poisson sampling needs.
-public protocol IndexedImageSource: LabeledImageSource {
-    var trainingCount: Int { get }
-    /// Training examples `indices`, augmented (if at all) as in `epoch`.
-    func trainingExamples(_ indices: [Int], epoch: Int) throws -> (input: Tensor, labels: [Int])
-}
-
-extension ImageBatcher: IndexedImageSource {}
-
-/// DP-SGD (ALGORITHMS.md §8) around a classifier workload: each step draws a Poisson lot, clips
+/// DP-SGD (ALGORITHMS.md §8) around a workload: each step draws a Poisson lot, clips
 /// every example's gradient to C, sums, adds this worker's share of the Gaussian noise and scales
 /// so that the reducer's average over the W workers is (Σ clipped + Σ noise) / L, with L = qN the
 /// expected lot size. The reducer then sees only noised gradients: compression, error feedback
@@ -21,10 +11,11 @@ extension ImageBatcher: IndexedImageSource {}
 ///
 /// Sampling: example i is in step t's lot with probability q, decided by (seed, t, i) alone, so the
 /// lot is the same whatever W; worker r processes the lot's examples with i mod W = r. With
-/// `--batch-size b` per worker, q = W·b/N and L = W·b: keep W·b fixed to keep q.
+/// `--batch-size b` per worker, q = W·b/N and L = W·b: keep W·b fixed to keep q. The examples are
+/// images for a classifier and windows of the token stream for the LSTM (`PrivateExamples`).
 public final class DifferentiallyPrivateWorkload: Workload {
-    public let inner: ClassifierWorkload
-    public let data: IndexedImageSource
+    public let inner: Workload
+    public let examples: PrivateExamples
     public let settings: DifferentialPrivacySettings
     /// The noise multiplier σ (per the placement, each worker adds a share of σ²C²).
     public let noise: Double
@@ -36,6 +27,10 @@ public final class DifferentiallyPrivateWorkload: Workload {
     /// Per-example norms before clipping of this worker's last lot (for tests and diagnostics).
     public private(set) var lastNorms: [Float] = []
     public private(set) var lastLotSize = 0
+    /// When set, each step keeps this worker's clipped sum before its noise, scaled as the noised
+    /// gradients are (`cleanGradients`): what `PrivateAggregateError` compares the reducer's output with.
+    public var keepsCleanGradients = false
+    public private(set) var cleanGradients: [Tensor] = []
     private let parameters: [Parameter]
 
     /// Reducers whose result depends on the workers' inputs only through their sum (error feedback
@@ -62,44 +57,36 @@ public final class DifferentiallyPrivateWorkload: Workload {
         }
     }
 
-    public init(inner: ClassifierWorkload, settings: DifferentialPrivacySettings, noise: Double, accountedNoise: Double,
-                sampleRate: Double, seed: UInt64) throws {
-        guard let data = inner.data as? IndexedImageSource else {
-            throw NeuralNetworkError.invalidConfiguration("--dp: the training data cannot be read by example index (Poisson sampling needs it)")
-        }
-        if let reason = PerExampleGradients.unsupportedReason(inner.model) {
-            throw PrivacyError.invalidOption(name: "--model", value: inner.model.name, reason: reason)
-        }
+    public init(inner: Workload, examples: PrivateExamples, settings: DifferentialPrivacySettings, noise: Double,
+                accountedNoise: Double, sampleRate: Double, seed: UInt64) {
         self.inner = inner
-        self.data = data
+        self.examples = examples
         self.settings = settings
         self.noise = noise
         self.accountedNoise = accountedNoise
         self.sampleRate = sampleRate
         self.seed = seed
         account = PrivacyAccount(delta: settings.delta)
-        parameters = inner.model.parameters
+        parameters = examples.parameters
     }
 
     /// Wraps worker `rank`'s workload for a run of `totalSteps` steps with `reducer` (its catalog
     /// name): q = W·b/N, σ given or found for the target ε. Errors name the option at fault.
     public static func make(_ workload: Workload, settings: DifferentialPrivacySettings, reducer: String,
                             totalSteps: Int, workers: Int, seed: UInt64) throws -> DifferentiallyPrivateWorkload {
-        guard let inner = workload as? ClassifierWorkload else {
-            throw PrivacyError.invalidOption(name: "--model", value: "lstm",
-                reason: "DP-SGD bounds each example's influence, but the LSTM's batch is columns of one token stream whose hidden "
-                    + "state carries over from batch to batch: no example is a unit that a clipped gradient bounds; use an "
-                    + "image classifier (mlp) with --dp")
+        let examples: PrivateExamples, batchSize: Int
+        switch workload {
+        case let classifier as ClassifierWorkload: (examples, batchSize) = (try ClassifierExamples(classifier), classifier.batchSize)
+        case let language as LanguageModelWorkload: (examples, batchSize) = (LanguageModelWindows(language), language.batchSize)
+        default: throw NeuralNetworkError.invalidConfiguration("--dp: no per-example gradients for this workload")
         }
-        guard let data = inner.data as? IndexedImageSource else {
-            throw NeuralNetworkError.invalidConfiguration("--dp: the training data cannot be read by example index (Poisson sampling needs it)")
-        }
-        let n = data.trainingCount
-        let q = min(1, Double(workers * inner.batchSize) / Double(n))
+        let n = examples.count
+        guard n > 0 else { throw NeuralNetworkError.invalidConfiguration("--dp: the training data has no examples") }
+        let q = min(1, Double(workers * batchSize) / Double(n))
         let factor = try accountedNoise(1, placement: settings.placement, reducer: reducer, workers: workers)
         let sigma = try settings.resolvedNoise(sampleRate: q, steps: totalSteps, datasetSize: n, accountingFactor: factor)
-        return try DifferentiallyPrivateWorkload(inner: inner, settings: settings, noise: sigma, accountedNoise: sigma * factor,
-                                                 sampleRate: q, seed: seed)
+        return DifferentiallyPrivateWorkload(inner: workload, examples: examples, settings: settings, noise: sigma,
+                                             accountedNoise: sigma * factor, sampleRate: q, seed: seed)
     }
 
     public func stepsPerEpoch(workers: Int) -> Int { inner.stepsPerEpoch(workers: workers) }
@@ -109,7 +96,7 @@ public final class DifferentiallyPrivateWorkload: Workload {
         let philox = Philox(seed: seed, stream: Philox.stream(0x504F_4953_534F_4E, UInt64(globalStep)))
         var chosen: [Int] = []
         var i = rank
-        while i < data.trainingCount {
+        while i < examples.count {
             let word = philox.block(UInt64(i / 4))[i % 4]
             if Double(word) * 0x1p-32 < sampleRate { chosen.append(i) }
             i += workers
@@ -123,18 +110,23 @@ public final class DifferentiallyPrivateWorkload: Workload {
         lastLotSize = indices.count
         var loss: Float = 0
         if indices.isEmpty {
-            inner.model.zeroGradients()
+            for p in parameters { p.zeroGradient() }
             lastNorms = []
         } else {
-            let batch = try data.trainingExamples(indices, epoch: epoch)
-            let clipped = try PerExampleGradients.clippedSum(inner.model, input: batch.input, labels: batch.labels,
-                                                             clip: Float(settings.clip), perLayer: settings.perLayer)
+            let clipped = try examples.clippedSum(indices, epoch: epoch, clip: Float(settings.clip), perLayer: settings.perLayer)
             loss = clipped.loss
             lastNorms = clipped.norms
         }
         // This worker's noise share, then × W/L so the reducer's mean over W is (Σ s_w + Σ n_w)/L.
         let deviation = noise * settings.clip * settings.placement.workerVariance(rank: rank, workers: workers).squareRoot()
-        let scale = Float(Double(workers) / (sampleRate * Double(data.trainingCount)))
+        let scale = Float(Double(workers) / (sampleRate * Double(examples.count)))
+        if keepsCleanGradients {
+            cleanGradients = parameters.map { p in
+                var clean = p.gradient
+                clean.withUnsafeMutableBufferPointer { g in for i in g.indices { g[i] *= scale } }
+                return clean
+            }
+        }
         for (k, p) in parameters.enumerated() {
             p.gradient.withUnsafeMutableBufferPointer { g in
                 GaussianNoise.add(to: g, standardDeviation: deviation, seed: seed,

@@ -81,9 +81,10 @@ public final class Experiment: @unchecked Sendable {
         switch c.model {
         case .mlp:
             return MLP.make(inputShape: [channels, size, size], hidden: [Int(width)], classes: classes, seed: c.seed)
-        case .resnet8:
+        case .resnet8, .resnet8GroupNorm:
             return try ResNet.small(depth: 8, classes: classes, inputChannels: channels, imageSize: size,
-                                    baseWidth: Int(width), seed: c.seed, threads: threads)
+                                    baseWidth: Int(width), normalization: c.model == .resnet8 ? .batch : .group,
+                                    seed: c.seed, threads: threads)
         case .resnet18:
             return ResNet.resNet18(classes: classes, inputChannels: channels, imageSize: size,
                                    widthMultiplier: width, seed: c.seed, threads: threads)

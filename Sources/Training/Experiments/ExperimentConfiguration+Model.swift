@@ -5,7 +5,9 @@ extension ExperimentConfiguration {
     /// `Experiment.makeClassifier` (or `makeLanguageModel`); the command line lists and validates
     /// the cases by themselves.
     public enum Model: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
-        case mlp, resnet8, resnet18, lstm
+        case mlp, resnet8
+        case resnet8GroupNorm = "resnet8-gn"
+        case resnet18, lstm
 
         public var description: String { rawValue }
 
@@ -14,6 +16,7 @@ extension ExperimentConfiguration {
             switch self {
             case .mlp: "a perceptron with one hidden ReLU layer"
             case .resnet8: "a small ResNet for quick runs"
+            case .resnet8GroupNorm: "ResNet-8 with group norm in place of batch norm (for --dp)"
             case .resnet18: "the paper's CIFAR ResNet-18"
             case .lstm: "the paper's 2-layer LSTM language model"
             }
@@ -27,7 +30,7 @@ extension ExperimentConfiguration {
         public var defaultWidth: Double {
             switch self {
             case .mlp: 256
-            case .resnet8: 16
+            case .resnet8, .resnet8GroupNorm: 16
             case .resnet18: 1
             case .lstm: 200
             }
