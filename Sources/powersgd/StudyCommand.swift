@@ -75,7 +75,7 @@ struct QSGDBoundsCommand: ParsableCommand {
 
 /// The training options the PowerSGD tracking studies share.
 struct TrackingArguments: ParsableArguments {
-    @Flag(help: "A tenth of an epoch (a minute or two) instead of one.")
+    @Flag(help: "A tenth of an epoch instead of one (seconds on the MLP).")
     var short = false
 
     @Option(help: "mlp (784–256–10) or resnet8, on Fashion-MNIST with 2 workers.")
@@ -119,7 +119,7 @@ struct PowerIterationsCommand: ParsableCommand {
         discussion: """
         Trains the model once per variant (18 by default) with the same seed and measures, every --probe-every steps, \
         each compressed layer's PowerSGD approximation of the averaged error-corrected gradient against its exact \
-        rank-r truncation. MLP, one epoch: about 20 minutes on 2 shared cores; --short about 3.
+        rank-r truncation. MLP, one epoch: about 2 minutes on 2 shared cores; --short under a minute.
         """)
 
     @OptionGroup var tracking: TrackingArguments
@@ -152,7 +152,7 @@ struct SubspaceAnglesCommand: ParsableCommand {
         discussion: """
         Trains the model with PowerSGD (one warm-started power step) at each rank under a step schedule (×0.1 at \
         1/2 and 3/4 of the steps) and measures every --probe-every steps the largest principal angle per compressed \
-        layer. MLP, one epoch: about 4 minutes on 2 shared cores; --short under a minute.
+        layer. MLP, one epoch: about a minute on 2 shared cores (ResNet-8, half an epoch: about 5); --short seconds.
         """)
 
     @OptionGroup var tracking: TrackingArguments

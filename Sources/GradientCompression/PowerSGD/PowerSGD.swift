@@ -13,9 +13,11 @@ import LinearAlgebra
 /// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ, deferred into the
 ///    next step's first pass (see `powerStep`)
 /// 7. keep Q̄ for the next step (warm start)
-/// With `powerIterations` k > 1, steps 1–5 are repeated k − 1 more times from Q = Q̄ before step 6.
-/// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly in
-/// one more packed buffer; their error memory is 0. So a step is 3 collectives (1 + 2k).
+/// With `powerIterations` k > 1, the power step (P_w = M_w·Q, its sum, steps 3–5) runs k − 1 more
+/// times from Q = Q̄ before step 6.
+/// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly, once,
+/// in one more packed buffer; their error memory is 0. So a step is 1 + 2k collectives (3 for
+/// the paper's k = 1).
 ///
 /// Momentum, weight decay and the learning rate belong to the optimizer, applied after the
 /// reduce (Algorithm 2).
@@ -338,7 +340,7 @@ public struct PowerSGD: GradientReducer {
     }
 }
 
-/// The extension point of PowerSGD's power step, once per compressed tensor and power step, in
+/// The extension point of PowerSGD's power step, once per compressed tensor and training step, in
 /// the order the kernels visit the tensors:
 /// - `observe(input:)` sees the worker's error-corrected input M_w (n×m, row-major) after
 ///   step 1 and before any collective. L-GreCo accumulates these inputs to measure the rank-r
