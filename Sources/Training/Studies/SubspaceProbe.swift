@@ -129,7 +129,8 @@ public final class SubspaceProbe: @unchecked Sendable {
 public struct SubspaceProbedPowerSGD: GradientReducer {
     var powerSGD: PowerSGD
     public let probe: SubspaceProbe
-    /// Calls to `reduce` so far.
+    /// Calls to `reduce` so far: the step the probe sees. Not part of the saved state, so a
+    /// restored reducer counts its sampled steps from 0 again (the studies do not checkpoint).
     var calls = 0
 
     public init(_ options: PowerSGD.Options, probe: SubspaceProbe) throws {
