@@ -27,8 +27,8 @@ public enum ReducerCatalog {
 
     public static let entries: [Entry] = [
         UncompressedReducer.catalogEntry,
-        PowerSGD.catalogEntry, PowerSGD.plusCatalogEntry, LGreCo.catalogEntry, ExactSVDReducer.catalogEntry, LQSGD.catalogEntry,
-        QSGD.catalogEntry, TernGrad.catalogEntry, ATOMO.catalogEntry, OneBitSGD.catalogEntry,
+        PowerSGD.catalogEntry, PowerSGDPlus.catalogEntry, LGreCo.catalogEntry, ExactSVDReducer.catalogEntry, LQSGD.catalogEntry,
+        QSGD.catalogEntry, TernGrad.catalogEntry, ATOMO.catalogEntry, CoordinateATOMO.catalogEntry, OneBitSGD.catalogEntry,
         MajorityVoteReducer.signSGDCatalogEntry, MajorityVoteReducer.signumCatalogEntry, SignCompressor.scaledSignCatalogEntry,
         TopK.catalogEntry, RandomK.catalogEntry, DeepGradientCompression.catalogEntry,
         HalfPrecisionCompressor.fp16CatalogEntry, HalfPrecisionCompressor.bf16CatalogEntry,

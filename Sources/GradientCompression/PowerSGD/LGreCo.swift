@@ -51,9 +51,6 @@ public struct LGreCo: GradientReducer {
         /// Throws `invalidOption` naming the option and its domain.
         public func validate() throws {
             try powerSGD.validate()
-            guard powerSGD.subspaceRefreshPeriod == 0 else {
-                throw GradientCompressionError.invalidOption("lgreco does not combine with the PowerSGD+ refresh")
-            }
             guard period >= 1 else { throw GradientCompressionError.invalidOption("lgreco period must be at least 1 (got \(period))") }
             guard accumulationSteps >= 1 else {
                 throw GradientCompressionError.invalidOption("lgreco accumulate must be at least 1 (got \(accumulationSteps))")

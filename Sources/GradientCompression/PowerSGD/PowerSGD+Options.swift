@@ -51,13 +51,6 @@ extension PowerSGD {
         /// Q of tensor i at step t is drawn from Philox(seed, stream(t, i)) on every worker,
         /// so all workers agree without communicating.
         public var seed: UInt64 = 0
-        /// PowerSGD+ (§2, our design): every `subspaceRefreshPeriod` compressed steps, the full
-        /// error-corrected gradient is all-reduced, each worker takes its exact SVD, applies
-        /// the exact rank-r truncation and restarts the power iteration from Q ← V_r. 0 (the
-        /// default) is plain PowerSGD. A refresh step costs one fp32 all-reduce of the whole
-        /// gradient and one thin SVD per matrix; smaller periods track the optimal subspace
-        /// more closely at that cost.
-        public var subspaceRefreshPeriod = 0
         /// Process same-shape matrices as batches (default off): their P and Q blocks are
         /// contiguous in the packed buffers and the kernels visit each group back to back, as
         /// the PyTorch hook's `batch_tensors_with_same_shape` does to launch one batched product
@@ -68,11 +61,18 @@ extension PowerSGD {
         /// docs/powersgd.md); kept for parity with the hook and for layouts where grouping
         /// keeps a shape's factors in cache.
         public var groupSameShapes = false
+        /// Power-iteration steps per training step (k, default 1, the paper's). Each step after
+        /// the first repeats P = M·Q̄, P̂ = orth(ΣP), Q̄ = mean Mᵀ·P̂ from the previous Q̄: two more
+        /// all-reduces carrying 4·r·(n+m) bytes per matrix. Larger k brings P̂ closer to the top-r
+        /// left singular vectors of the averaged input (the exact rank-r SVD as k → ∞); with warm
+        /// start the one step per training step already accumulates across steps, so k > 1 pays
+        /// mainly without it or when the gradient's subspace moves fast (docs/studies.md, study 2).
+        public var powerIterations = 1
 
         public init(rank: Int = 2, startIteration: Int = 0, minCompressionRate: Double = 2,
                     errorFeedback: ErrorFeedback = .local, warmStart: Bool = true,
                     orthogonalizationEpsilon: Float = 0, orthonormalization: Orthonormalization? = nil,
-                    seed: UInt64 = 0, subspaceRefreshPeriod: Int = 0, groupSameShapes: Bool = false) {
+                    seed: UInt64 = 0, groupSameShapes: Bool = false, powerIterations: Int = 1) {
             self.rank = rank
             self.startIteration = startIteration
             self.minCompressionRate = minCompressionRate
@@ -81,8 +81,8 @@ extension PowerSGD {
             self.orthogonalizationEpsilon = orthogonalizationEpsilon
             self.orthonormalization = orthonormalization
             self.seed = seed
-            self.subspaceRefreshPeriod = subspaceRefreshPeriod
             self.groupSameShapes = groupSameShapes
+            self.powerIterations = powerIterations
         }
 
         /// Throws `invalidOption` naming the option and its domain.
@@ -97,21 +97,19 @@ extension PowerSGD {
             guard orthogonalizationEpsilon.isFinite, orthogonalizationEpsilon >= 0 else {
                 throw GradientCompressionError.invalidOption("powersgd epsilon must be finite and ≥ 0 (got \(orthogonalizationEpsilon))")
             }
-            guard subspaceRefreshPeriod >= 0 else {
-                throw GradientCompressionError.invalidOption("powersgd+ refresh period must be 0 or more (got \(subspaceRefreshPeriod))")
+            guard powerIterations >= 1 else {
+                throw GradientCompressionError.invalidOption("powersgd power-iterations must be at least 1 (got \(powerIterations))")
             }
         }
     }
 }
 
 extension PowerSGD {
-    /// A reducer from a command-line specification: `powersgd:rank=2,warm-start=false` or
-    /// `powersgd+:rank=2,period=100`, read by the catalog's parser with the seed 0 unless the
-    /// specification sets one.
+    /// A reducer from a command-line specification (`powersgd:rank=2,warm-start=false`), read by
+    /// the catalog's parser with the seed 0 unless the specification sets one.
     public init(specification: ReducerSpecification) throws {
-        guard specification.name == "powersgd" || specification.name == "powersgd+",
-              let reducer = try ReducerCatalog.make(specification, seed: 0) as? PowerSGD else {
-            throw GradientCompressionError.invalidOption("'\(specification.name)' is not powersgd or powersgd+")
+        guard specification.name == "powersgd", let reducer = try ReducerCatalog.make(specification, seed: 0) as? PowerSGD else {
+            throw GradientCompressionError.invalidOption("'\(specification.name)' is not powersgd")
         }
         self = reducer
     }
@@ -131,6 +129,7 @@ extension PowerSGD.Options {
         ReducerOption("orthonormalization", .choice(["auto", "gram-schmidt", "householder"]), default: "auto"),
         .seed,
         ReducerOption("group-same-shapes", .flag, default: "false"),
+        ReducerOption("power-iterations", .integer(1...64), default: "1"),
     ]
 
     /// PowerSGD's options from a specification: the one parser behind the catalog's `powersgd`,
@@ -162,15 +161,16 @@ extension PowerSGD.Options {
         }
         seed = try o.seed(defaultingTo: defaultSeed)
         groupSameShapes = try o.bool("group-same-shapes")
+        powerIterations = try o.int("power-iterations")
     }
 
     /// The options that differ from the defaults, as `init(reading:defaultSeed:)` reads them
     /// (the seed is left out: it is the run's, not the method's); `rank` always, first.
     var nameOptions: [(key: String, value: String)] {
         var parts: [(key: String, value: String)] = [("rank", "\(rank)")]
-        if subspaceRefreshPeriod > 0 { parts.append(("period", "\(subspaceRefreshPeriod)")) }
         if errorFeedback != .local { parts.append(("error-feedback", errorFeedback.rawValue)) }
         if !warmStart { parts.append(("warm-start", "false")) }
+        if powerIterations != 1 { parts.append(("power-iterations", "\(powerIterations)")) }
         if startIteration > 0 { parts.append(("start-iteration", "\(startIteration)")) }
         if groupSameShapes { parts.append(("group-same-shapes", "true")) }
         if minCompressionRate != 2 { parts.append(("min-compression-rate", "\(minCompressionRate)")) }
@@ -188,12 +188,4 @@ extension PowerSGD {
     static let catalogEntry = ReducerCatalog.Entry(
         name: "powersgd", summary: "rank-r power iteration with warm start and error feedback",
         options: Options.declared) { o, seed in try PowerSGD(Options(reading: o, defaultSeed: seed)) }
-
-    static let plusCatalogEntry = ReducerCatalog.Entry(
-        name: "powersgd+", summary: "PowerSGD with an exact-SVD subspace refresh every `period` steps (our §2 design)",
-        options: Options.declared + [ReducerOption("period", .integer(1...Int.max), default: "100")]) { o, seed in
-        var options = try Options(reading: o, defaultSeed: seed)
-        options.subspaceRefreshPeriod = try o.int("period")
-        return try PowerSGD(options)
-    }
 }

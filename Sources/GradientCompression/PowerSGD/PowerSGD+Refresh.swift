@@ -2,7 +2,7 @@ import Collectives
 import LinearAlgebra
 
 extension PowerSGD {
-    /// The PowerSGD+ refresh step (ALGORITHMS.md §2, spec proposal — **our design**, the paper's
+    /// The PowerSGD+ refresh step (run by `PowerSGDPlus` in place of a power step) (ALGORITHMS.md §2, spec proposal — **our design**, the paper's
     /// algorithm body was not available): the subspace PowerSGD tracks by one power step per
     /// training step can lag the optimal one (the paper's counterexample); every τ steps we
     /// reset it to the exact optimum of the averaged gradient.

@@ -13,17 +13,19 @@ import LinearAlgebra
 /// 6. G ← P̂·Q̄ᵀ = P̂P̂ᵀ M̄, the same on every worker; E ← M_w − P̂·Q_wᵀ, deferred into the
 ///    next step's first pass (see `powerStep`)
 /// 7. keep Q̄ for the next step (warm start)
-/// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly in
-/// one more packed buffer; their error memory is 0. So a step is 3 collectives.
-///
-/// With `subspaceRefreshPeriod > 0` this is PowerSGD+ as designed here (§2, see
-/// `Options.subspaceRefreshPeriod` and docs/powersgd.md).
+/// With `powerIterations` k > 1, the power step (P_w = M_w·Q, its sum, steps 3–5) runs k − 1 more
+/// times from Q = Q̄ before step 6.
+/// Tensors that do not pass the compression test (every 1-D one) are all-reduced exactly, once,
+/// in one more packed buffer; their error memory is 0. So a step is 1 + 2k collectives (3 for
+/// the paper's k = 1).
 ///
 /// Momentum, weight decay and the learning rate belong to the optimizer, applied after the
 /// reduce (Algorithm 2).
 ///
 /// `PowerSGDReference` is the same algorithm written plainly; the tests compare the two.
-/// L-GreCo watches each step's inputs through `PowerStepObserver`.
+/// Methods built on PowerSGD attach through two extension points: `PowerStepObserver` sees each
+/// power step's inputs and basis (L-GreCo, the subspace study), and `reduce(_:over:compressedStep:)`
+/// runs another step in place of a power step (PowerSGD+'s subspace refresh, `PowerSGDPlus`).
 public struct PowerSGD: GradientReducer {
     public let options: Options
 
@@ -45,11 +47,9 @@ public struct PowerSGD: GradientReducer {
         self.options = options
     }
 
-    /// `powersgd(rank=2,...)` (`powersgd+(...)` with a refresh period): the options that differ
-    /// from the defaults, in the syntax `ReducerSpecification` parses.
-    public var name: String {
-        ReducerSpecification.reducerName(options.subspaceRefreshPeriod > 0 ? "powersgd+" : "powersgd", options.nameOptions)
-    }
+    /// `powersgd(rank=2,...)`: the options that differ from the defaults, in the syntax
+    /// `ReducerSpecification` parses.
+    public var name: String { ReducerSpecification.reducerName("powersgd", options.nameOptions) }
 
     /// The layout for this gradient list (for tests and reports: which tensors are compressed).
     public func layout(for shapes: [[Int]]) -> MatrixLayout {
@@ -62,10 +62,28 @@ public struct PowerSGD: GradientReducer {
         return try reduce(&gradients, over: group, observer: &none)
     }
 
-    /// `reduce`, showing `observer` each compressed tensor's error-corrected input M of every
-    /// power step (L-GreCo accumulates them for its re-plans).
+    /// `reduce`, showing `observer` each compressed tensor's error-corrected input M and its
+    /// basis P̂ of every power step (L-GreCo accumulates the inputs for its re-plans; the subspace
+    /// study measures the basis against the exact SVD).
+    public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator,
+                                observer: inout some PowerStepObserver) throws -> ReductionStats {
+        try reduce(&gradients, over: group) { reducer, gradients, layout, group in
+            let relativeError = try reducer.powerStep(&gradients, layout: layout, over: group, observer: &observer)
+            if reducer.options.warmStart { reducer.reviveZeroColumns(layout: layout) }
+            return relativeError
+        }
+    }
+
+    /// A step that runs where a power step would: it reduces the gradients in place with this
+    /// reducer's layout and state and returns the relative error of its approximation.
+    typealias CompressedStep = (inout PowerSGD, inout [Tensor], MatrixLayout, any Communicator) throws -> Double
+
+    /// The extension point for methods that replace some of PowerSGD's power steps (PowerSGD+'s
+    /// subspace refresh): runs `compressedStep` in place of the power step, with everything else
+    /// of a step unchanged — the layout and buffers prepared, plain all-reduce before
+    /// `startIteration`, the step counted and the collectives metered.
     mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator,
-                         observer: inout some PowerStepObserver) throws -> ReductionStats {
+                         compressedStep: CompressedStep) throws -> ReductionStats {
         let meter = ReductionMeter(group)
         try prepare(gradients, over: group)
         let layout = self.layout!
@@ -74,14 +92,7 @@ public struct PowerSGD: GradientReducer {
             try allReduceEverything(&gradients, layout: layout, over: group)
             return meter.finish(uncompressedBytes: 4 * layout.totalCount, relativeError: 0)
         }
-        let compressedStep = step - options.startIteration
-        let relativeError: Double
-        if options.subspaceRefreshPeriod > 0, compressedStep % options.subspaceRefreshPeriod == 0 {
-            relativeError = try refreshStep(&gradients, layout: layout, over: group)
-        } else {
-            relativeError = try powerStep(&gradients, layout: layout, over: group, observer: &observer)
-            if options.warmStart { reviveZeroColumns(layout: layout) }
-        }
+        let relativeError = try compressedStep(&self, &gradients, layout, group)
         return meter.finish(uncompressedBytes: 4 * layout.totalCount, relativeError: relativeError)
     }
 
@@ -182,18 +193,34 @@ public struct PowerSGD: GradientReducer {
         // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
         try group.allReduce(w.uncompressed.pointer, operation: .mean)
         try group.allReduce(p.pointer, operation: .sum)
-        // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
-        for (index, entry) in layout.compressedEntries {
-            let (n, m, r) = (entry.rows, entry.columns, entry.rank)
-            let pHat = p.base + entry.pOffset
-            try orthonormalization.apply(pHat, rows: n, columns: r, epsilon: options.orthogonalizationEpsilon)
-            input(index, entry) {
-                TallSkinny.multiplyTransposed($0, rows: n, columns: m, by: pHat, rank: r, into: q.base + entry.qOffset)
+        for iteration in 1...options.powerIterations {
+            if iteration > 1 {
+                // Another power step from this step's Q̄: P_w = M_w·Q̄, P = Σ_w P_w.
+                for (index, entry) in layout.compressedEntries {
+                    input(index, entry) {
+                        TallSkinny.multiply($0, rows: entry.rows, columns: entry.columns, by: q.base + entry.qOffset,
+                                            rank: entry.rank, into: p.base + entry.pOffset)
+                    }
+                }
+                try group.allReduce(p.pointer, operation: .sum)
             }
+            // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
+            for (index, entry) in layout.compressedEntries {
+                let (n, m, r) = (entry.rows, entry.columns, entry.rank)
+                let pHat = p.base + entry.pOffset
+                try orthonormalization.apply(pHat, rows: n, columns: r, epsilon: options.orthogonalizationEpsilon)
+                input(index, entry) {
+                    TallSkinny.multiplyTransposed($0, rows: n, columns: m, by: pHat, rank: r, into: q.base + entry.qOffset)
+                }
+            }
+            // 5. Keep the local Q_w, then Q̄ = mean over workers.
+            localQ.base.update(from: q.base, count: q.count)
+            try group.allReduce(q.pointer, operation: .mean)
         }
-        // 5. Keep the local Q_w, then Q̄ = mean over workers.
-        localQ.base.update(from: q.base, count: q.count)
-        try group.allReduce(q.pointer, operation: .mean)
+        for (_, entry) in layout.compressedEntries {
+            observer.observe(basis: UnsafeBufferPointer(start: p.base + entry.pOffset, count: entry.rows * entry.rank),
+                             of: entry, in: layout)
+        }
         // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending.
         for (index, entry) in layout.compressedEntries {
             let (n, m, r) = (entry.rows, entry.columns, entry.rank)
@@ -262,7 +289,10 @@ public struct PowerSGD: GradientReducer {
         try TensorPlacement.allReduceMean(&gradients, placements, count: count, over: group)
     }
 
-    public func saveState(to archive: inout StateWriter) {
+    public func saveState(to archive: inout StateWriter) { saveState(to: &archive, named: name) }
+
+    /// The state under the name of the reducer that owns this PowerSGD (itself, or `PowerSGDPlus`).
+    func saveState(to archive: inout StateWriter, named name: String) {
         let w = workspace
         archive.write("powersgd")
         archive.write(name)
@@ -276,7 +306,9 @@ public struct PowerSGD: GradientReducer {
         archive.write(w.hasPendingResidual ? w.pendingQ.array : [])
     }
 
-    public mutating func restoreState(from archive: inout StateReader) throws {
+    public mutating func restoreState(from archive: inout StateReader) throws { try restoreState(from: &archive, named: name) }
+
+    mutating func restoreState(from archive: inout StateReader, named name: String) throws {
         try archive.expect("powersgd")
         try archive.expect(name)
         let step = try archive.readInt()
@@ -308,18 +340,27 @@ public struct PowerSGD: GradientReducer {
     }
 }
 
-/// The extension point of PowerSGD's power step: `observe` sees each compressed tensor's
-/// error-corrected input M (n×m, row-major) once per power step, after step 1 and before any
-/// collective, in the order the kernels visit the tensors. L-GreCo accumulates these inputs to
-/// measure the rank-r errors it plans with; plain PowerSGD ignores them.
-protocol PowerStepObserver {
+/// The extension point of PowerSGD's power step, once per compressed tensor and training step, in
+/// the order the kernels visit the tensors:
+/// - `observe(input:)` sees the worker's error-corrected input M_w (n×m, row-major) after
+///   step 1 and before any collective. L-GreCo accumulates these inputs to measure the rank-r
+///   errors it plans with.
+/// - `observe(basis:)` sees P̂ (n×r, row-major, orthonormal or zero columns; the same on every
+///   worker) after the last power iteration, before the output is written. The subspace study
+///   compares it with the top-r left singular vectors of the averaged input.
+/// Both default to doing nothing; plain PowerSGD's observer ignores them.
+public protocol PowerStepObserver {
     mutating func observe(input: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout)
+    mutating func observe(basis: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout)
+}
+
+extension PowerStepObserver {
+    public mutating func observe(input: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout) {}
+    public mutating func observe(basis: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout) {}
 }
 
 /// The observer of plain PowerSGD.
-struct IgnoringObserver: PowerStepObserver {
-    func observe(input: UnsafeBufferPointer<Float>, of entry: MatrixLayout.Entry, in layout: MatrixLayout) {}
-}
+struct IgnoringObserver: PowerStepObserver {}
 
 /// Moves an array out of a stored property, leaving an empty one (no copy-on-write copy).
 @inline(__always)

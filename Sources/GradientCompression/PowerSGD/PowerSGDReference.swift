@@ -1,6 +1,6 @@
 import LinearAlgebra
 
-/// Algorithm 1 of the paper (rank-r PowerSGD with error feedback and warm start), written
+/// Algorithm 1 of the paper (rank-r PowerSGD with error feedback and warm start; k power steps), written
 /// plainly for the tests to compare `PowerSGD`'s fast step with: every worker's matrices in one
 /// process, one tensor at a time, nested loops, Double sums, classical Gram–Schmidt, no packed
 /// buffers, no deferred residual, no collectives (the sums over workers are loops).
@@ -57,28 +57,32 @@ public struct PowerSGDReference {
                 }
                 q[i] = fresh
             }
-            // P = Σ_w M_w Q, then P̂ = orthonormalize(P).
-            var p = [Double](repeating: 0, count: n * r)
-            for w in 0..<workers {
-                for row in 0..<n { for k in 0..<r {
-                    var s = 0.0
-                    for c in 0..<m { s += Double(inputs[w][row * m + c]) * Double(q[i][c * r + k]) }
-                    p[row * r + k] += s
-                } }
+            // k power steps: P = Σ_w M_w Q, P̂ = orthonormalize(P), Q_w = M_wᵀ P̂, Q = Q̄ = mean_w Q_w.
+            var start = q[i].map { Double($0) }
+            var pHat: [Double] = [], localQ: [[Double]] = [], meanQ: [Double] = []
+            for _ in 0..<options.powerIterations {
+                var p = [Double](repeating: 0, count: n * r)
+                for w in 0..<workers {
+                    for row in 0..<n { for k in 0..<r {
+                        var s = 0.0
+                        for c in 0..<m { s += Double(inputs[w][row * m + c]) * start[c * r + k] }
+                        p[row * r + k] += s
+                    } }
+                }
+                pHat = Self.gramSchmidt(p, rows: n, columns: r)
+                localQ = (0..<workers).map { w -> [Double] in
+                    var qw = [Double](repeating: 0, count: m * r)
+                    for c in 0..<m { for k in 0..<r {
+                        var s = 0.0
+                        for row in 0..<n { s += Double(inputs[w][row * m + c]) * pHat[row * r + k] }
+                        qw[c * r + k] = s
+                    } }
+                    return qw
+                }
+                meanQ = [Double](repeating: 0, count: m * r)
+                for w in 0..<workers { for j in 0..<(m * r) { meanQ[j] += localQ[w][j] / Double(workers) } }
+                start = meanQ
             }
-            let pHat = Self.gramSchmidt(p, rows: n, columns: r)
-            // Q_w = M_wᵀ P̂, Q̄ = mean_w Q_w.
-            let localQ = (0..<workers).map { w -> [Double] in
-                var qw = [Double](repeating: 0, count: m * r)
-                for c in 0..<m { for k in 0..<r {
-                    var s = 0.0
-                    for row in 0..<n { s += Double(inputs[w][row * m + c]) * pHat[row * r + k] }
-                    qw[c * r + k] = s
-                } }
-                return qw
-            }
-            var meanQ = [Double](repeating: 0, count: m * r)
-            for w in 0..<workers { for j in 0..<(m * r) { meanQ[j] += localQ[w][j] / Double(workers) } }
             // Output P̂ Q̄ᵀ; E_w = M_w − P̂ Q_cᵀ (Q_c = Q_w for the local variant, Q̄ for the global one).
             for row in 0..<n { for c in 0..<m {
                 var s = 0.0

@@ -10,7 +10,7 @@ import TestSupport
     @Test func refreshStepAppliesTheExactTruncationOfTheMean() throws {
         let shapes: [[Int]] = [[24, 40], [12, 30], [7]]
         let outputs = try InProcessGroup.run(workers: 2) { group -> [[Tensor]] in
-            var reducer = try PowerSGD(PowerSGD.Options(rank: 2, errorFeedback: .off, subspaceRefreshPeriod: 3))
+            var reducer = try PowerSGDPlus(PowerSGD.Options(rank: 2, errorFeedback: .off), period: 3)
             return try (0..<4).map { step in
                 var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                 _ = try reducer.reduce(&g, over: group)
@@ -37,7 +37,7 @@ import TestSupport
     @Test func refreshStepSendsTheFullGradient() throws {
         let shapes: [[Int]] = [[24, 40], [7]]
         let payloads = try InProcessGroup.run(workers: 2) { group -> [Int] in
-            var reducer = try PowerSGD(PowerSGD.Options(rank: 1, subspaceRefreshPeriod: 2))
+            var reducer = try PowerSGDPlus(PowerSGD.Options(rank: 1), period: 2)
             return try (0..<3).map { step in
                 var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                 return try reducer.reduce(&g, over: group).payloadBytes

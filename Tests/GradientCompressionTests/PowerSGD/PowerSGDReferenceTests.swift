@@ -17,6 +17,8 @@ import TestSupport
         PowerSGD.Options(rank: 2, warmStart: false, seed: 9),
         PowerSGD.Options(rank: 2, startIteration: 2),
         PowerSGD.Options(rank: 4, minCompressionRate: 1),
+        PowerSGD.Options(rank: 2, powerIterations: 3),
+        PowerSGD.Options(rank: 1, errorFeedback: .global, warmStart: false, seed: 4, powerIterations: 2),
     ]
 
     @Test(arguments: cases.indices)

@@ -212,17 +212,25 @@ import TestSupport
     /// with the same bits.
     @Test(arguments: [0, 2])
     func checkpointRoundTripContinuesBitForBit(refreshPeriod: Int) throws {
+        let options = PowerSGD.Options(rank: 2, seed: 11)
+        if refreshPeriod > 0 {
+            try checkpointRoundTrip { try PowerSGDPlus(options, period: refreshPeriod) }
+        } else {
+            try checkpointRoundTrip { try PowerSGD(options) }
+        }
+    }
+
+    func checkpointRoundTrip<R: GradientReducer>(_ make: @escaping () throws -> R) throws {
         let shapes = smallShapes
-        let options = PowerSGD.Options(rank: 2, seed: 11, subspaceRefreshPeriod: refreshPeriod)
         let results = try InProcessGroup.run(workers: 2) { group -> ([[Tensor]], [[Tensor]]) in
-            var reducer = try PowerSGD(options)
+            var reducer = try make()
             for step in 0..<3 {
                 var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                 _ = try reducer.reduce(&g, over: group)
             }
             var writer = StateWriter()
             reducer.saveState(to: &writer)
-            func continueRun(_ r: inout PowerSGD) throws -> [[Tensor]] {
+            func continueRun(_ r: inout R) throws -> [[Tensor]] {
                 try (3..<5).map { step in
                     var g = LowRankFixtures.gradients(shapes, rank: group.rank, step: step)
                     _ = try r.reduce(&g, over: group)
@@ -230,7 +238,7 @@ import TestSupport
                 }
             }
             let original = try continueRun(&reducer)
-            var restored = try PowerSGD(options)
+            var restored = try make()
             var reader = StateReader(writer.bytes)
             try restored.restoreState(from: &reader)
             #expect(reader.isAtEnd)
@@ -254,8 +262,10 @@ import TestSupport
         #expect(throws: GradientCompressionError.self) {
             try PowerSGD(specification: ReducerSpecification(parsing: "powersgd:rank=2,bogus=1"))
         }
-        let reducer = try PowerSGD(specification: ReducerSpecification(parsing: "powersgd+:rank=4,period=50,warm-start=false"))
-        #expect(reducer.options.rank == 4 && reducer.options.subspaceRefreshPeriod == 50 && !reducer.options.warmStart)
+        let plus = try ReducerCatalog.make(ReducerSpecification(parsing: "powersgd+:rank=4,period=50,warm-start=false"), seed: 0)
+        let reducer = try #require(plus as? PowerSGDPlus)
+        #expect(reducer.options.rank == 4 && reducer.period == 50 && !reducer.options.warmStart)
+        #expect(throws: GradientCompressionError.self) { try PowerSGDPlus(period: 0) }
     }
 
     /// Before `startIteration` the reducer is exact all-reduce and keeps no error.

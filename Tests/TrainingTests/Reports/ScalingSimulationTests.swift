@@ -128,7 +128,7 @@ import Testing
     static func powerSGDPlusRun(period: Int, steps: Int) throws -> RunRecord {
         let shapes = [[64, 32, 3, 3], [128, 64], [64]]
         let perStep = try InProcessGroup.run(workers: 2) { group -> (String, [[TrafficRecord]]) in
-            var reducer = try PowerSGD(PowerSGD.Options(rank: 2, subspaceRefreshPeriod: period))
+            var reducer = try PowerSGDPlus(PowerSGD.Options(rank: 2), period: period)
             var records: [[TrafficRecord]] = []
             for step in 0..<steps {
                 var gradients = shapes.enumerated().map { index, shape in
