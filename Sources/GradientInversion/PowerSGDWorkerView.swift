@@ -54,8 +54,8 @@ public struct PowerSGDWorkerView {
     /// `records`: worker w's float all-reduces of the reducer's first step, whose last three are
     /// the uncompressed tensors (mean), P (sum) and Q (mean); `layout`: the reducer's.
     init(options: PowerSGD.Options, layout: MatrixLayout, records: [RecordingCommunicator.Record]) throws {
-        guard options.startIteration == 0, options.subspaceRefreshPeriod == 0 else {
-            throw InversionError.invalidSetting("the factor view is built for a plain compressed first step (start-iteration 0, no refresh period)")
+        guard options.startIteration == 0, options.powerIterations == 1 else {
+            throw InversionError.invalidSetting("the factor view is built for a plain compressed first step (start-iteration 0, one power iteration)")
         }
         let shapes = layout.shapes
         let steps = records.suffix(3)

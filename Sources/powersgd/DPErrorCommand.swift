@@ -25,7 +25,7 @@ struct DPErrorCommand: ParsableCommand {
     var json: String?
 
     func validate() throws {
-        guard settings.backend == "threads" else { throw ValidationError("--backend: dp-error runs its workers as threads (got \(settings.backend))") }
+        guard settings.backend == .threads else { throw ValidationError("--backend: dp-error runs its workers as threads (got \(settings.backend))") }
         guard try settings.privacySettings() != nil else { throw ValidationError("--dp is required: the split is of a DP run") }
         _ = try parseReducerList(reducers, flag: "--reducers", seed: settings.seed)
     }

@@ -79,7 +79,7 @@ struct TrackingArguments: ParsableArguments {
     var short = false
 
     @Option(help: "mlp (784–256–10) or resnet8, on Fashion-MNIST with 2 workers.")
-    var model = "mlp"
+    var model = ExperimentConfiguration.Model.mlp
 
     @Option(help: "Epochs (default 1; 0.1 with --short).")
     var epochs: Double?
@@ -91,7 +91,7 @@ struct TrackingArguments: ParsableArguments {
     var seed: UInt64 = 1
 
     func validate() throws {
-        guard ["mlp", "resnet8"].contains(model) else { throw ValidationError("--model \(model): expected mlp or resnet8") }
+        guard [.mlp, .resnet8].contains(model) else { throw ValidationError("--model \(model): expected mlp or resnet8") }
         if let epochs, !(epochs > 0 && epochs <= 100) { throw ValidationError("--epochs \(epochs): expected a number in (0, 100]") }
         if let probeEvery, probeEvery < 1 { throw ValidationError("--probe-every \(probeEvery): expected at least 1") }
     }

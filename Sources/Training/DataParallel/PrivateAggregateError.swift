@@ -124,7 +124,7 @@ public struct PrivateAggregateErrorRun: Sendable, Codable {
                                collectiveTimeout: Double? = CollectiveTimeout.defaultSeconds) throws -> PrivateAggregateErrorRun {
         let c = experiment.configuration
         guard let settings = c.dp else { throw NeuralNetworkError.invalidConfiguration("the split needs a DP run (--dp)") }
-        let total = try experiment.totalSteps(workers: workers)
+        let total = try experiment.schedule(workers: workers).totalSteps
         let runs = try InProcessGroup.run(workers: workers, collectiveTimeout: collectiveTimeout) { group -> PrivateAggregateErrorRun in
             let wrapped = try ReducerCatalog.make(reducer, seed: c.seed)
             let workload = try DifferentiallyPrivateWorkload.make(

@@ -53,13 +53,13 @@ public struct PowerStepTracking: Sendable {
 
     /// The training setting both studies use: the MLP (784–256–10) on Fashion-MNIST with 2
     /// workers, batch 64, learning rate 0.1, one epoch (`epochs`), or ResNet-8 with batch 32 and 0.05.
-    public static func configuration(model: String, epochs: Double, schedule: ExperimentConfiguration.Schedule,
+    public static func configuration(model: ExperimentConfiguration.Model, epochs: Double, schedule: ExperimentConfiguration.Schedule,
                                      seed: UInt64) -> ExperimentConfiguration {
         var c = ExperimentConfiguration()
         c.model = model
-        c.dataset = "fashion-mnist"
-        c.batchSize = model == "mlp" ? 64 : 32
-        c.learningRate = model == "mlp" ? 0.1 : 0.05
+        c.dataset = .fashionMNIST
+        c.batchSize = model == .mlp ? 64 : 32
+        c.learningRate = model == .mlp ? 0.1 : 0.05
         c.epochs = epochs
         c.schedule = schedule
         c.seed = seed
@@ -69,7 +69,7 @@ public struct PowerStepTracking: Sendable {
     /// Runs every variant in turn; `progress` gets each finished run.
     public func run(progress: (Run) -> Void = { _ in }) throws -> [Run] {
         let experiment = try Experiment(configuration)
-        let total = try experiment.totalSteps(workers: workers)
+        let total = try experiment.schedule(workers: workers).totalSteps
         var runs: [Run] = []
         for variant in variants {
             let probe = SubspaceProbe(workers: workers, period: probePeriod)
