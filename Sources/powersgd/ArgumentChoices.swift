@@ -6,11 +6,11 @@ import Training
 // The choices of the training flags are the libraries' enums: ArgumentParser validates a value
 // against their cases (exit 2 naming the flag) and lists them in --help, so each list of names
 // exists once, in its enum.
-extension ExperimentConfiguration.Model: @retroactive ExpressibleByArgument {}
-extension ExperimentConfiguration.Dataset: @retroactive ExpressibleByArgument {}
-extension ExperimentConfiguration.Schedule: @retroactive ExpressibleByArgument {}
-extension SGD.NesterovForm: @retroactive ExpressibleByArgument {}
-extension Backend: @retroactive ExpressibleByArgument {}
+extension ExperimentConfiguration.Model: ExpressibleByArgument {}
+extension ExperimentConfiguration.Dataset: ExpressibleByArgument {}
+extension ExperimentConfiguration.Schedule: ExpressibleByArgument {}
+extension SGD.NesterovForm: ExpressibleByArgument {}
+extension Backend: ExpressibleByArgument {}
 
 /// "mlp (a perceptron …), resnet8 (…)": each case with its summary, for a flag's help.
 func describedChoices<Choice: CaseIterable & CustomStringConvertible>(_ type: Choice.Type, summary: (Choice) -> String) -> String {

@@ -80,13 +80,7 @@ struct BenchCollectives: ParsableCommand {
         var notes: String
     }
 
-    func workerCounts() throws -> [Int] {
-        let counts = workers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-            throw ValidationError("--workers must be a comma-separated list of positive counts (got '\(workers)')")
-        }
-        return counts.map { $0! }
-    }
+    func workerCounts() throws -> [Int] { try integers(workers, "--workers", 1...Int(Int32.max)) }
 
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }

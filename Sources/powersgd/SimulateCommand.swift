@@ -76,17 +76,11 @@ struct SimulateCommand: ParsableCommand {
         networks.split(whereSeparator: { $0 == ";" || $0 == " " }).map(String.init)
     }
 
-    var parsedWorkerCounts: [Int]? {
-        let pieces = workerCounts.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !pieces.isEmpty, pieces.allSatisfy({ ($0 ?? 0) >= 1 }) else { return nil }
-        return pieces.map { $0! }
-    }
+    func parsedWorkerCounts() throws -> [Int] { try integers(workerCounts, "--worker-counts", 1...Int(Int32.max)) }
 
     func validate() throws {
         if profile != nil && fromLog != nil { throw ValidationError("give --profile or --from-log, not both") }
-        guard parsedWorkerCounts != nil else {
-            throw ValidationError("--worker-counts must be comma-separated positive integers (got '\(workerCounts)')")
-        }
+        _ = try parsedWorkerCounts()
         guard !networkNames.isEmpty else { throw ValidationError("--networks is empty") }
         for name in networkNames {
             do { _ = try ProjectionTarget(network: name, workers: 1) } catch { throw ValidationError("--networks: \(error)") }
@@ -110,7 +104,7 @@ struct SimulateCommand: ParsableCommand {
         if let saveProfile { try writeOutputFile(try Self.encoder.encode(measured), to: URL(fileURLWithPath: saveProfile)) }
         let simulation: ScalingSimulation
         do {
-            simulation = try ScalingSimulation(profile: measured, networks: networkNames, workerCounts: parsedWorkerCounts!)
+            simulation = try ScalingSimulation(profile: measured, networks: networkNames, workerCounts: try parsedWorkerCounts())
         } catch { throw RuntimeError("simulate: \(error)") }
         print(String(format: "Profile of %@: compute %.1f ms, optimizer %.1f ms per step per worker; baseline %@.",
                      measured.model, 1e3 * measured.computeSeconds, 1e3 * measured.optimizerSeconds, measured.baseline))
