@@ -9,7 +9,8 @@ struct StudyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "study",
         abstract: "Reproducible studies of the compressors' claims; each writes a report and its CSV.",
-        subcommands: [QSGDBoundsCommand.self, PowerIterationsCommand.self, SubspaceAnglesCommand.self])
+        subcommands: [QSGDBoundsCommand.self, PowerIterationsCommand.self, SubspaceAnglesCommand.self,
+                      PowerSGDCounterexampleCommand.self])
 }
 
 /// The files a study writes, into a directory created if missing.
@@ -168,5 +169,46 @@ struct SubspaceAnglesCommand: ParsableCommand {
     func run() throws {
         let variants = SubspaceAngleStudy.variants(ranks: try integers(ranks, "--ranks", 1...64))
         try tracking.run(tracking.tracking(variants, schedule: .step), outputDir: outputDir, report: SubspaceAngleStudy.report)
+    }
+}
+
+struct PowerSGDCounterexampleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "powersgd-counterexample",
+        abstract: "A quadratic where PowerSGD (rank 1, error feedback) stalls and PowerSGD+ and the exact SVD converge.",
+        discussion: """
+        Gradient descent on f(X) = ½‖X‖² + c·x₀₀·x₁₁ (8×8) from a start where the gradient is one entry, with each \
+        reducer at rank 1; then PowerSGD and the SVD from starts perturbed by δ. Distance to the optimum per step in \
+        results.csv. Well under a second (--short: 300 steps instead of 2000).
+        """)
+
+    @Flag(help: "300 steps instead of 2000.")
+    var short = false
+
+    @Option(help: "Gradient-descent steps (default 2000; 300 with --short).")
+    var steps: Int?
+
+    @Option(help: "PowerSGD+'s refresh period.")
+    var period = 20
+
+    @Option(help: "PowerSGD's seed (its Q₀).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Directory for report.html, report.md and results.csv (created if missing).")
+    var outputDir = "study-powersgd-counterexample"
+
+    func validate() throws {
+        if let steps, !(1...1_000_000).contains(steps) { throw ValidationError("--steps \(steps): expected 1 to 1000000") }
+        if period < 1 { throw ValidationError("--period \(period): expected at least 1") }
+    }
+
+    func run() throws {
+        var study = short ? PowerSGDCounterexample.short : PowerSGDCounterexample()
+        if let steps { study.steps = steps }
+        study.period = period
+        study.seed = seed
+        let files = try StudyOutput(path: outputDir)
+        let runs = try study.run()
+        try files.write(study.report(runs), csv: PowerSGDCounterexample.csv(runs), output: TerminalOutput())
     }
 }
