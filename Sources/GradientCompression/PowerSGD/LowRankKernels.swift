@@ -111,14 +111,19 @@ enum LowRankKernels {
     /// For each row i, with c = P̂[i,:]: `output[i,:] = c·Q̄ᵀ`; residual = M[i,:] − c·Q_wᵀ when
     /// `localQt` is given (variant B, the worker's own projection) or M[i,:] − output[i,:]
     /// (variant A, and the error report without feedback); written to `error` when given.
+    /// `localPHat` replaces c in the residual by the row of another left factor: the alternating
+    /// step's P-half, where the output is P̄·Q̂ᵀ and the worker's own projection P_w·Q̂ᵀ.
     /// `input` may alias `output` (no error feedback: M is the gradient itself) or `error`.
     static func reconstruct(input: UnsafePointer<Float>, rows n: Int, columns m: Int,
                             pHat: UnsafePointer<Float>, rank r: Int,
                             meanQt: UnsafePointer<Float>, localQt: UnsafePointer<Float>?,
+                            localPHat: UnsafePointer<Float>? = nil,
                             output: UnsafeMutablePointer<Float>, error: UnsafeMutablePointer<Float>?) -> Norms {
         var norms = Norms()
+        let ownProjection = localQt != nil || localPHat != nil
+        let residualQt = localQt ?? meanQt
         for i in 0..<n {
-            let c = pHat + i &* r
+            let c = pHat + i &* r, d = (localPHat ?? pHat) + i &* r
             let x = input + i &* m, out = output + i &* m
             let e = error.map { $0 + i &* m }
             var inputSquares = SIMD16<Float>(), residualSquares = SIMD16<Float>()
@@ -128,9 +133,9 @@ enum LowRankKernels {
                 var o = SIMD16<Float>()
                 for k in 0..<r { o += c[k] * load(meanQt + (k &* m &+ j)) }
                 var residual: SIMD16<Float>
-                if let localQt {
+                if ownProjection {
                     var l = SIMD16<Float>()
-                    for k in 0..<r { l += c[k] * load(localQt + (k &* m &+ j)) }
+                    for k in 0..<r { l += d[k] * load(residualQt + (k &* m &+ j)) }
                     residual = v - l
                 } else {
                     residual = v - o
@@ -146,7 +151,7 @@ enum LowRankKernels {
                 let v = x[j]
                 var o: Float = 0, l: Float = 0
                 for k in 0..<r { o += c[k] * meanQt[k &* m &+ j] }
-                if let localQt { for k in 0..<r { l += c[k] * localQt[k &* m &+ j] } } else { l = o }
+                if ownProjection { for k in 0..<r { l += d[k] * residualQt[k &* m &+ j] } } else { l = o }
                 out[j] = o
                 let residual = v - l
                 e?[j] = residual

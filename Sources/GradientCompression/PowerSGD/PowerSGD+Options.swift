@@ -68,6 +68,16 @@ extension PowerSGD {
         /// start the one step per training step already accumulates across steps, so k > 1 pays
         /// mainly without it or when the gradient's subspace moves fast (docs/studies.md, study 2).
         public var powerIterations = 1
+        /// One collective per training step (default off): alternate the two half-steps of the
+        /// power iteration across training steps (ALGORITHMS.md §12.3, `PowerSGD+Alternating.swift`).
+        /// Even compressed steps send Q_w = M_wᵀ·P̂ (P̂ from the last P), odd steps send
+        /// P_w = M_w·Q̂, each packed with the uncompressed tensors into one all-reduce: a step is
+        /// one collective instead of three and carries one factor, `4·r·m` or `4·r·n` bytes per
+        /// matrix instead of `4·r·(n+m)`. The price: each step's approximation comes from one
+        /// half-step, a projection on the subspace found one step earlier, so it lags the
+        /// gradient by a step; error feedback keeps what it misses. Needs warm start and one
+        /// power iteration (the alternation is the iteration).
+        public var alternate = false
 
         public init(rank: Int = 2, startIteration: Int = 0, minCompressionRate: Double = 2,
                     errorFeedback: ErrorFeedback = .local, warmStart: Bool = true,
@@ -99,6 +109,16 @@ extension PowerSGD {
             }
             guard powerIterations >= 1 else {
                 throw GradientCompressionError.invalidOption("powersgd power-iterations must be at least 1 (got \(powerIterations))")
+            }
+            if alternate {
+                guard warmStart else {
+                    throw GradientCompressionError.invalidOption(
+                        "powersgd alternate=true needs warm-start=true: each half-step starts from the factor the previous step reduced")
+                }
+                guard powerIterations == 1 else {
+                    throw GradientCompressionError.invalidOption(
+                        "powersgd alternate=true runs one half-step per training step; power-iterations=\(powerIterations) contradicts it")
+                }
             }
         }
     }
@@ -171,6 +191,7 @@ extension PowerSGD.Options {
         if errorFeedback != .local { parts.append(("error-feedback", errorFeedback.rawValue)) }
         if !warmStart { parts.append(("warm-start", "false")) }
         if powerIterations != 1 { parts.append(("power-iterations", "\(powerIterations)")) }
+        if alternate { parts.append(("alternate", "true")) }
         if startIteration > 0 { parts.append(("start-iteration", "\(startIteration)")) }
         if groupSameShapes { parts.append(("group-same-shapes", "true")) }
         if minCompressionRate != 2 { parts.append(("min-compression-rate", "\(minCompressionRate)")) }
@@ -187,5 +208,9 @@ extension PowerSGD.Options {
 extension PowerSGD {
     static let catalogEntry = ReducerCatalog.Entry(
         name: "powersgd", summary: "rank-r power iteration with warm start and error feedback",
-        options: Options.declared) { o, seed in try PowerSGD(Options(reading: o, defaultSeed: seed)) }
+        options: Options.declared + [ReducerOption("alternate", .flag, default: "false")]) { o, seed in
+            var options = try Options(reading: o, defaultSeed: seed)
+            options.alternate = try o.bool("alternate")
+            return try PowerSGD(options)
+        }
 }

@@ -58,6 +58,11 @@ public struct PowerSGD: GradientReducer {
     }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
+        if options.alternate {
+            return try reduce(&gradients, over: group) { reducer, gradients, layout, group in
+                try reducer.alternatingStep(&gradients, layout: layout, over: group)
+            }
+        }
         var none = IgnoringObserver()
         return try reduce(&gradients, over: group, observer: &none)
     }
@@ -132,18 +137,21 @@ public struct PowerSGD: GradientReducer {
     /// worker, so every worker redraws the same columns with the same values.
     func reviveZeroColumns(layout: MatrixLayout) {
         for (index, entry) in layout.compressedEntries {
-            let (m, r) = (entry.columns, entry.rank)
-            let block = workspace.q.base + entry.qOffset
-            for k in 0..<r {
-                var zero = true
-                for j in 0..<m where block[j &* r &+ k] != 0 { zero = false; break }
-                guard zero else { continue }
-                var column = [Float](repeating: 0, count: m)
-                column.withUnsafeMutableBufferPointer {
-                    Philox(seed: options.seed, stream: Philox.stream(UInt64(step), UInt64(index), UInt64(k) &+ 1)).fillNormal($0)
-                }
-                for j in 0..<m { block[j &* r &+ k] = column[j] }
+            reviveZeroColumns(of: workspace.q.base + entry.qOffset, rows: entry.columns, rank: entry.rank, tensor: index)
+        }
+    }
+
+    /// Redraws the zero columns of one factor block (`rows×rank`, row-major) of tensor `tensor`.
+    func reviveZeroColumns(of block: UnsafeMutablePointer<Float>, rows m: Int, rank r: Int, tensor index: Int) {
+        for k in 0..<r {
+            var zero = true
+            for j in 0..<m where block[j &* r &+ k] != 0 { zero = false; break }
+            guard zero else { continue }
+            var column = [Float](repeating: 0, count: m)
+            column.withUnsafeMutableBufferPointer {
+                Philox(seed: options.seed, stream: Philox.stream(UInt64(step), UInt64(index), UInt64(k) &+ 1)).fillNormal($0)
             }
+            for j in 0..<m { block[j &* r &+ k] = column[j] }
         }
     }
 
@@ -300,6 +308,8 @@ public struct PowerSGD: GradientReducer {
         archive.write(hasWarmStart)
         archive.writeShapeList(layout?.shapes)
         archive.write(w.q.array)
+        // The alternating step's P-half basis: the last reduced P (the standard step rebuilds P every step).
+        if options.alternate { archive.write(hasWarmStart ? w.p.array : []) }
         archive.write(w.error.array)
         archive.write(w.hasPendingResidual)
         archive.write(w.hasPendingResidual ? w.pendingP.array : [])
@@ -314,8 +324,11 @@ public struct PowerSGD: GradientReducer {
         let step = try archive.readInt()
         let hasWarmStart = try archive.readBool()
         let layout = try archive.readShapeList().map { self.layout(for: $0) }
-        let q = try archive.readFloats(), error = try archive.readFloats()
+        let q = try archive.readFloats()
+        let p = options.alternate ? try archive.readFloats() : []
+        let error = try archive.readFloats()
         guard q.count == (layout?.qCount ?? 0) || (q.isEmpty && !hasWarmStart),
+              !options.alternate || p.count == (layout?.pCount ?? 0) || (p.isEmpty && !hasWarmStart),
               error.isEmpty || error.count == layout?.compressedCount else {
             throw StateArchiveError.unexpectedValue(expected: "PowerSGD factors matching the saved shapes", offset: archive.offset)
         }
@@ -326,6 +339,7 @@ public struct PowerSGD: GradientReducer {
         }
         let restored = PowerStepWorkspace()
         restored.replaceQ(q)
+        if options.alternate { restored.replaceP(p) }
         restored.replaceError(error)
         restored.replacePending(p: pendingP, q: pendingQ)
         restored.hasPendingResidual = pending

@@ -4,7 +4,8 @@
 /// State, carried from step to step and checkpointed: `q` (Q̄ of every compressed tensor, the
 /// warm start), `error` (the error memories E — or, while `hasPendingResidual`, M of the last
 /// step with the residual correction P̂·Q_cᵀ still to subtract) and that correction's factors
-/// `pendingP`, `pendingQ`. Scratch, rewritten by every step: `p` (P, then P̂), `localQ` (Q_w
+/// `pendingP`, `pendingQ`; with `alternate`, also `p` (the last reduced P). Scratch, rewritten by
+/// every standard step: `p` (P, then P̂), `localQ` (Q_w
 /// before its all-reduce), `uncompressed` (the packed exact tensors) and the two m×r transposes
 /// `qt` and `pendingQt` of one tensor at a time.
 ///
@@ -84,6 +85,7 @@ final class PowerStepWorkspace {
     }
 
     func replaceQ(_ values: [Float]) { q.free(); q = .copy(of: values) }
+    func replaceP(_ values: [Float]) { p.free(); p = .copy(of: values) }
     func replaceError(_ values: [Float]) { error.free(); error = .copy(of: values) }
     func replacePending(p newP: [Float], q newQ: [Float]) {
         pendingP.free(); pendingP = .copy(of: newP)
