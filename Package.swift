@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "CollectivesMPITests", dependencies: ["CollectivesMPI", "collectives-mpi-probe", "TestSupport"]),
         .testTarget(name: "NeuralNetworksTests", dependencies: ["NeuralNetworks", "LinearAlgebra", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Collectives", "GradientCompression", "NeuralNetworks", "LinearAlgebra", "TestSupport"]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets", "LinearAlgebra"]),
         .testTarget(name: "CommandLineTests", dependencies: ["powersgd", "Training", "GradientCompression", "EmulatedCluster", "TestSupport"]),
         .testTarget(name: "GradientCompressionTests", dependencies: ["GradientCompression", "Collectives", "LinearAlgebra", "TestSupport"]),

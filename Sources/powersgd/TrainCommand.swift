@@ -215,6 +215,7 @@ extension TrainingArguments {
         c.width = width
         c.evaluateEvery = evaluateEvery
         c.dp = try? privacySettings()
+        if syncEvery > 1, let outer = try? outerOptimizerSettings() { c.localSGD = LocalSGDSettings(syncEvery: syncEvery, outer: outer) }
         return c
     }
 }

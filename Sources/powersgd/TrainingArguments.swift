@@ -85,6 +85,17 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: ArgumentHelp("DP-SGD: noise=σ or epsilon=ε (σ found for it), clip=C, delta=δ (< 1/N), optional placement=central|distributed|local and per-layer=true; e.g. noise=1.1,clip=1.0,delta=1e-5. Lots are Poisson-sampled at q = workers × batch-size / N. Models: mlp, resnet8-gn (batch norm is refused), lstm (windows of the token stream as examples). See docs/privacy.md.", valueName: "options"))
     var dp: String?
 
+    @Option(help: "Local SGD / DiLoCo: inner optimizer steps per round; the reducer runs once a round on the pseudo-gradients θ₀ − θ_w, then the outer optimizer steps (1: per-step data parallelism). See docs/local-sgd.md.")
+    var syncEvery = 1
+
+    @Option(help: ArgumentHelp("Outer optimizer of --sync-every > 1: nesterov[:lr=L,momentum=M] (DiLoCo; default nesterov:lr=0.7,momentum=0.9) or sgd[:lr=L,momentum=M] (sgd:lr=1 is plain averaging).", valueName: "optimizer"))
+    var outerOptimizer = "nesterov"
+
+    /// `--outer-optimizer` parsed.
+    func outerOptimizerSettings() throws -> OuterOptimizer {
+        do { return try OuterOptimizer(parsing: outerOptimizer) } catch { throw ValidationError("--outer-optimizer: \(error)") }
+    }
+
     /// `--dp` parsed (nil without the flag).
     func privacySettings() throws -> DifferentialPrivacySettings? {
         guard let dp else { return nil }
@@ -128,6 +139,12 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
         }
         _ = try privacySettings()
+        guard syncEvery >= 1 else { throw ValidationError("--sync-every must be at least 1 (got \(syncEvery))") }
+        _ = try outerOptimizerSettings()
+        if syncEvery > 1, dp != nil {
+            throw ValidationError("--sync-every \(syncEvery) with --dp: the accountant counts one noised release per step, "
+                                  + "and local steps release nothing until the round ends; use --sync-every 1 under DP")
+        }
         guard model.isLanguageModel == dataset.isText else {
             let text = ExperimentConfiguration.Dataset.allCases.filter(\.isText).map(\.rawValue).joined(separator: " or ")
             let languageModels = ExperimentConfiguration.Model.allCases.filter(\.isLanguageModel).map(\.rawValue).joined(separator: ", ")

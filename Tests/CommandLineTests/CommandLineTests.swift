@@ -132,6 +132,12 @@ import Training
         BadInput(arguments: ["compare", "--model", "lstm", "--dataset", "shakespeare", "--target", "0.5"], status: 2,
                  message: "--target is a perplexity"),
         BadInput(arguments: ["train", "--config", "/"], status: 2, message: "--config /: is a directory"),
+        BadInput(arguments: ["train", "--sync-every", "0"], status: 2, message: "--sync-every must be at least 1 (got 0)"),
+        BadInput(arguments: ["train", "--sync-every", "4", "--outer-optimizer", "adam"], status: 2, message: "--outer-optimizer: unknown outer optimizer 'adam'"),
+        BadInput(arguments: ["train", "--sync-every", "4", "--outer-optimizer", "nesterov:lr=0"], status: 2, message: "outer optimizer lr must be positive"),
+        BadInput(arguments: ["train", "--sync-every", "4", "--outer-optimizer", "sgd:momentum=1"], status: 2, message: "momentum must be in [0, 1)"),
+        BadInput(arguments: ["train", "--model", "mlp", "--sync-every", "4", "--dp", "noise=1,clip=1,delta=1e-5"], status: 2,
+                 message: "--sync-every 4 with --dp"),
         // Refused from the arithmetic, before any replica is built.
         BadInput(arguments: ["train", "--width", "1e9"], status: 2, message: "--width 1e+09: resnet8 has"),
         BadInput(arguments: ["train", "--model", "mlp", "--width", "1e9"], status: 2, message: "more than this machine's"),

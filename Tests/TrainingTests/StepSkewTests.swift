@@ -22,6 +22,10 @@ import Testing
             get { base.gradients }
             set { base.gradients = newValue }
         }
+        var parameterValues: [Tensor] {
+            get { base.parameterValues }
+            set { base.parameterValues = newValue }
+        }
         func takeGradients() -> [Tensor] { base.takeGradients() }
         func applyGradients() throws -> Float { try base.applyGradients() }
         func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try base.evaluate(rank: rank, workers: workers) }

@@ -90,6 +90,9 @@ public struct DataParallelTrainer {
             throw TrainingError.doubleMomentum(reducer: reducer.name, optimizerMomentum: workload.optimizerMomentum)
         }
         reducer.prepare(stepsPerEpoch: stepsPerEpoch)
+        // Local SGD: the reducer runs once a round, on the pseudo-gradients (`LocalSGDWorkload`).
+        let local = workload as? LocalSGDWorkload
+        var evaluationDue = false
         var step = startStep
         while step < options.totalSteps {
             let epoch = step / stepsPerEpoch
@@ -102,14 +105,23 @@ public struct DataParallelTrainer {
                                                      rank: group.rank, workers: group.size)
             let c1 = threadCPUSeconds(), w1 = now()
             // 2. The reducer's average (identical on every worker afterwards).
+            //    Under local SGD the inner step uses the worker's own gradients.
             var gradients = workload.takeGradients()
-            let reduction = try reducer.reduce(&gradients, over: group)
+            var reduction = local == nil ? try reducer.reduce(&gradients, over: group) : ReductionStats()
             workload.gradients = gradients
             // 3. Optimizer on the average.
             let t2 = now()
-            let finiteGradients = gradients.allSatisfy { $0.withUnsafeBufferPointer { allFinite($0) } }
+            var finiteGradients = gradients.allSatisfy { $0.withUnsafeBufferPointer { allFinite($0) } }
             let learningRate = finiteGradients ? try workload.applyGradients() : .nan
             let t3 = now()
+            let endsRound = local?.endsRound(step: step, totalSteps: options.totalSteps) ?? true
+            if let local, endsRound, finiteGradients {
+                // The round's end: average Δ_w = θ₀ − θ_w through the reducer, then the outer step.
+                var delta = local.pseudoGradients()
+                reduction = try reducer.reduce(&delta, over: group)
+                finiteGradients = delta.allSatisfy { $0.withUnsafeBufferPointer { allFinite($0) } }
+                if finiteGradients { local.applyOuterStep(delta) }
+            }
 
             // 4. Agree on the step's numbers: mean loss and non-finite count, slowest times.
             var sums: [Float] = [loss, (loss.isFinite && finiteGradients) ? 0 : 1]
@@ -134,7 +146,10 @@ public struct DataParallelTrainer {
                             optimizerSeconds: Double(slowest[3]), skewSeconds: Double(slowest[4] + slowest[5]),
                             reduction: reduction, epsilon: (workload as? DifferentiallyPrivateWorkload)?.account.epsilon))
             step += 1
-            if options.evaluates && (options.evaluateEvery > 0 && step % options.evaluateEvery == 0 || step == options.totalSteps) {
+            // Replicas differ inside a local-SGD round: an evaluation falling there waits for its end.
+            evaluationDue = evaluationDue || options.evaluateEvery > 0 && step % options.evaluateEvery == 0
+            if options.evaluates && (evaluationDue && endsRound || step == options.totalSteps) {
+                evaluationDue = false
                 try onEvaluation(evaluate(workload: workload, group: group, step: step, epoch: (step - 1) / stepsPerEpoch))
             }
             if options.checkpointEvery > 0 && step % options.checkpointEvery == 0 {

@@ -143,6 +143,14 @@ public final class DifferentiallyPrivateWorkload: Workload {
         set { inner.gradients = newValue }
     }
 
+    public var parameterValues: [Tensor] {
+        get { parameters.map(\.value) }
+        set {
+            precondition(newValue.count == parameters.count, "\(newValue.count) values for \(parameters.count) parameters")
+            for (p, v) in zip(parameters, newValue) { p.value = v }
+        }
+    }
+
     public func takeGradients() -> [Tensor] { inner.takeGradients() }
 
     public func applyGradients() throws -> Float { try inner.applyGradients() }

@@ -57,6 +57,14 @@ public final class LanguageModelWorkload: Workload {
         }
     }
 
+    public var parameterValues: [Tensor] {
+        get { parameters.map(\.value) }
+        set {
+            precondition(newValue.count == parameters.count, "\(newValue.count) values for \(parameters.count) parameters")
+            for (p, v) in zip(parameters, newValue) { p.value = v }
+        }
+    }
+
     public func takeGradients() -> [Tensor] {
         defer { for p in parameters { p.gradient = Tensor(shape: [0]) } }
         return parameters.map(\.gradient)

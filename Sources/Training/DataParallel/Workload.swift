@@ -24,6 +24,10 @@ public protocol Workload: AnyObject {
     /// step for ResNet-18). Set `gradients` to give them back.
     func takeGradients() -> [Tensor]
 
+    /// The parameter values in parameter order; setting them replaces every parameter's value
+    /// (local SGD's round start, `LocalSGDWorkload`).
+    var parameterValues: [Tensor] { get set }
+
     /// One optimizer step with the (reduced) `gradients`; returns the learning rate it used
     /// (the optimizer owns the schedule).
     func applyGradients() throws -> Float

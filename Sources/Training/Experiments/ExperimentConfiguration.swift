@@ -48,6 +48,10 @@ public struct ExperimentConfiguration: Sendable, Codable, Equatable {
     public var evaluateEvery = 0
     /// DP-SGD (`--dp`): per-example clipping, Gaussian noise, Poisson lots; nil trains without it.
     public var dp: DifferentialPrivacySettings?
+    /// Local SGD (`--sync-every` > 1, `--outer-optimizer`): rounds of inner steps, the reducer
+    /// running once a round on the pseudo-gradients (`LocalSGDWorkload`); nil is per-step data
+    /// parallelism.
+    public var localSGD: LocalSGDSettings?
 
     public init() {}
 

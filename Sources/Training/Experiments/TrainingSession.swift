@@ -47,7 +47,7 @@ public struct TrainingSession {
         for child in Mirror(reflecting: configuration).children {
             guard let label = child.label, !excluded.contains(label) else { continue }
             // Runs without DP record no `dp` key, so their checkpoints stay resumable.
-            if label == "dp", describe(child.value) == "none" { continue }
+            if label == "dp" || label == "localSGD", describe(child.value) == "none" { continue }
             settings[flagName(label)] = describe(child.value)
         }
         return settings
@@ -82,6 +82,9 @@ public struct TrainingSession {
         if let dp = experiment.configuration.dp {
             workload = try DifferentiallyPrivateWorkload.make(workload, settings: dp, reducer: self.reducer.name, totalSteps: total,
                                                               workers: group.size, seed: experiment.configuration.seed)
+        }
+        if let local = experiment.configuration.localSGD {
+            workload = LocalSGDWorkload(inner: workload, syncEvery: local.syncEvery, outer: local.outer)
         }
         let trajectory = Self.trajectorySettings(experiment.configuration, reducer: reducer.name)
         func notice(_ text: String) { if group.rank == 0 { onNotice(text) } }
