@@ -85,6 +85,22 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: ArgumentHelp("DP-SGD: noise=σ or epsilon=ε (σ found for it), clip=C, delta=δ (< 1/N), optional placement=central|distributed|local and per-layer=true; e.g. noise=1.1,clip=1.0,delta=1e-5. Lots are Poisson-sampled at q = workers × batch-size / N. Models: mlp, resnet8-gn (batch norm is refused), lstm (windows of the token stream as examples). See docs/privacy.md.", valueName: "options"))
     var dp: String?
 
+    @Flag(help: "Reduce the gradients in buckets on a communication thread while the backward pass runs (PyTorch DDP's overlap; same results). Off: reduce after backward. See docs/overlap.md.")
+    var overlap = false
+
+    @Option(help: "With --overlap: bucket capacity in MiB (fractions allowed; DDP's default 25). Smaller buckets start communicating earlier but pay the per-collective latency more often; one bucket for the whole model overlaps nothing.")
+    var bucketMb: Double = 25
+
+    /// `--overlap`'s bucket capacity in bytes; nil without `--overlap`.
+    var overlapBucketBytes: Double? { overlap ? bucketMb * 1_048_576 : nil }
+
+    /// Refuses `--overlap` with a reducer that cannot be reduced bucket by bucket, naming it and why (exit 2).
+    func checkOverlap(_ specification: ReducerSpecification) throws {
+        guard overlap, let reducer = try? ReducerCatalog.make(specification, seed: seed),
+              case let .unsupported(reason) = reducer.bucketSupport else { return }
+        throw ValidationError("--overlap: \(reducer.name) cannot be reduced bucket by bucket: \(reason)")
+    }
+
     /// `--dp` parsed (nil without the flag).
     func privacySettings() throws -> DifferentialPrivacySettings? {
         guard let dp else { return nil }
@@ -128,6 +144,14 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--collective-timeout must be 0 (no limit) or a positive number of seconds (got \(collectiveTimeout))")
         }
         _ = try privacySettings()
+        guard bucketMb > 0, bucketMb.isFinite else {
+            throw ValidationError("--bucket-mb must be a positive number of MiB (got \(bucketMb))")
+        }
+        if overlap && dp != nil {
+            throw ValidationError("--overlap cannot run with --dp: DP-SGD clips each example's gradient to its norm over all "
+                                  + "layers, known only after the whole backward pass, and adds the noise to the clipped sum, "
+                                  + "so no gradient is final before backward ends")
+        }
         guard model.isLanguageModel == dataset.isText else {
             let text = ExperimentConfiguration.Dataset.allCases.filter(\.isText).map(\.rawValue).joined(separator: " or ")
             let languageModels = ExperimentConfiguration.Model.allCases.filter(\.isLanguageModel).map(\.rawValue).joined(separator: ", ")

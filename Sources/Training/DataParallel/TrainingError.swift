@@ -13,6 +13,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case configurationChanged(file: String, differences: [SettingDifference])
     /// After a restore, these ranks hold another step or replicated state than rank 0.
     case replicasDiffer(step: Int, ranks: [Int], steps: [Int], referenceStep: Int)
+    /// `--overlap` cannot run with this workload or reducer: the message says which and why.
+    case overlapUnsupported(String)
 
     /// One setting that differs between a checkpoint and the run resuming from it.
     public struct SettingDifference: Sendable, Equatable {
@@ -55,6 +57,8 @@ public enum TrainingError: Error, CustomStringConvertible {
             }.joined(separator: "; ")
             return "checkpoint: after restoring step \(step), the replicas differ (\(what)): its rank files come from "
                 + "different runs or steps; refusing to train replicas that would diverge"
+        case let .overlapUnsupported(message):
+            return "--overlap: \(message)"
         }
     }
 }

@@ -1,0 +1,28 @@
+import LinearAlgebra
+import NeuralNetworks
+
+/// A workload whose backward pass hands out each gradient as soon as it is final, so that the
+/// reducer can work on the last layers' buckets while backward continues (`--overlap`,
+/// `OverlappedReduction`).
+///
+/// `DifferentiallyPrivateWorkload` is not one: DP-SGD clips every example's gradient to a norm
+/// taken over all layers, known only when the whole backward pass has ended, and adds the noise
+/// to the clipped sum, so no gradient is final before backward ends.
+public protocol GradientStreamingWorkload: Workload {
+    /// The shapes of the parameters, in parameter order (the gradient list's shapes).
+    var parameterShapes: [[Int]] { get }
+
+    /// `computeGradients`, calling `ready(index, gradient)` once for each parameter as soon as its
+    /// gradient is final (`GradientReadiness`; reverse parameter order for the models here),
+    /// moving the gradient out of the replica as `takeGradients` does. Returns the mean loss.
+    func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int,
+                          handingOut ready: (Int, Tensor) -> Void) throws -> Float
+}
+
+/// Hands parameter `index`'s gradient to `ready`, keeping no reference to its storage in the
+/// parameter (so the reducer writes it in place instead of copying it on write).
+func handOut(_ parameters: [Parameter], _ index: Int, to ready: (Int, Tensor) -> Void) {
+    let gradient = parameters[index].gradient
+    parameters[index].gradient = Tensor(shape: [0])
+    ready(index, gradient)
+}
