@@ -121,6 +121,102 @@ import Testing
         #expect(reducer is PowerSGD)
     }
 
+    /// A classifier workload whose backward pass is slow (it sleeps after handing out each
+    /// gradient) and can fail after handing out `failAfter` gradients; it records when backward ended.
+    final class SlowBackward: GradientStreamingWorkload {
+        struct Failure: Error, Equatable {}
+        let inner = OverlappedReductionTests.workload()
+        var failAfter: Int?
+        var backwardEnd: UInt64 = 0
+        var parameterShapes: [[Int]] { inner.parameterShapes }
+        var gradients: [Tensor] { get { inner.gradients } set { inner.gradients = newValue } }
+        var optimizerMomentum: Float { inner.optimizerMomentum }
+        func stepsPerEpoch(workers: Int) -> Int { inner.stepsPerEpoch(workers: workers) }
+        func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int) throws -> Float {
+            try inner.computeGradients(epoch: epoch, step: step, rank: rank, workers: workers)
+        }
+        func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int, handingOut ready: (Int, Tensor) -> Void) throws -> Float {
+            var handedOut = 0
+            var failed = false
+            let loss = try inner.computeGradients(epoch: epoch, step: step, rank: rank, workers: workers) { index, gradient in
+                guard !failed else { return }
+                ready(index, gradient)
+                handedOut += 1
+                if handedOut == failAfter { failed = true } else { Thread.sleep(forTimeInterval: 0.05) }
+            }
+            backwardEnd = DispatchTime.now().uptimeNanoseconds
+            if failed { throw Failure() }
+            return loss
+        }
+        func takeGradients() -> [Tensor] { inner.takeGradients() }
+        func applyGradients() throws -> Float { try inner.applyGradients() }
+        func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try inner.evaluate(rank: rank, workers: workers) }
+        func saveState(to archive: inout StateWriter) { inner.saveState(to: &archive) }
+        func restoreState(from archive: inout StateReader) throws { try inner.restoreState(from: &archive) }
+        func saveReplicatedState(to archive: inout StateWriter) { inner.saveReplicatedState(to: &archive) }
+    }
+
+    /// A communicator that notes when its first collective starts, and whether on the thread that made it.
+    final class FirstCollectiveClock: Communicator {
+        let inner: any Communicator
+        var firstCall: UInt64?
+        var firstCallOnMainThread: Bool?
+        let mainThread = pthread_self()
+        init(_ inner: any Communicator) { self.inner = inner }
+        var rank: Int { inner.rank }
+        var size: Int { inner.size }
+        var traffic: TrafficLedger { inner.traffic }
+        func note() {
+            if firstCall == nil { (firstCall, firstCallOnMainThread) = (DispatchTime.now().uptimeNanoseconds, pthread_equal(pthread_self(), mainThread) != 0) }
+        }
+        func allReduce(_ buffer: UnsafeMutableBufferPointer<Float>, operation: ReduceOperation) throws {
+            note(); try inner.allReduce(buffer, operation: operation)
+        }
+        func allReduce(_ bits: UnsafeMutableBufferPointer<UInt16>, format: HalfWidthFormat, operation: ReduceOperation) throws {
+            note(); try inner.allReduce(bits, format: format, operation: operation)
+        }
+        func allGather(_ message: [UInt8]) throws -> [[UInt8]] { note(); return try inner.allGather(message) }
+        func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int) throws { note(); try inner.broadcast(buffer, root: root) }
+        func broadcast(_ message: [UInt8], root: Int) throws -> [UInt8] { note(); return try inner.broadcast(message, root: root) }
+        func barrier() throws { note(); try inner.barrier() }
+    }
+
+    /// The first bucket is reduced on the communication thread while backward still runs (it
+    /// has 7 more gradients, 0.35 s, to go), and the main thread's wait is shorter than the
+    /// communication it overlapped.
+    @Test func theFirstBucketIsReducedWhileBackwardRuns() throws {
+        var options = DataParallelTrainer.Options(totalSteps: 1)
+        options.evaluates = false
+        options.overlapBucketBytes = 1
+        let work = SlowBackward()
+        let (start, end) = try InProcessGroup.run(workers: 1) { group -> (UInt64, Bool?) in
+            let clock = FirstCollectiveClock(group)
+            var reducer: any GradientReducer = UncompressedReducer()
+            try DataParallelTrainer(options: options).run(workload: work, reducer: &reducer, group: clock)
+            return (try #require(clock.firstCall), clock.firstCallOnMainThread)
+        }[0]
+        #expect(start < work.backwardEnd, "the first collective started after backward ended")
+        #expect(end == false, "the first collective ran on the main thread")
+    }
+
+    /// A backward pass that fails after handing out 3 gradients (one bucket already with the
+    /// communication thread) fails the run with its own error once that bucket is done: no hang,
+    /// and the reducer is back with the caller.
+    @Test func aBackwardErrorWaitsForTheSubmittedBucketsAndSurfaces() throws {
+        var options = DataParallelTrainer.Options(totalSteps: 2)
+        options.overlapBucketBytes = 200
+        let reducerAfter = try InProcessGroup.run(workers: 2) { group -> Bool in
+            let work = SlowBackward()
+            work.failAfter = 3
+            var reducer: any GradientReducer = try PowerSGD(.init(rank: 2))
+            #expect(throws: SlowBackward.Failure()) {
+                try DataParallelTrainer(options: options).run(workload: work, reducer: &reducer, group: group)
+            }
+            return reducer is PowerSGD
+        }
+        #expect(reducerAfter == [true, true])
+    }
+
     /// What cannot be bucketed is refused before the first step, naming the reducer and why.
     @Test func reducersThatNeedTheWholeListAreRefused() throws {
         var options = DataParallelTrainer.Options(totalSteps: 1)
