@@ -34,10 +34,10 @@ extension GradientReducer {
     /// Throws `GradientCompressionError.bucketingUnsupported` unless the reducer implements it.
     public mutating func reduce(_ bucket: inout [Tensor], tensors: Range<Int>, of shapes: [[Int]],
                                 over group: any Communicator) throws -> ReductionStats {
-        if case let .unsupported(reason) = bucketSupport {
-            throw GradientCompressionError.bucketingUnsupported(reducer: name, reason: reason)
+        guard case let .unsupported(reason) = bucketSupport else {
+            throw GradientCompressionError.bucketingUnsupported(reducer: name, reason: "it declares bucket support but implements no bucketed reduce")
         }
-        throw GradientCompressionError.bucketingUnsupported(reducer: name, reason: "no bucketed reduce is implemented")
+        throw GradientCompressionError.bucketingUnsupported(reducer: name, reason: reason)
     }
 
     public mutating func finishStep() {}
@@ -48,9 +48,11 @@ public enum BucketCheck {
     /// Throws unless `bucket` holds the tensors `tensors` of the list `shapes` describes, with
     /// those shapes.
     public static func validate(_ bucket: [Tensor], tensors: Range<Int>, of shapes: [[Int]]) throws {
-        guard tensors.lowerBound >= 0, tensors.upperBound <= shapes.count, bucket.count == tensors.count else {
-            throw GradientCompressionError.invalidOption(
-                "bucket of \(bucket.count) tensors for indices \(tensors) of a \(shapes.count)-tensor list")
+        guard tensors.lowerBound >= 0, tensors.upperBound <= shapes.count else {
+            throw GradientCompressionError.tensorCountMismatch(expected: shapes.count, found: tensors.upperBound)
+        }
+        guard bucket.count == tensors.count else {
+            throw GradientCompressionError.tensorCountMismatch(expected: tensors.count, found: bucket.count)
         }
         for (offset, tensor) in bucket.enumerated() where tensor.shape != shapes[tensors.lowerBound + offset] {
             throw GradientCompressionError.shapeMismatch(tensor: tensors.lowerBound + offset,

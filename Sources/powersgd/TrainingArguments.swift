@@ -148,9 +148,7 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--bucket-mb must be a positive number of MiB (got \(bucketMb))")
         }
         if overlap && dp != nil {
-            throw ValidationError("--overlap cannot run with --dp: DP-SGD clips each example's gradient to its norm over all "
-                                  + "layers, known only after the whole backward pass, and adds the noise to the clipped sum, "
-                                  + "so no gradient is final before backward ends")
+            throw ValidationError("--overlap cannot run with --dp: \(DifferentiallyPrivateWorkload.overlapRefusal)")
         }
         guard model.isLanguageModel == dataset.isText else {
             let text = ExperimentConfiguration.Dataset.allCases.filter(\.isText).map(\.rawValue).joined(separator: " or ")

@@ -48,8 +48,9 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
     public var name: String { compressor.name }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
-        defer { finishStep() }
-        return try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        let stats = try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        finishStep()
+        return stats
     }
 
     public var bucketSupport: BucketSupport { .exact }

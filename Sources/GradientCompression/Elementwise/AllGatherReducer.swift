@@ -29,8 +29,9 @@ public struct AllGatherReducer<C: Compressor>: CompressedAveraging {
     public var name: String { scope == .global ? ReducerSpecification.reducerName(compressor.name, setting: "scope", to: "global") : compressor.name }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
-        defer { finishStep() }
-        return try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        let stats = try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        finishStep()
+        return stats
     }
 
     public var bucketSupport: BucketSupport {

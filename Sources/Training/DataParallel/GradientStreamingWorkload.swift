@@ -5,9 +5,7 @@ import NeuralNetworks
 /// reducer can work on the last layers' buckets while backward continues (`--overlap`,
 /// `OverlappedReduction`).
 ///
-/// `DifferentiallyPrivateWorkload` is not one: DP-SGD clips every example's gradient to a norm
-/// taken over all layers, known only when the whole backward pass has ended, and adds the noise
-/// to the clipped sum, so no gradient is final before backward ends.
+/// `DifferentiallyPrivateWorkload` is not one (`overlapRefusal` says why).
 public protocol GradientStreamingWorkload: Workload {
     /// The shapes of the parameters, in parameter order (the gradient list's shapes).
     var parameterShapes: [[Int]] { get }
@@ -17,6 +15,12 @@ public protocol GradientStreamingWorkload: Workload {
     /// moving the gradient out of the replica as `takeGradients` does. Returns the mean loss.
     func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int,
                           handingOut ready: (Int, Tensor) -> Void) throws -> Float
+}
+
+extension DifferentiallyPrivateWorkload {
+    /// Why `--overlap` cannot run under DP-SGD.
+    public static let overlapRefusal = "DP-SGD clips each example's gradient to its norm over all layers, known only after "
+        + "the whole backward pass, and adds the noise to the clipped sum: no gradient is final before backward ends"
 }
 
 /// Hands parameter `index`'s gradient to `ready`, keeping no reference to its storage in the

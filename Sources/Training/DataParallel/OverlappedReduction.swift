@@ -41,8 +41,7 @@ final class OverlappedReduction {
     init(bucketBytes: Double, workload: Workload, reducer: any GradientReducer, rank: Int) throws {
         guard workload is GradientStreamingWorkload else {
             let reason = workload is DifferentiallyPrivateWorkload
-                ? "DP-SGD clips each example's gradient to its norm over all layers, known only after the whole backward "
-                  + "pass, and adds the noise to the clipped sum: no gradient is final before backward ends"
+                ? DifferentiallyPrivateWorkload.overlapRefusal
                 : "this workload's backward pass does not hand out gradients as they become final"
             throw TrainingError.overlapUnsupported(reason)
         }
