@@ -85,18 +85,21 @@ import Training
         }
     }
 
-    /// `--overlap` under MPI (2 ranks, the communication thread calling MPI): PowerSGD, QSGD and
-    /// Top-K give the sequential run's losses bit for bit (two ranks sum two values per element,
-    /// whatever the buffer), and the log carries the overlap's times.
-    @Test func overlapUnderMPIGivesTheSequentialLosses() throws {
+    /// `--overlap` under MPI (the communication thread calling MPI): PowerSGD, QSGD and Top-K
+    /// give the sequential run's losses bit for bit on 2 ranks (two values per element sum the
+    /// same in any order, whatever the buffer); on 3, MPI may associate a bucket's sum otherwise
+    /// than the whole list's, so the losses agree to a relative 1e-4 (docs/overlap.md). The log
+    /// carries the overlap's times.
+    @Test(arguments: [(2, 0.0), (3, 1e-4)])
+    func overlapUnderMPIGivesTheSequentialLosses(ranks: Int, relativeTolerance: Double) throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let common = ["compare", "--model", "mlp", "--dataset", "fashion-mnist", "--steps", "6", "--batch-size", "16",
                       "--reducers", "powersgd:rank=2,qsgd:levels=16,topk:ratio=0.01", "--backend", "mpi"]
         let sequential = directory.appendingPathComponent("sequential"), overlapped = directory.appendingPathComponent("overlapped")
-        let a = try CommandRunner.runUnderMPI(ranks: 2, common + ["--output-dir", sequential.path], timeout: 180)
+        let a = try CommandRunner.runUnderMPI(ranks: ranks, common + ["--output-dir", sequential.path], timeout: 180)
         #expect(a.status == 0, "\(a.all)")
-        let b = try CommandRunner.runUnderMPI(ranks: 2, common + ["--output-dir", overlapped.path, "--overlap", "--bucket-mb", "0.05"],
+        let b = try CommandRunner.runUnderMPI(ranks: ranks, common + ["--output-dir", overlapped.path, "--overlap", "--bucket-mb", "0.05"],
                                               timeout: 180)
         #expect(b.status == 0, "\(b.all)")
         let runsA = try RunLog.read(sequential.appendingPathComponent("runs.jsonl"))
@@ -104,7 +107,10 @@ import Training
         #expect(runsA.count == 3 && runsB.count == 3)
         for (x, y) in zip(runsA, runsB) {
             #expect(x.settings.reducer == y.settings.reducer)
-            #expect(x.steps.map(\.loss) == y.steps.map(\.loss), "\(x.settings.reducer)")
+            #expect(x.steps.count == 6 && y.steps.count == 6)
+            for (p, q) in zip(x.steps, y.steps) {
+                #expect(abs(p.loss - q.loss) <= relativeTolerance * abs(p.loss), "\(x.settings.reducer) step \(p.step): \(p.loss) vs \(q.loss)")
+            }
             #expect(x.steps.allSatisfy { $0.exposedCommunicationSeconds == nil })
             #expect(y.steps.allSatisfy { $0.wallSeconds != nil && $0.communicationThreadSeconds != nil
                                          && $0.exposedCommunicationSeconds != nil }, "\(y.settings.reducer)")

@@ -1,4 +1,5 @@
 import Collectives
+import Datasets
 import Foundation
 import GradientCompression
 import LinearAlgebra
@@ -77,6 +78,31 @@ import Testing
         }
         // The runs learn: a reducer that returned zeros would leave the initial parameters.
         #expect(sequential[0].parameters != Self.workload().model.parameters.map(\.value))
+    }
+
+    /// The LSTM language model with tied weights (the shared matrix is handed out only after the
+    /// embedding's backward, its last use): overlapped PowerSGD and Top-K runs, one bucket per
+    /// tensor, give the sequential ones bit for bit.
+    @Test(arguments: ["powersgd:rank=2", "topk:ratio=0.1"])
+    func theTiedLSTMOverlapsExactly(reducer specification: String) throws {
+        let corpus = try DifferentialPrivacyTests.characterCorpus()
+        func run(bucketBytes: Double?) throws -> [[Tensor]] {
+            try InProcessGroup.run(workers: 2) { group in
+                let model = try LSTMLanguageModel(vocabularySize: corpus.vocabulary.count, embeddingSize: 8, hiddenSize: 8,
+                                                  layers: 2, dropout: 0.2, tiedWeights: true, seed: 3)
+                let work = LanguageModelWorkload(model: model, optimizer: SGD(options: .init(momentum: 0.9), schedule: .constant(0.5)),
+                                                 corpus: corpus, batchSize: 4, bptt: 7)
+                var reducer = try ReducerCatalog.make(try ReducerSpecification(parsing: specification), seed: 5)
+                var options = DataParallelTrainer.Options(totalSteps: 5)
+                options.evaluates = false
+                options.overlapBucketBytes = bucketBytes
+                try DataParallelTrainer(options: options).run(workload: work, reducer: &reducer, group: group)
+                return model.parameters.map(\.value)
+            }
+        }
+        let sequential = try run(bucketBytes: nil), overlapped = try run(bucketBytes: 1)
+        #expect(overlapped == sequential)
+        #expect(sequential[0] == sequential[1], "the replicas drifted apart")
     }
 
     /// A resume with another bucket layout (2 buckets, then 6) continues the reducer's state —
