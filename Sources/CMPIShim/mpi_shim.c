@@ -34,8 +34,7 @@ int psgd_mpi_init(int thread_multiple) {
     if (group != MPI_COMM_NULL) return MPI_SUCCESS;
     MPI_Initialized(&initialized);
     if (!initialized) {
-        int rc = thread_multiple ? MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &thread_level)
-                                 : MPI_Init(NULL, NULL);
+        int rc = MPI_Init_thread(NULL, NULL, thread_multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_SERIALIZED, &thread_level);
         if (rc != MPI_SUCCESS) return rc;
     } else {
         MPI_Query_thread(&thread_level);
@@ -47,6 +46,15 @@ int psgd_mpi_init(int thread_multiple) {
 }
 
 int psgd_mpi_is_ready(void) { return group != MPI_COMM_NULL; }
+
+int psgd_mpi_thread_level(void) {
+    switch (thread_level) {
+    case MPI_THREAD_MULTIPLE: return 3;
+    case MPI_THREAD_SERIALIZED: return 2;
+    case MPI_THREAD_FUNNELED: return 1;
+    default: return 0;
+    }
+}
 
 int psgd_mpi_finalize(void) {
     if (group == MPI_COMM_NULL) return MPI_SUCCESS;

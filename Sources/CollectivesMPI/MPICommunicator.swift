@@ -75,6 +75,16 @@ public final class MPICommunicator: Communicator {
         return try body()
     }
 
+    /// Whether MPI lets any one thread at a time make the calls (`MPI_THREAD_SERIALIZED` or
+    /// more), as `--overlap`'s communication thread needs: checked at start-up, since the level
+    /// MPI provides may be below the one requested.
+    public var providesSerializedThreads: Bool { psgd_mpi_thread_level() >= 2 }
+
+    /// The thread level MPI provides, by its MPI name.
+    public var threadLevel: String {
+        ["MPI_THREAD_SINGLE", "MPI_THREAD_FUNNELED", "MPI_THREAD_SERIALIZED", "MPI_THREAD_MULTIPLE"][Int(psgd_mpi_thread_level())]
+    }
+
     /// Ends MPI for this process (`MPI_Finalize`); call once, after the last collective.
     public static func finalize() throws {
         try check(psgd_mpi_finalize(), rank: -1, call: "MPI_Finalize")

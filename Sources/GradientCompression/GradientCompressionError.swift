@@ -12,6 +12,8 @@ public enum GradientCompressionError: Error, Equatable, CustomStringConvertible 
     case invalidOption(String)
     /// A message from another worker that cannot be decoded.
     case corruptMessage(String)
+    /// The reducer cannot reduce bucket by bucket (`--overlap`): names it and says why.
+    case bucketingUnsupported(reducer: String, reason: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum GradientCompressionError: Error, Equatable, CustomStringConvertible 
                 + "worker \(otherRank) has \(show(otherShape))"
         case let .invalidOption(message): return "invalid reducer option: \(message)"
         case let .corruptMessage(message): return "corrupt message: \(message)"
+        case let .bucketingUnsupported(reducer, reason):
+            return "\(reducer) cannot overlap its communication with the backward pass: \(reason)"
         }
     }
 }

@@ -32,6 +32,18 @@ public protocol GradientReducer {
     ///   with the one the state was built for, or a `CollectiveError` from the group.
     mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats
 
+    /// Whether `reduce(_:tensors:of:over:)` is exact for this reducer (BucketedReduction.swift).
+    var bucketSupport: BucketSupport { get }
+
+    /// Reduces `bucket`, the tensors `tensors` of the model's gradient list whose shapes are
+    /// `shapes`, with the state of those tensor indices. One step's buckets cover every index
+    /// once; `finishStep()` ends the step (BucketedReduction.swift).
+    mutating func reduce(_ bucket: inout [Tensor], tensors: Range<Int>, of shapes: [[Int]],
+                         over group: any Communicator) throws -> ReductionStats
+
+    /// Ends a step reduced in buckets: advances the step counter.
+    mutating func finishStep()
+
     /// The reducer's whole mutable state (error feedback, warm-start factors,
     /// step counters, plans) in the checkpoint format.
     func saveState(to archive: inout StateWriter)

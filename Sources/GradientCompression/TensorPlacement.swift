@@ -59,10 +59,10 @@ struct TensorPlacement {
 }
 
 extension MatrixLayout {
-    /// The uncompressed tensors' places in the packed uncompressed buffer.
+    /// The uncompressed tensors' places in the packed uncompressed buffer (of `tensors`).
     var uncompressedPlacements: [TensorPlacement] {
         entries.enumerated().compactMap { index, entry in
-            entry.isCompressed || entry.count == 0 ? nil : TensorPlacement(tensor: index, offset: entry.uncompressedOffset)
+            entry.isCompressed || entry.count == 0 || !tensors.contains(index) ? nil : TensorPlacement(tensor: index, offset: entry.uncompressedOffset)
         }
     }
 

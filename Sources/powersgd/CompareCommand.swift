@@ -31,7 +31,9 @@ struct CompareCommand: ParsableCommand {
     var title: String?
 
     func validate() throws {
-        let names = try parsedReducers().map(\.name)
+        let parsed = try parsedReducers()
+        for reducer in parsed { try settings.checkOverlap(reducer.specification) }
+        let names = parsed.map(\.name)
         if let repeated = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
             throw ValidationError("--reducers names \(repeated) twice; each reducer may appear once")
         }
@@ -85,6 +87,7 @@ struct CompareCommand: ParsableCommand {
                 var session = try TrainingSession(experiment: experiment, reducer: specification, network: settings.network,
                                                   projectedWorkers: settings.projectWorkers)
                 session.evaluateEvery = evaluateEvery
+                session.overlapBucketBytes = settings.overlapBucketBytes
                 if group.rank == 0 { output.line("\(specification):") }
                 let progress = TerminalOutput()
                 let result = try session.run(group: group, onStep: { record, total in

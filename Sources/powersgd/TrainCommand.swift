@@ -55,6 +55,7 @@ struct TrainCommand: ParsableCommand {
         do { _ = try ReducerCatalog.make(try reducerSpecification(), seed: settings.seed) } catch {
             throw ValidationError("--reducer: \(error)")
         }
+        try settings.checkOverlap(try reducerSpecification())
         guard checkpointEvery >= 0 else { throw ValidationError("--checkpoint-every must be 0 or more (got \(checkpointEvery))") }
         guard keepCheckpoints >= 0 else { throw ValidationError("--keep-checkpoints must be 0 or more (got \(keepCheckpoints))") }
         if resume && checkpointDir == nil { throw ValidationError("--resume needs --checkpoint-dir") }
@@ -89,6 +90,7 @@ struct TrainCommand: ParsableCommand {
         session.keepCheckpoints = keepCheckpoints
         session.resume = resume
         session.logFile = logFile.map { URL(fileURLWithPath: $0) }
+        session.overlapBucketBytes = settings.overlapBucketBytes
         let workers = settings.workers
         let output = TerminalOutput()
         if settings.backend == .threads {
@@ -148,6 +150,10 @@ func runWorkers<T>(settings: TrainingArguments, _ body: @escaping (any Communica
             throw RuntimeError("--backend mpi: \(error)")
         }
         defer { try? MPICommunicator.finalize() }
+        if settings.overlap && !communicator.providesSerializedThreads {
+            throw RuntimeError("--overlap with --backend mpi: the communication thread calls MPI while the main thread "
+                               + "does not, which needs MPI_THREAD_SERIALIZED; this MPI provides only \(communicator.threadLevel)")
+        }
         do {
             let result = try body(communicator)
             try writeClusterLedger(communicator)

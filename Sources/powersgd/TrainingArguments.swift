@@ -96,6 +96,22 @@ struct TrainingArguments: ParsableArguments {
         do { return try OuterOptimizer(parsing: outerOptimizer) } catch { throw ValidationError("--outer-optimizer: \(error)") }
     }
 
+    @Flag(help: "Reduce the gradients in buckets on a communication thread while the backward pass runs (PyTorch DDP's overlap; same results). Off: reduce after backward. See docs/overlap.md.")
+    var overlap = false
+
+    @Option(help: "With --overlap: bucket capacity in MiB (fractions allowed; DDP's default 25). Smaller buckets start communicating earlier but pay the per-collective latency more often; one bucket for the whole model overlaps nothing.")
+    var bucketMb: Double = 25
+
+    /// `--overlap`'s bucket capacity in bytes; nil without `--overlap`.
+    var overlapBucketBytes: Double? { overlap ? bucketMb * 1_048_576 : nil }
+
+    /// Refuses `--overlap` with a reducer that cannot be reduced bucket by bucket, naming it and why (exit 2).
+    func checkOverlap(_ specification: ReducerSpecification) throws {
+        guard overlap, let reducer = try? ReducerCatalog.make(specification, seed: seed),
+              case let .unsupported(reason) = reducer.bucketSupport else { return }
+        throw ValidationError("--overlap: \(reducer.name) cannot be reduced bucket by bucket: \(reason)")
+    }
+
     /// `--dp` parsed (nil without the flag).
     func privacySettings() throws -> DifferentialPrivacySettings? {
         guard let dp else { return nil }
@@ -144,6 +160,16 @@ struct TrainingArguments: ParsableArguments {
         if syncEvery > 1, dp != nil {
             throw ValidationError("--sync-every \(syncEvery) with --dp: the accountant counts one noised release per step, "
                                   + "and local steps release nothing until the round ends; use --sync-every 1 under DP")
+        }
+        if syncEvery > 1, overlap {
+            throw ValidationError("--overlap with --sync-every \(syncEvery): local steps reduce nothing during backward; "
+                                  + "the reducer runs once a round, on the pseudo-gradients")
+        }
+        guard bucketMb > 0, bucketMb.isFinite else {
+            throw ValidationError("--bucket-mb must be a positive number of MiB (got \(bucketMb))")
+        }
+        if overlap && dp != nil {
+            throw ValidationError("--overlap cannot run with --dp: \(DifferentiallyPrivateWorkload.overlapRefusal)")
         }
         guard model.isLanguageModel == dataset.isText else {
             let text = ExperimentConfiguration.Dataset.allCases.filter(\.isText).map(\.rawValue).joined(separator: " or ")

@@ -85,6 +85,38 @@ import Training
         }
     }
 
+    /// `--overlap` under MPI (the communication thread calling MPI): PowerSGD, QSGD and Top-K
+    /// give the sequential run's losses bit for bit on 2 ranks (two values per element sum the
+    /// same in any order, whatever the buffer); on 3, MPI may associate a bucket's sum otherwise
+    /// than the whole list's, so the losses agree to a relative 1e-4 (docs/overlap.md). The log
+    /// carries the overlap's times.
+    @Test(arguments: [(2, 0.0), (3, 1e-4)])
+    func overlapUnderMPIGivesTheSequentialLosses(ranks: Int, relativeTolerance: Double) throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let common = ["compare", "--model", "mlp", "--dataset", "fashion-mnist", "--steps", "6", "--batch-size", "16",
+                      "--reducers", "powersgd:rank=2,qsgd:levels=16,topk:ratio=0.01", "--backend", "mpi"]
+        let sequential = directory.appendingPathComponent("sequential"), overlapped = directory.appendingPathComponent("overlapped")
+        let a = try CommandRunner.runUnderMPI(ranks: ranks, common + ["--output-dir", sequential.path], timeout: 180)
+        #expect(a.status == 0, "\(a.all)")
+        let b = try CommandRunner.runUnderMPI(ranks: ranks, common + ["--output-dir", overlapped.path, "--overlap", "--bucket-mb", "0.05"],
+                                              timeout: 180)
+        #expect(b.status == 0, "\(b.all)")
+        let runsA = try RunLog.read(sequential.appendingPathComponent("runs.jsonl"))
+        let runsB = try RunLog.read(overlapped.appendingPathComponent("runs.jsonl"))
+        #expect(runsA.count == 3 && runsB.count == 3)
+        for (x, y) in zip(runsA, runsB) {
+            #expect(x.settings.reducer == y.settings.reducer)
+            #expect(x.steps.count == 6 && y.steps.count == 6)
+            for (p, q) in zip(x.steps, y.steps) {
+                #expect(abs(p.loss - q.loss) <= relativeTolerance * abs(p.loss), "\(x.settings.reducer) step \(p.step): \(p.loss) vs \(q.loss)")
+            }
+            #expect(x.steps.allSatisfy { $0.exposedCommunicationSeconds == nil })
+            #expect(y.steps.allSatisfy { $0.wallSeconds != nil && $0.communicationThreadSeconds != nil
+                                         && $0.exposedCommunicationSeconds != nil }, "\(y.settings.reducer)")
+        }
+    }
+
     @Test func reducersListsEveryReducerWithTheOptionsItAccepts() throws {
         let outcome = try CommandRunner.run(["reducers"])
         #expect(outcome.status == 0, "\(outcome.all)")
@@ -149,6 +181,13 @@ import Training
         BadInput(arguments: ["train", "--batch-size", "100000000"], status: 2, message: "--batch-size 100000000 examples per step"),
         BadInput(arguments: ["train", "--batch-size", "9223372036854775807", "--workers", "2"], status: 2,
                  message: "an epoch would have no step"),
+        BadInput(arguments: ["train", "--overlap", "--bucket-mb", "0"], status: 2, message: "--bucket-mb must be a positive number of MiB (got 0.0)"),
+        BadInput(arguments: ["compare", "--bucket-mb", "-0.5"], status: 2, message: "--bucket-mb must be a positive number of MiB (got -0.5)"),
+        BadInput(arguments: ["train", "--model", "mlp", "--overlap", "--dp", "noise=1.1,clip=1.0,delta=1e-5"], status: 2,
+                 message: "--overlap cannot run with --dp: DP-SGD clips each example's gradient"),
+        BadInput(arguments: ["train", "--overlap", "--reducer", "topk:scope=global"], status: 2,
+                 message: "cannot be reduced bucket by bucket: scope=global"),
+        BadInput(arguments: ["compare", "--overlap", "--reducers", "sgd,lgreco"], status: 2, message: "--overlap: lgreco"),
     ]
 
     @Test(arguments: badInputs)

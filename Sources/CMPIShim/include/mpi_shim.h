@@ -19,11 +19,14 @@ enum psgd_mpi_op { PSGD_MPI_SUM = 0, PSGD_MPI_MAX = 1, PSGD_MPI_MIN = 2 };
 /// Returned by psgd_mpi_init when MPI was already finalized in this process (MPI cannot restart).
 #define PSGD_MPI_ALREADY_FINALIZED (-1)
 
-/// Initializes MPI if it is not yet (MPI_Init, or MPI_Init_thread with MPI_THREAD_MULTIPLE when
-/// `thread_multiple` is non-zero, which the collective watchdog needs; a process started without
-/// a launcher becomes a 1-rank job), duplicates MPI_COMM_WORLD into the shim's communicator and
-/// sets MPI_ERRORS_RETURN on it. Safe to call more than once.
+/// Initializes MPI if it is not yet (MPI_Init_thread requesting MPI_THREAD_SERIALIZED — one thread
+/// at a time may call MPI, from any thread, as --overlap's communication thread needs — or
+/// MPI_THREAD_MULTIPLE when `thread_multiple` is non-zero, which the collective watchdog needs; a
+/// process started without a launcher becomes a 1-rank job), duplicates MPI_COMM_WORLD into the
+/// shim's communicator and sets MPI_ERRORS_RETURN on it. Safe to call more than once.
 int psgd_mpi_init(int thread_multiple);
+/// The thread level MPI provides (after psgd_mpi_init): 0 single, 1 funneled, 2 serialized, 3 multiple.
+int psgd_mpi_thread_level(void);
 /// Starts the collective watchdog (or changes its timeout): a thread that aborts the job once this
 /// rank has been inside one collective (psgd_mpi_watch_enter .. psgd_mpi_watch_leave) for more
 /// than `timeout_seconds`, after asking every peer over a control communicator where it is and

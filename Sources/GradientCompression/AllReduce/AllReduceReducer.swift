@@ -48,18 +48,30 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
     public var name: String { compressor.name }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
-        let meter = ReductionMeter(group)
-        try layout.check(gradients)
-        if compressor.coefficientsAreRoundedValues, let format = compressor.coefficientFormat {
-            try allReduceRoundedInPlace(&gradients, format: format, over: group)
-        } else {
-            gradients = try exchange(gradients, step: step, over: group, wantLocal: false).average
-        }
-        step += 1
-        return meter.finish(uncompressedBytes: 4 * GradientLayout.elementCount(gradients))
+        let stats = try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        finishStep()
+        return stats
     }
 
-    public func exchange(_ values: [Tensor], step: Int, over group: any Communicator, wantLocal: Bool) throws -> CompressedExchange {
+    public var bucketSupport: BucketSupport { .exact }
+
+    public mutating func reduce(_ bucket: inout [Tensor], tensors: Range<Int>, of shapes: [[Int]],
+                                over group: any Communicator) throws -> ReductionStats {
+        let meter = ReductionMeter(group)
+        try layout.check(shapes: shapes)
+        try BucketCheck.validate(bucket, tensors: tensors, of: shapes)
+        if compressor.coefficientsAreRoundedValues, let format = compressor.coefficientFormat {
+            try allReduceRoundedInPlace(&bucket, firstTensor: tensors.lowerBound, format: format, over: group)
+        } else {
+            bucket = try exchange(bucket, firstTensor: tensors.lowerBound, step: step, over: group, wantLocal: false).average
+        }
+        return meter.finish(uncompressedBytes: 4 * GradientLayout.elementCount(bucket))
+    }
+
+    public mutating func finishStep() { step += 1 }
+
+    public func exchange(_ values: [Tensor], firstTensor: Int, step: Int, over group: any Communicator,
+                         wantLocal: Bool) throws -> CompressedExchange {
         let counts = values.map { compressor.coefficientCount(shape: $0.shape) }
         var offsets = [0]
         for c in counts { offsets.append(offsets.last! + c) }
@@ -68,7 +80,7 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
         try coefficients.withUnsafeMutableBufferPointer { all in
             for (i, v) in values.enumerated() {
                 let slice = UnsafeMutableBufferPointer(rebasing: all[offsets[i] ..< offsets[i + 1]])
-                let key = CompressionKey(rank: 0, step: step, tensor: i)
+                let key = CompressionKey(rank: 0, step: step, tensor: firstTensor + i)
                 try v.withUnsafeBufferPointer { try compressor.encode($0, shape: v.shape, key: key, into: slice) }
                 if local != nil {
                     local![i].withUnsafeMutableBufferPointer {
@@ -87,7 +99,8 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
             for i in values.indices {
                 let slice = UnsafeBufferPointer(rebasing: all[offsets[i] ..< offsets[i + 1]])
                 average[i].withUnsafeMutableBufferPointer {
-                    compressor.decode(slice, shape: values[i].shape, key: CompressionKey(rank: 0, step: step, tensor: i), into: $0)
+                    compressor.decode(slice, shape: values[i].shape, key: CompressionKey(rank: 0, step: step, tensor: firstTensor + i),
+                                      into: $0)
                 }
             }
         }
@@ -97,7 +110,8 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
     /// The mean of the gradients rounded to `format`, in place: each tensor is rounded into its
     /// slice of one 16-bit buffer, the buffer is all-reduced, and the average is widened back.
     /// Bit-identical to `exchange`'s path (rounding a value twice gives the same pattern).
-    func allReduceRoundedInPlace(_ gradients: inout [Tensor], format: HalfWidthFormat, over group: any Communicator) throws {
+    func allReduceRoundedInPlace(_ gradients: inout [Tensor], firstTensor: Int, format: HalfWidthFormat,
+                                 over group: any Communicator) throws {
         let n = GradientLayout.elementCount(gradients)
         var bits = [UInt16](unsafeUninitializedCapacity: n) { _, count in count = n }
         var offset = 0
@@ -109,7 +123,8 @@ public struct AllReduceReducer<L: LinearCompressor>: CompressedAveraging {
                     var scratch = [Float](repeating: 0, count: g.count)
                     try g.withUnsafeBufferPointer { v in
                         try scratch.withUnsafeMutableBufferPointer {
-                            try compressor.encode(v, shape: g.shape, key: CompressionKey(rank: 0, step: step, tensor: i), into: $0)
+                            try compressor.encode(v, shape: g.shape, key: CompressionKey(rank: 0, step: step, tensor: firstTensor + i),
+                                                      into: $0)
                         }
                     }
                 }

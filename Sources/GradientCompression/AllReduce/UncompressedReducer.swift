@@ -11,9 +11,18 @@ public struct UncompressedReducer: GradientReducer {
     public init() {}
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
+        try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+    }
+
+    /// All-reduce is element-wise: a bucket's mean is the whole list's mean of those tensors.
+    public var bucketSupport: BucketSupport { .exact }
+
+    public mutating func reduce(_ bucket: inout [Tensor], tensors: Range<Int>, of shapes: [[Int]],
+                                over group: any Communicator) throws -> ReductionStats {
+        try BucketCheck.validate(bucket, tensors: tensors, of: shapes)
         let meter = ReductionMeter(group)
-        let (placements, total) = TensorPlacement.contiguous(gradients)
-        try TensorPlacement.allReduceMean(&gradients, placements, count: total, reusing: &packed, over: group)
+        let (placements, total) = TensorPlacement.contiguous(bucket)
+        try TensorPlacement.allReduceMean(&bucket, placements, count: total, reusing: &packed, over: group)
         return meter.finish(uncompressedBytes: 4 * total, relativeError: 0)
     }
 

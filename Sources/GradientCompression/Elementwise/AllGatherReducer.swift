@@ -29,18 +29,36 @@ public struct AllGatherReducer<C: Compressor>: CompressedAveraging {
     public var name: String { scope == .global ? ReducerSpecification.reducerName(compressor.name, setting: "scope", to: "global") : compressor.name }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
-        let meter = ReductionMeter(group)
-        try layout.check(gradients)
-        gradients = try exchange(gradients, step: step, over: group, wantLocal: false).average
-        step += 1
-        return meter.finish(uncompressedBytes: 4 * GradientLayout.elementCount(gradients))
+        let stats = try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        finishStep()
+        return stats
     }
 
-    public func exchange(_ values: [Tensor], step: Int, over group: any Communicator, wantLocal: Bool) throws -> CompressedExchange {
+    public var bucketSupport: BucketSupport {
+        scope == .global ? .unsupported(reason: "scope=global keeps the largest entries of the whole model's concatenated "
+                                        + "gradient, which no bucket holds") : .exact
+    }
+
+    public mutating func reduce(_ bucket: inout [Tensor], tensors: Range<Int>, of shapes: [[Int]],
+                                over group: any Communicator) throws -> ReductionStats {
+        if case let .unsupported(reason) = bucketSupport, tensors != shapes.indices {
+            throw GradientCompressionError.bucketingUnsupported(reducer: name, reason: reason)
+        }
+        let meter = ReductionMeter(group)
+        try layout.check(shapes: shapes)
+        try BucketCheck.validate(bucket, tensors: tensors, of: shapes)
+        bucket = try exchange(bucket, firstTensor: tensors.lowerBound, step: step, over: group, wantLocal: false).average
+        return meter.finish(uncompressedBytes: 4 * GradientLayout.elementCount(bucket))
+    }
+
+    public mutating func finishStep() { step += 1 }
+
+    public func exchange(_ values: [Tensor], firstTensor: Int, step: Int, over group: any Communicator,
+                         wantLocal: Bool) throws -> CompressedExchange {
         let units = scope == .global ? [Flattening.concatenate(values)] : values
         var frame: [UInt8] = []
         for (i, unit) in units.enumerated() {
-            let message = try compressor.encode(unit, key: CompressionKey(rank: group.rank, step: step, tensor: i))
+            let message = try compressor.encode(unit, key: CompressionKey(rank: group.rank, step: step, tensor: firstTensor + i))
             if compressor.fixedMessageBytes(shape: unit.shape) == nil { frame.appendLittleEndian(UInt32(message.count)) }
             frame.append(contentsOf: message)
         }
@@ -57,18 +75,19 @@ public struct AllGatherReducer<C: Compressor>: CompressedAveraging {
                 for i in units.indices {
                     let shape = units[i].shape
                     let length: Int
+                    let tensor = firstTensor + i
                     if let fixed = compressor.fixedMessageBytes(shape: shape) { length = fixed } else {
-                        length = Int(try reader.readUInt32("the length of tensor \(i)'s message"))
+                        length = Int(try reader.readUInt32("the length of tensor \(tensor)'s message"))
                     }
-                    let message = try reader.take(length, "tensor \(i)'s message")
-                    let key = CompressionKey(rank: rank, step: step, tensor: i)
+                    let message = try reader.take(length, "tensor \(tensor)'s message")
+                    let key = CompressionKey(rank: rank, step: step, tensor: tensor)
                     do {
                         try average[i].withUnsafeMutableBufferPointer {
                             try compressor.decode(message, shape: shape, key: key, weight: weight, accumulatingInto: $0)
                         }
                     } catch let GradientCompressionError.corruptMessage(text) {
                         // Name the sender: the compressor's text knows only its own format.
-                        throw GradientCompressionError.corruptMessage("\(name) frame from worker \(rank), tensor \(i): \(text)")
+                        throw GradientCompressionError.corruptMessage("\(name) frame from worker \(rank), tensor \(tensor): \(text)")
                     }
                     if rank == group.rank, local != nil {
                         try local![i].withUnsafeMutableBufferPointer {

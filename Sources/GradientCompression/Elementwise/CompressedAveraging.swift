@@ -14,8 +14,18 @@ public struct CompressedExchange {
 /// wraps any of these, deciding *what* is compressed (g + e for EF, g − g_w for EF21).
 public protocol CompressedAveraging: GradientReducer {
     /// Compresses `values`, exchanges the messages, and returns their decoded average
-    /// (and, if `wantLocal`, this worker's own decoded message). `step` keys the randomness.
-    func exchange(_ values: [Tensor], step: Int, over group: any Communicator, wantLocal: Bool) throws -> CompressedExchange
+    /// (and, if `wantLocal`, this worker's own decoded message). `step` and the tensor's index in
+    /// the model's list — `firstTensor` + its index in `values`, so that a bucket draws what the
+    /// whole list would — key the randomness.
+    func exchange(_ values: [Tensor], firstTensor: Int, step: Int, over group: any Communicator,
+                  wantLocal: Bool) throws -> CompressedExchange
+}
+
+extension CompressedAveraging {
+    /// The exchange of a whole gradient list.
+    public func exchange(_ values: [Tensor], step: Int, over group: any Communicator, wantLocal: Bool) throws -> CompressedExchange {
+        try exchange(values, firstTensor: 0, step: step, over: group, wantLocal: wantLocal)
+    }
 }
 
 /// A reducer that exchanges the messages of one element-wise `Compressor`: the tests reach the

@@ -7,16 +7,19 @@ public struct GradientLayout: Sendable, Equatable {
     public init() {}
 
     /// Records the shapes on the first call; afterwards throws if the count or a shape differs.
-    public mutating func check(_ gradients: [Tensor]) throws {
+    public mutating func check(_ gradients: [Tensor]) throws { try check(shapes: gradients.map(\.shape)) }
+
+    /// `check` of a list given by its shapes (a bucketed step's whole list).
+    public mutating func check(shapes given: [[Int]]) throws {
         guard let shapes else {
-            self.shapes = gradients.map(\.shape)
+            self.shapes = given
             return
         }
-        guard shapes.count == gradients.count else {
-            throw GradientCompressionError.tensorCountMismatch(expected: shapes.count, found: gradients.count)
+        guard shapes.count == given.count else {
+            throw GradientCompressionError.tensorCountMismatch(expected: shapes.count, found: given.count)
         }
-        for (i, g) in gradients.enumerated() where g.shape != shapes[i] {
-            throw GradientCompressionError.shapeMismatch(tensor: i, expected: shapes[i], found: g.shape)
+        for (i, shape) in given.enumerated() where shape != shapes[i] {
+            throw GradientCompressionError.shapeMismatch(tensor: i, expected: shapes[i], found: shape)
         }
     }
 

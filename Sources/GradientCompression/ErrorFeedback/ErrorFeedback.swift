@@ -28,6 +28,8 @@ public struct ErrorFeedback<Inner: CompressedAveraging>: GradientReducer {
     /// `.ef21`: H, the group's estimate.
     var estimate: [Tensor] = []
     var layout = GradientLayout()
+    /// `.ef21`, during its first step: the exact gradients are sent (h_w = g_w, H = their mean).
+    var sendsExactGradients = false
 
     public init(_ inner: Inner, mode: Mode = .classic, resynchronizeEvery: Int = 0) throws {
         guard resynchronizeEvery >= 0 else {
@@ -46,45 +48,70 @@ public struct ErrorFeedback<Inner: CompressedAveraging>: GradientReducer {
     }
 
     public mutating func reduce(_ gradients: inout [Tensor], over group: any Communicator) throws -> ReductionStats {
+        let stats = try reduce(&gradients, tensors: gradients.indices, of: gradients.map(\.shape), over: group)
+        finishStep()
+        return stats
+    }
+
+    /// The inner exchange's: the memories are per tensor, indexed in the model's full list.
+    public var bucketSupport: BucketSupport { inner.bucketSupport }
+
+    public mutating func reduce(_ bucket: inout [Tensor], tensors: Range<Int>, of shapes: [[Int]],
+                                over group: any Communicator) throws -> ReductionStats {
+        if case let .unsupported(reason) = bucketSupport, tensors != shapes.indices {
+            throw GradientCompressionError.bucketingUnsupported(reducer: name, reason: reason)
+        }
         let meter = ReductionMeter(group)
-        try layout.check(gradients)
-        let elements = GradientLayout.elementCount(gradients)
+        try layout.check(shapes: shapes)
+        try BucketCheck.validate(bucket, tensors: tensors, of: shapes)
+        let elements = GradientLayout.elementCount(bucket)
+        let first = tensors.lowerBound
+        if memory.isEmpty {
+            memory = shapes.map { Tensor(shape: $0) }
+            if mode == .ef21 {
+                estimate = memory
+                sendsExactGradients = true
+            }
+        }
         var relativeError: Double?
         switch mode {
         case .classic:
-            if memory.isEmpty { memory = gradients.map { Tensor(shape: $0.shape) } }
-            var corrected = gradients
-            for i in corrected.indices { add(memory[i], to: &corrected[i]) }
-            let result = try inner.exchange(corrected, step: step, over: group, wantLocal: true)
+            var corrected = bucket
+            for k in corrected.indices { add(memory[first + k], to: &corrected[k]) }
+            let result = try inner.exchange(corrected, firstTensor: first, step: step, over: group, wantLocal: true)
             var residual = 0.0, total = 0.0
-            for i in corrected.indices {
-                memory[i] = corrected[i]
-                subtract(result.local![i], from: &memory[i])
-                residual += Double(memory[i].withUnsafeBufferPointer { Vector.sumOfSquares($0) })
-                total += Double(corrected[i].withUnsafeBufferPointer { Vector.sumOfSquares($0) })
+            for k in corrected.indices {
+                memory[first + k] = corrected[k]
+                subtract(result.local![k], from: &memory[first + k])
+                residual += Double(memory[first + k].withUnsafeBufferPointer { Vector.sumOfSquares($0) })
+                total += Double(corrected[k].withUnsafeBufferPointer { Vector.sumOfSquares($0) })
             }
             relativeError = total > 0 ? (residual / total).squareRoot() : 0
-            gradients = result.average
+            bucket = result.average
         case .ef21:
-            if memory.isEmpty {
-                memory = gradients
-                estimate = try exactMean(gradients, over: group)
+            if sendsExactGradients {
+                for k in bucket.indices { memory[first + k] = bucket[k] }
+                estimate.replaceSubrange(tensors, with: try exactMean(bucket, over: group))
             } else {
-                var difference = gradients
-                for i in difference.indices { subtract(memory[i], from: &difference[i]) }
-                let result = try inner.exchange(difference, step: step, over: group, wantLocal: true)
-                for i in memory.indices {
-                    add(result.local![i], to: &memory[i])
-                    add(result.average[i], to: &estimate[i])
+                var difference = bucket
+                for k in difference.indices { subtract(memory[first + k], from: &difference[k]) }
+                let result = try inner.exchange(difference, firstTensor: first, step: step, over: group, wantLocal: true)
+                for k in bucket.indices {
+                    add(result.local![k], to: &memory[first + k])
+                    add(result.average[k], to: &estimate[first + k])
                 }
                 if resynchronizeEvery > 0, (step + 1) % resynchronizeEvery == 0 {
-                    estimate = try exactMean(memory, over: group)
+                    estimate.replaceSubrange(tensors, with: try exactMean(Array(memory[tensors]), over: group))
                 }
             }
-            gradients = estimate
+            bucket = Array(estimate[tensors])
         }
-        step += 1
         return meter.finish(uncompressedBytes: 4 * elements, relativeError: relativeError)
+    }
+
+    public mutating func finishStep() {
+        step += 1
+        sendsExactGradients = false
     }
 
     func exactMean(_ tensors: [Tensor], over group: any Communicator) throws -> [Tensor] {

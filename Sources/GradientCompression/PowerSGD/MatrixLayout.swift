@@ -27,6 +27,8 @@ public struct MatrixLayout: Sendable, Equatable {
     }
 
     public private(set) var entries: [Entry] = []
+    /// Whether same-shape matrices are batched (their blocks then follow `compressedOrder`).
+    public let groupSameShapes: Bool
     public private(set) var pCount = 0
     public private(set) var qCount = 0
     /// Elements of all compressed tensors (the size of the error-feedback memory).
@@ -39,12 +41,21 @@ public struct MatrixLayout: Sendable, Equatable {
     /// (the batched layout of the PyTorch hook's `batch_tensors_with_same_shape`).
     public private(set) var compressedOrder: [Int] = []
 
+    /// The tensors a step covers: all of them, or one bucket's (`restricted(to:)`).
+    public private(set) var tensors: Range<Int> = 0..<0
+    /// The parts of the packed P, Q and uncompressed buffers that hold those tensors' blocks:
+    /// what a (bucket's) step all-reduces.
+    public private(set) var pWindow: Range<Int> = 0..<0
+    public private(set) var qWindow: Range<Int> = 0..<0
+    public private(set) var uncompressedWindow: Range<Int> = 0..<0
+
     /// The compressed entries with their tensor indices, in `compressedOrder`.
     public var compressedEntries: [(index: Int, entry: Entry)] { compressedOrder.map { ($0, entries[$0]) } }
 
     /// The layout of `shapes` with rank `ranks[i]` requested for tensor i (one rank for all
     /// when `ranks` has one element).
     public init(shapes: [[Int]], ranks: [Int], minCompressionRate: Double, groupSameShapes: Bool = false) {
+        self.groupSameShapes = groupSameShapes
         precondition(ranks.count == 1 || ranks.count == shapes.count)
         for (index, shape) in shapes.enumerated() {
             let rows = shape.first ?? 1
@@ -78,6 +89,29 @@ public struct MatrixLayout: Sendable, Equatable {
                 entries[index].qOffset = q; q += entries[index].columns * entries[index].rank
             }
         }
+        tensors = entries.indices
+        pWindow = 0..<pCount
+        qWindow = 0..<qCount
+        uncompressedWindow = 0..<uncompressedCount
+    }
+
+    /// This layout seen by a step of the tensors `range` only (a bucket): the same offsets and
+    /// buffer sizes, so the state of every tensor stays where the whole list keeps it, with the
+    /// compressed order and the windows cut to `range`. Without `groupSameShapes` the blocks lie
+    /// in tensor order, so a range of tensors is a contiguous window of each packed buffer.
+    public func restricted(to range: Range<Int>) -> MatrixLayout {
+        precondition(!groupSameShapes, "a bucket of a layout with same-shape groups is not contiguous")
+        var part = self
+        part.tensors = range
+        part.compressedOrder = compressedOrder.filter(range.contains)
+        let compressed = part.compressedOrder.map { entries[$0] }
+        let uncompressed = range.map { entries[$0] }.filter { !$0.isCompressed }
+        func window(_ lower: Int?, _ upper: Int?) -> Range<Int> { (lower ?? 0) ..< (upper ?? lower ?? 0) }
+        part.pWindow = window(compressed.first?.pOffset, compressed.last.map { $0.pOffset + $0.rows * $0.rank })
+        part.qWindow = window(compressed.first?.qOffset, compressed.last.map { $0.qOffset + $0.columns * $0.rank })
+        part.uncompressedWindow = window(uncompressed.first?.uncompressedOffset,
+                                         uncompressed.last.map { $0.uncompressedOffset + $0.count })
+        return part
     }
 
     public var shapes: [[Int]] { entries.map(\.shape) }

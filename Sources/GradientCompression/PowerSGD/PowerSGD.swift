@@ -41,6 +41,8 @@ public struct PowerSGD: GradientReducer {
     var requestedRanks: [Int]?
     /// Q, the error memories, the pending residual and the step's scratch buffers.
     var workspace = PowerStepWorkspace()
+    /// While a step is reduced in buckets: the warm-start and pending-residual flags it began with.
+    var bucketStepStart: (hasWarmStart: Bool, hasPendingResidual: Bool)?
 
     public init(_ options: Options = Options()) throws {
         try options.validate()
@@ -199,8 +201,8 @@ public struct PowerSGD: GradientReducer {
             input(index, entry) { observer.observe(input: UnsafeBufferPointer(start: $0, count: entry.count), of: entry, in: layout) }
         }
         // 2. One all-reduce for the uncompressed tensors (mean), one for all P's (sum).
-        try group.allReduce(w.uncompressed.pointer, operation: .mean)
-        try group.allReduce(p.pointer, operation: .sum)
+        try group.allReduce(w.uncompressed.window(layout.uncompressedWindow), operation: .mean)
+        try group.allReduce(p.window(layout.pWindow), operation: .sum)
         for iteration in 1...options.powerIterations {
             if iteration > 1 {
                 // Another power step from this step's Q̄: P_w = M_w·Q̄, P = Σ_w P_w.
@@ -210,7 +212,7 @@ public struct PowerSGD: GradientReducer {
                                             rank: entry.rank, into: p.base + entry.pOffset)
                     }
                 }
-                try group.allReduce(p.pointer, operation: .sum)
+                try group.allReduce(p.window(layout.pWindow), operation: .sum)
             }
             // 3.–4. P̂ = orth(P); Q_w = M_wᵀ P̂.
             for (index, entry) in layout.compressedEntries {
@@ -222,8 +224,8 @@ public struct PowerSGD: GradientReducer {
                 }
             }
             // 5. Keep the local Q_w, then Q̄ = mean over workers.
-            localQ.base.update(from: q.base, count: q.count)
-            try group.allReduce(q.pointer, operation: .mean)
+            localQ.update(layout.qWindow, from: q)
+            try group.allReduce(q.window(layout.qWindow), operation: .mean)
         }
         for (_, entry) in layout.compressedEntries {
             observer.observe(basis: UnsafeBufferPointer(start: p.base + entry.pOffset, count: entry.rows * entry.rank),
@@ -238,8 +240,8 @@ public struct PowerSGD: GradientReducer {
             }
         }
         if feedback != .off {
-            w.pendingP.base.update(from: p.base, count: p.count)
-            w.pendingQ.base.update(from: feedback == .local ? localQ.base : q.base, count: q.count)
+            w.pendingP.update(layout.pWindow, from: p)
+            w.pendingQ.update(layout.qWindow, from: feedback == .local ? localQ : q)
         }
         TensorPlacement.unpack(w.uncompressed.base, layout.uncompressedPlacements, into: &gradients)
         w.hasPendingResidual = feedback != .off

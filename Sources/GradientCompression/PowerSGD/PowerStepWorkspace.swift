@@ -51,6 +51,14 @@ final class PowerStepWorkspace {
         }
 
         func free() { pointer.baseAddress!.deallocate() }
+
+        /// Elements `range` (a bucket's part of a packed buffer).
+        func window(_ range: Range<Int>) -> UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(rebasing: pointer[range]) }
+
+        /// Copies elements `range` of `source` into the same elements of this buffer.
+        func update(_ range: Range<Int>, from source: Buffer) {
+            (base + range.lowerBound).update(from: source.base + range.lowerBound, count: range.count)
+        }
     }
 
     deinit { for b in [q, error, pendingP, pendingQ, p, localQ, uncompressed, qt, pendingQt] { b.free() } }

@@ -40,7 +40,7 @@ extension Layer {
 }
 
 /// Layers applied one after another; backward runs them in reverse.
-public final class Sequential: Layer {
+public final class Sequential: ReportingBackward {
     public let name: String
     public let layers: [Layer]
 
@@ -59,9 +59,11 @@ public final class Sequential: Layer {
         return x
     }
 
-    public func backward(_ outputGradient: Tensor) throws -> Tensor {
+    public func backward(_ outputGradient: Tensor) throws -> Tensor { try backward(outputGradient, reporting: nil) }
+
+    public func backward(_ outputGradient: Tensor, reporting readiness: GradientReadiness?) throws -> Tensor {
         var g = outputGradient
-        for layer in layers.reversed() { g = try layer.backward(g) }
+        for layer in layers.reversed() { g = try GradientReadiness.backward(layer, g, reporting: readiness) }
         return g
     }
 

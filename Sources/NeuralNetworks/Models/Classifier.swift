@@ -32,17 +32,22 @@ public final class Classifier: Model {
         return try body.forward(input, training: training)
     }
 
-    /// Backpropagates ∂loss/∂logits, adding into every parameter's gradient.
-    public func backward(_ logitsGradient: Tensor) throws {
-        _ = try body.backward(logitsGradient)
+    /// Backpropagates ∂loss/∂logits, adding into every parameter's gradient; with
+    /// `onGradientReady`, calls it with each parameter's index in `parameters` as soon as that
+    /// gradient is final (`GradientReadiness`), every index once, in reverse order.
+    public func backward(_ logitsGradient: Tensor, onGradientReady: ((Int) -> Void)? = nil) throws {
+        let readiness = onGradientReady.map { GradientReadiness(parameters: parameters, uses: body.parameters, onReady: $0) }
+        _ = try GradientReadiness.backward(body, logitsGradient, reporting: readiness)
+        readiness?.finishPass()
     }
 
     /// Forward (training mode) + mean softmax cross-entropy + backward; returns the loss.
-    /// Gradients are *added* to the existing ones: call `zeroGradients()` first.
-    public func lossAndGradients(input: Tensor, labels: [Int]) throws -> Float {
+    /// Gradients are *added* to the existing ones: call `zeroGradients()` first. `onGradientReady`
+    /// as in `backward`.
+    public func lossAndGradients(input: Tensor, labels: [Int], onGradientReady: ((Int) -> Void)? = nil) throws -> Float {
         let logits = try forward(input, training: true)
         let (loss, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: labels)
-        try backward(gradient)
+        try backward(gradient, onGradientReady: onGradientReady)
         return loss
     }
 

@@ -94,22 +94,34 @@ public final class LSTMLanguageModel: Model {
         return try decoder.forward(x, training: training)
     }
 
-    /// Backpropagates ∂loss/∂logits through decoder, LSTM (BPTT) and embedding.
-    public func backward(_ logitsGradient: Tensor) throws {
+    /// Backpropagates ∂loss/∂logits through decoder, LSTM (BPTT) and embedding. With
+    /// `onGradientReady`, calls it with each parameter's index in `parameters` once its gradient
+    /// is final (`GradientReadiness`): the decoder's, then the LSTM's, then the embedding's. A tied
+    /// decoder weight is the embedding matrix, final only after the embedding's backward.
+    public func backward(_ logitsGradient: Tensor, onGradientReady: ((Int) -> Void)? = nil) throws {
+        let readiness = onGradientReady.map {
+            GradientReadiness(parameters: parameters, uses: encoder.parameters + rnn.parameters + decoder.parameters, onReady: $0)
+        }
         var g = try decoder.backward(logitsGradient)
+        readiness?.finished(decoder.parameters)
         g = try outputDropout.backward(g)
         g = try rnn.backward(try g.reshaped(to: [lastSteps, lastBatch, hiddenSize]))
+        readiness?.finished(rnn.parameters)
         g = try inputDropout.backward(try g.reshaped(to: [lastSteps * lastBatch, embeddingSize]))
         try encoder.backward(g)
+        readiness?.finished(encoder.parameters)
+        readiness?.finishPass()
     }
 
     private var lastSteps = 0, lastBatch = 0
 
     /// Forward (training) + mean cross-entropy over all T·B positions + backward; returns the loss.
-    public func lossAndGradients(tokens: [Int], targets: [Int], steps: Int, batch: Int) throws -> Float {
+    /// `onGradientReady` as in `backward`.
+    public func lossAndGradients(tokens: [Int], targets: [Int], steps: Int, batch: Int,
+                                 onGradientReady: ((Int) -> Void)? = nil) throws -> Float {
         let logits = try forward(tokens: tokens, steps: steps, batch: batch, training: true)
         let (loss, gradient) = try SoftmaxCrossEntropy.lossAndGradient(logits: logits, labels: targets, threads: threads)
-        try backward(gradient)
+        try backward(gradient, onGradientReady: onGradientReady)
         return loss
     }
 

@@ -4,7 +4,7 @@ import LinearAlgebra
 /// (`/work/shared/peers/torch_train_speed.py`):
 /// `relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, 3×3 convolutions, and a 1×1
 /// strided convolution + normalization as shortcut when the stride or width changes.
-public final class BasicBlock: Layer {
+public final class BasicBlock: ReportingBackward {
     public let name: String
     let conv1: Conv2d, bn1: Layer, conv2: Conv2d, bn2: Layer
     let shortcutConv: Conv2d?, shortcutNorm: Layer?
@@ -62,21 +62,27 @@ public final class BasicBlock: Layer {
         return main
     }
 
-    public func backward(_ outputGradient: Tensor) throws -> Tensor {
+    public func backward(_ outputGradient: Tensor) throws -> Tensor { try backward(outputGradient, reporting: nil) }
+
+    /// The shortcut branch goes first: its parameters come last in registration order, so the
+    /// reports run in reverse order. The branches touch disjoint parameters and the sum below is
+    /// the same either way, so the order changes no bit of the result.
+    public func backward(_ outputGradient: Tensor, reporting readiness: GradientReadiness?) throws -> Tensor {
         guard let output = cachedOutput else {
             throw NeuralNetworkError.backwardWithoutForward(layer: name)
         }
         let sumGradient = ReLU.mask(outputGradient, by: output)
-        var g = try bn2.backward(sumGradient)
-        g = try conv2.backward(g)
-        g = try bn1.backward(g)
-        var inputGradient = try conv1.backward(g)
         let shortcutGradient: Tensor
         if let shortcutConv, let shortcutNorm {
-            shortcutGradient = try shortcutConv.backward(try shortcutNorm.backward(sumGradient))
+            let normGradient = try GradientReadiness.backward(shortcutNorm, sumGradient, reporting: readiness)
+            shortcutGradient = try GradientReadiness.backward(shortcutConv, normGradient, reporting: readiness)
         } else {
             shortcutGradient = sumGradient
         }
+        var g = try GradientReadiness.backward(bn2, sumGradient, reporting: readiness)
+        g = try GradientReadiness.backward(conv2, g, reporting: readiness)
+        g = try GradientReadiness.backward(bn1, g, reporting: readiness)
+        var inputGradient = try GradientReadiness.backward(conv1, g, reporting: readiness)
         shortcutGradient.withUnsafeBufferPointer { s in
             inputGradient.withUnsafeMutableBufferPointer { d in Vector.add(s, to: d) }
         }

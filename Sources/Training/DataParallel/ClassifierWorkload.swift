@@ -18,7 +18,7 @@ public protocol LabeledImageSource: AnyObject {
 }
 
 /// An image classifier replica with its SGD optimizer and its shard of a `LabeledImageSource`.
-public final class ClassifierWorkload: Workload {
+public final class ClassifierWorkload: GradientStreamingWorkload {
     public let model: Classifier
     public let optimizer: SGD
     public var optimizerMomentum: Float { optimizer.options.momentum }
@@ -42,6 +42,17 @@ public final class ClassifierWorkload: Workload {
         let batch = try data.trainingBatch(epoch: epoch, step: step, rank: rank, workers: workers, batchSize: batchSize)
         model.zeroGradients()
         return try model.lossAndGradients(input: batch.input, labels: batch.labels)
+    }
+
+    public var parameterShapes: [[Int]] { parameters.map(\.value.shape) }
+
+    public func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int,
+                                 handingOut ready: (Int, Tensor) -> Void) throws -> Float {
+        let batch = try data.trainingBatch(epoch: epoch, step: step, rank: rank, workers: workers, batchSize: batchSize)
+        model.zeroGradients()
+        return try withoutActuallyEscaping(ready) { ready in
+            try model.lossAndGradients(input: batch.input, labels: batch.labels) { [parameters] in handOut(parameters, $0, to: ready) }
+        }
     }
 
     public var gradients: [Tensor] {

@@ -32,6 +32,10 @@ public struct DataParallelTrainer {
         /// The settings that fix the run's trajectory, recorded in every checkpoint so that a
         /// resume with other settings is refused (`TrainingSession.trajectorySettings`).
         public var settings: [String: String] = [:]
+        /// With a bucket capacity in bytes: reduce the gradients in buckets on a communication
+        /// thread while backward runs (`--overlap`, `--bucket-mb`; `OverlappedReduction`). Not a
+        /// trajectory setting: every layout gives the same result, so a resume may change it.
+        public var overlapBucketBytes: Double?
 
         public init(totalSteps: Int, evaluateEvery: Int = 0, checkpointEvery: Int = 0, checkpointDirectory: URL? = nil) {
             self.totalSteps = totalSteps
@@ -62,6 +66,13 @@ public struct DataParallelTrainer {
         public var reduction: ReductionStats
         /// Under DP-SGD: the ε spent after this step (`DifferentiallyPrivateWorkload`).
         public var epsilon: Double?
+        /// With `--overlap` (nil without), slowest worker each: the step's wall time (forward to
+        /// the end of the optimizer), the communication thread's time reducing the buckets, and
+        /// the exposed communication — how long the main thread waited for that thread after
+        /// backward. Communication hidden behind backward = communication-thread − exposed time.
+        public var wallSeconds: Double?
+        public var communicationThreadSeconds: Double?
+        public var exposedCommunicationSeconds: Double?
     }
 
     /// The result of an evaluation, the same on every worker.
@@ -92,7 +103,11 @@ public struct DataParallelTrainer {
         reducer.prepare(stepsPerEpoch: stepsPerEpoch)
         // Local SGD: the reducer runs once a round, on the pseudo-gradients (`LocalSGDWorkload`).
         let local = workload as? LocalSGDWorkload
+        if local != nil, options.overlapBucketBytes != nil { throw TrainingError.overlapWithLocalSGD }
         var evaluationDue = false
+        let overlap = try options.overlapBucketBytes.map {
+            try OverlappedReduction(bucketBytes: $0, workload: workload, reducer: reducer, rank: group.rank)
+        }
         var step = startStep
         while step < options.totalSteps {
             let epoch = step / stepsPerEpoch
@@ -101,13 +116,25 @@ public struct DataParallelTrainer {
             // 1. Local gradients. Compute time is this thread's CPU time: what the step costs on a
             // core of its own, whether or not other workers share this machine's cores.
             let c0 = threadCPUSeconds(), w0 = now()
-            let loss = try workload.computeGradients(epoch: epoch, step: step % stepsPerEpoch,
+            let loss: Float, c1: Double, w1: Double, gradients: [Tensor]
+            var reduction: ReductionStats
+            var overlapTiming: OverlappedReduction.Timing?
+            if let overlap {
+                // 1–2 at once: the buckets are reduced while backward runs.
+                let result = try overlap.step(workload: workload, reducer: &reducer, group: group, epoch: epoch,
+                                              step: step % stepsPerEpoch)
+                (loss, gradients, reduction, overlapTiming) = (result.loss, result.gradients, result.reduction, result.timing)
+                (c1, w1) = (result.timing.backwardEndCPU, result.timing.backwardEndWall)
+            } else {
+                loss = try workload.computeGradients(epoch: epoch, step: step % stepsPerEpoch,
                                                      rank: group.rank, workers: group.size)
-            let c1 = threadCPUSeconds(), w1 = now()
-            // 2. The reducer's average (identical on every worker afterwards).
-            //    Under local SGD the inner step uses the worker's own gradients.
-            var gradients = workload.takeGradients()
-            var reduction = local == nil ? try reducer.reduce(&gradients, over: group) : ReductionStats()
+                (c1, w1) = (threadCPUSeconds(), now())
+                // 2. The reducer's average (identical on every worker afterwards).
+                //    Under local SGD the inner step uses the worker's own gradients.
+                var reduced = workload.takeGradients()
+                reduction = local == nil ? try reducer.reduce(&reduced, over: group) : ReductionStats()
+                gradients = reduced
+            }
             workload.gradients = gradients
             // 3. Optimizer on the average.
             let t2 = now()
@@ -132,6 +159,9 @@ public struct DataParallelTrainer {
             var slowest: [Float] = [Float(c1 - c0), Float(reduction.computeSeconds),
                                     Float(reduction.communicationSeconds), Float(t3 - t2),
                                     Float(w1 - w0), -Float(w1 - w0)]
+            if let overlapTiming {
+                slowest += [Float(t3 - w0), Float(overlapTiming.communicationThreadSeconds), Float(overlapTiming.exposedSeconds)]
+            }
             try group.allReduce(&slowest, operation: .max)
             if sums[1] > 0 {
                 // The reducer (and, for a non-finite loss, the optimizer) already took this step:
@@ -140,11 +170,16 @@ public struct DataParallelTrainer {
                                                     inspection: true)
                 throw TrainingError.nonFinite(step: step, loss: Double(sums[0]) / Double(group.size), checkpoint: directory)
             }
-            try onStep(Step(step: step, epoch: epoch, loss: Double(sums[0]) / Double(group.size),
-                            learningRate: learningRate, computeSeconds: Double(slowest[0]),
-                            compressionSeconds: Double(slowest[1]), communicationSeconds: Double(slowest[2]),
-                            optimizerSeconds: Double(slowest[3]), skewSeconds: Double(slowest[4] + slowest[5]),
-                            reduction: reduction, epsilon: (workload as? DifferentiallyPrivateWorkload)?.account.epsilon))
+            var record = Step(step: step, epoch: epoch, loss: Double(sums[0]) / Double(group.size),
+                              learningRate: learningRate, computeSeconds: Double(slowest[0]),
+                              compressionSeconds: Double(slowest[1]), communicationSeconds: Double(slowest[2]),
+                              optimizerSeconds: Double(slowest[3]), skewSeconds: Double(slowest[4] + slowest[5]),
+                              reduction: reduction, epsilon: (workload as? DifferentiallyPrivateWorkload)?.account.epsilon)
+            if overlapTiming != nil {
+                (record.wallSeconds, record.communicationThreadSeconds, record.exposedCommunicationSeconds)
+                    = (Double(slowest[6]), Double(slowest[7]), Double(slowest[8]))
+            }
+            try onStep(record)
             step += 1
             // Replicas differ inside a local-SGD round: an evaluation falling there waits for its end.
             evaluationDue = evaluationDue || options.evaluateEvery > 0 && step % options.evaluateEvery == 0

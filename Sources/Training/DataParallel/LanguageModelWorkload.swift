@@ -9,7 +9,7 @@ import NeuralNetworks
 /// reset at the start of every epoch. Evaluation runs this worker's share of the test stream
 /// from a zero state and restores the training state afterwards, so evaluating does not change
 /// what training does next.
-public final class LanguageModelWorkload: Workload {
+public final class LanguageModelWorkload: GradientStreamingWorkload {
     public let model: LSTMLanguageModel
     public let optimizer: SGD
     public var optimizerMomentum: Float { optimizer.options.momentum }
@@ -47,6 +47,20 @@ public final class LanguageModelWorkload: Workload {
         if step == 0 { model.resetState() }
         model.zeroGradients()
         return try model.lossAndGradients(tokens: window.input, targets: window.targets, steps: window.steps, batch: batchSize)
+    }
+
+    public var parameterShapes: [[Int]] { parameters.map(\.value.shape) }
+
+    public func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int,
+                                 handingOut ready: (Int, Tensor) -> Void) throws -> Float {
+        let window = try trainingBatcher(rank: rank, workers: workers).window(step)
+        if step == 0 { model.resetState() }
+        model.zeroGradients()
+        return try withoutActuallyEscaping(ready) { ready in
+            try model.lossAndGradients(tokens: window.input, targets: window.targets, steps: window.steps, batch: batchSize) {
+                [parameters] in handOut(parameters, $0, to: ready)
+            }
+        }
     }
 
     public var gradients: [Tensor] {

@@ -6,6 +6,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case emptyEpoch(workers: Int)
     case checkpoint(String)
     case doubleMomentum(reducer: String, optimizerMomentum: Float)
+    /// Overlapped reduction asked for a local-SGD run, whose inner steps reduce nothing.
+    case overlapWithLocalSGD
     /// A checkpoint file could not be written or read (`action` "cannot write", ...; the system's reason).
     case checkpointFile(action: String, path: String, reason: String)
     /// A checkpoint written by a run with other settings (worker count, seed, batch size, ...):
@@ -13,6 +15,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case configurationChanged(file: String, differences: [SettingDifference])
     /// After a restore, these ranks hold another step or replicated state than rank 0.
     case replicasDiffer(step: Int, ranks: [Int], steps: [Int], referenceStep: Int)
+    /// `--overlap` cannot run with this workload or reducer: the message says which and why.
+    case overlapUnsupported(String)
 
     /// One setting that differs between a checkpoint and the run resuming from it.
     public struct SettingDifference: Sendable, Equatable {
@@ -41,6 +45,9 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "checkpoint: \(message)"
         case let .checkpointFile(action, path, reason):
             return "checkpoint: \(action) \(path): \(reason)"
+        case .overlapWithLocalSGD:
+            return "overlap reduces gradients during backward, but local SGD's inner steps reduce nothing: "
+                + "the reducer runs once a round, on the pseudo-gradients"
         case let .doubleMomentum(reducer, momentum):
             return "\(reducer) applies momentum itself; an optimizer with momentum \(momentum) would apply it twice "
                 + "(build the workload's optimizer with momentum 0)"
@@ -55,6 +62,8 @@ public enum TrainingError: Error, CustomStringConvertible {
             }.joined(separator: "; ")
             return "checkpoint: after restoring step \(step), the replicas differ (\(what)): its rank files come from "
                 + "different runs or steps; refusing to train replicas that would diverge"
+        case let .overlapUnsupported(message):
+            return "--overlap: \(message)"
         }
     }
 }

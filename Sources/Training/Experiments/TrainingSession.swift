@@ -24,6 +24,9 @@ public struct TrainingSession {
     public var evaluateEvery: Int?
     /// Whether to evaluate at all (off for profiling runs, which need only the step records).
     public var evaluates = true
+    /// `--overlap` with `--bucket-mb`: the bucket capacity in bytes (nil: no overlap). Not in the
+    /// trajectory settings: any bucket layout gives the same run.
+    public var overlapBucketBytes: Double?
 
     public init(experiment: Experiment, reducer: ReducerSpecification, network: String, projectedWorkers: Int) throws {
         self.experiment = experiment
@@ -137,6 +140,7 @@ public struct TrainingSession {
         options.evaluates = evaluates
         options.keepCheckpoints = keepCheckpoints
         options.settings = trajectory
+        options.overlapBucketBytes = overlapBucketBytes
         let trainer = DataParallelTrainer(options: options)
         try trainer.run(workload: workload, reducer: &reducer, group: group, startStep: start, onStep: { step in
             if let record = try recorder?.record(step) { onStep(record, total) }

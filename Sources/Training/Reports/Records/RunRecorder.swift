@@ -31,7 +31,8 @@ public final class RunRecorder {
     public func recordStep(step: Int, epoch: Int, loss: Double, learningRate: Double? = nil,
                            computeSeconds: Double, compressionSeconds: Double, communicationSeconds: Double,
                            optimizerSeconds: Double, skewSeconds: Double? = nil, reduction: ReductionStats,
-                           epsilon: Double? = nil) throws -> StepRecord {
+                           epsilon: Double? = nil, overlap: (wall: Double, communicationThread: Double, exposed: Double)? = nil)
+        throws -> StepRecord {
         let previous = run.steps.last
         var record = StepRecord(
             step: step, epoch: epoch, loss: loss, learningRate: learningRate,
@@ -43,6 +44,8 @@ public final class RunRecorder {
             communicationSeconds: communicationSeconds, optimizerSeconds: optimizerSeconds,
             projectedSeconds: 0, collectives: reduction.collectives)
         record.skewSeconds = skewSeconds
+        (record.wallSeconds, record.communicationThreadSeconds, record.exposedCommunicationSeconds)
+            = (overlap?.wall, overlap?.communicationThread, overlap?.exposed)
         record.epsilon = epsilon.flatMap { $0.isFinite ? $0 : nil }
         record.projectedSeconds = run.settings.projection.stepSeconds(record)
         elapsedSeconds += record.measuredSeconds
@@ -74,7 +77,8 @@ extension RunRecorder {
         try recordStep(step: step.step, epoch: step.epoch, loss: step.loss, learningRate: Double(step.learningRate),
                        computeSeconds: step.computeSeconds, compressionSeconds: step.compressionSeconds,
                        communicationSeconds: step.communicationSeconds, optimizerSeconds: step.optimizerSeconds,
-                       skewSeconds: step.skewSeconds, reduction: step.reduction, epsilon: step.epsilon)
+                       skewSeconds: step.skewSeconds, reduction: step.reduction, epsilon: step.epsilon,
+                       overlap: step.wallSeconds.map { ($0, step.communicationThreadSeconds ?? 0, step.exposedCommunicationSeconds ?? 0) })
     }
 
     /// Records an evaluation as `DataParallelTrainer` reports it (call from `onEvaluation` on rank 0).

@@ -43,6 +43,12 @@ public struct StepRecord: Sendable, Codable, Equatable {
     /// Under DP-SGD (`--dp`): the ε spent by the released model after this step (at the run's δ);
     /// nil without DP, and when ε is infinite (`noise=0`: clipping only), which JSON cannot hold.
     public var epsilon: Double?
+    /// With `--overlap` (nil without), slowest worker each: the step's wall time, the time the
+    /// communication thread spent reducing the buckets, and the exposed communication — how long
+    /// the main thread waited for it after backward (docs/overlap.md).
+    public var wallSeconds: Double?
+    public var communicationThreadSeconds: Double?
+    public var exposedCommunicationSeconds: Double?
 
     public init(step: Int, epoch: Int, loss: Double, learningRate: Double? = nil,
                 payloadBytes: Int, bytesSent: Int, bytesReceived: Int, uncompressedBytes: Int,
@@ -71,6 +77,7 @@ public struct StepRecord: Sendable, Codable, Equatable {
     /// Work that stays on the worker on any network: compute + compression + optimizer.
     public var localSeconds: Double { computeSeconds + compressionSeconds + optimizerSeconds }
 
-    /// The step's measured time: `localSeconds` + measured communication (no overlap assumed).
-    public var measuredSeconds: Double { localSeconds + communicationSeconds }
+    /// The step's measured time: with `--overlap` its wall time, else `localSeconds` + measured
+    /// communication (nothing overlaps).
+    public var measuredSeconds: Double { wallSeconds ?? localSeconds + communicationSeconds }
 }
