@@ -84,27 +84,21 @@ public final class LocalSGDWorkload: Workload {
         guard count == roundStart.count else {
             throw StateArchiveError.unexpectedValue(expected: "\(roundStart.count) round-start tensors", offset: archive.offset)
         }
-        var start: [Tensor] = []
-        for reference in roundStart {
-            let t = try archive.readTensor()
-            guard t.shape == reference.shape else {
-                throw StateArchiveError.unexpectedValue(expected: "a round-start tensor of shape \(reference.shape)", offset: archive.offset)
-            }
-            start.append(t)
-        }
-        let hasMomentum = try archive.readBool()
-        var momentum: [Tensor] = []
-        if hasMomentum {
-            for reference in roundStart {
-                let t = try archive.readTensor()
-                guard t.shape == reference.shape else {
-                    throw StateArchiveError.unexpectedValue(expected: "an outer momentum tensor of shape \(reference.shape)", offset: archive.offset)
-                }
-                momentum.append(t)
-            }
-        }
+        let start = try readTensors(shapedLike: roundStart, "a round-start tensor", from: &archive)
+        let momentum = try archive.readBool() ? try readTensors(shapedLike: roundStart, "an outer momentum tensor", from: &archive) : []
         roundStart = start
         outerMomentum = momentum
+    }
+
+    /// One saved tensor per tensor of `references`, each of its shape.
+    private func readTensors(shapedLike references: [Tensor], _ what: String, from archive: inout StateReader) throws -> [Tensor] {
+        try references.map { reference in
+            let t = try archive.readTensor()
+            guard t.shape == reference.shape else {
+                throw StateArchiveError.unexpectedValue(expected: "\(what) of shape \(reference.shape)", offset: archive.offset)
+            }
+            return t
+        }
     }
 
     /// θ₀ and the outer momentum: what every rank holds identically, also mid-round.
