@@ -7,11 +7,13 @@
 import json, os, sys
 
 if len(sys.argv) < 3: sys.exit("usage: time-to-accuracy.py TARGET LOG.jsonl...")
-target = float(sys.argv[1])
-print(f"| run | steps | final | best | time to {target:g} | bytes / worker to {target:g} |")
+try: target = float(sys.argv[1])
+except ValueError: sys.exit(f"TARGET must be a number, got {sys.argv[1]!r}")
+print(f"| run | last step | final | best | time to {target:g} | bytes / worker to {target:g} |")
 print("| --- | --- | --- | --- | --- | --- |")
 for path in sys.argv[2:]:
-    records = [json.loads(line) for line in open(path) if line.strip()]
+    try: records = [json.loads(line) for line in open(path) if line.strip()]
+    except (OSError, json.JSONDecodeError) as error: sys.exit(f"{path}: not a readable train --log-file log ({error})")
     evaluations = [r for r in records if r.get("record") == "evaluation"]
     if not evaluations: sys.exit(f"{path}: no evaluation records (train with --evaluate-every)")
     lower_is_better = evaluations[0]["metric"] == "perplexity"
