@@ -52,7 +52,11 @@ let package = Package(
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives", "CVectorKernels"],
                 exclude: ["README.md"], linkerSettings: libm),
 
-        .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra"],
+        // oneDNN's convolutions (libdnnl, OpenMP threads from libgomp) behind a C shim that keeps
+        // oneDNN's handle types out of Swift.
+        .target(name: "COneDNNConvolution",
+                linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp", .when(platforms: [.linux]))]),
+        .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra", "COneDNNConvolution"],
                 exclude: ["README.md"], linkerSettings: libm),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Datasets", dependencies: ["LinearAlgebra", "CZlib"], exclude: ["README.md"]),

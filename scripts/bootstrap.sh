@@ -5,11 +5,12 @@
 #   libopenmpi-dev openmpi-bin      MPI, for CollectivesMPI and `mpirun`
 #   iproute2                        ip and tc: the namespaces, veth links and shapers of `powersgd cluster`
 #   zlib1g-dev                      gzip-compressed IDX files, for Datasets
+#   libdnnl-dev                     oneDNN's convolutions, for NeuralNetworks' Conv2d
 #   dataset-fashion-mnist           the Fashion-MNIST files at /usr/share/datasets/fashion-mnist/
 #   chromium                        headless browser that checks compare's HTML report renders (scripts/check-report.sh)
 set -euo pipefail
 
-packages=(libopenblas-dev liblapacke-dev libopenmpi-dev openmpi-bin iproute2 zlib1g-dev pkg-config dataset-fashion-mnist chromium)
+packages=(libopenblas-dev liblapacke-dev libopenmpi-dev openmpi-bin iproute2 zlib1g-dev libdnnl-dev pkg-config dataset-fashion-mnist chromium)
 
 missing=()
 for p in "${packages[@]}"; do

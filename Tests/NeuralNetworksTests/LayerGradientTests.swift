@@ -18,22 +18,27 @@ import LinearAlgebra
         expectSmall(try checker.check(layer: layer, input: normalTensor([6, 7], seed: 2, stream: 77)), "Linear")
     }
 
-    @Test(arguments: [(3, 1, 1, false), (3, 2, 1, true), (1, 2, 0, false), (1, 1, 0, true), (2, 1, 0, false)])
-    func conv2d(kernel: Int, stride: Int, padding: Int, bias: Bool) throws {
+    @Test(arguments: ConvolutionImplementation.allCases,
+          [(3, 1, 1, false), (3, 2, 1, true), (1, 2, 0, false), (1, 1, 0, true), (2, 1, 0, false)])
+    func conv2d(implementation: ConvolutionImplementation, geometry: (kernel: Int, stride: Int, padding: Int, bias: Bool)) throws {
         var initializer = ParameterInitializer(seed: 3)
         // A tiny workspace forces several im2col blocks per batch.
-        let layer = Conv2d(name: "conv", inChannels: 3, outChannels: 4, kernelSize: kernel, stride: stride,
-                           padding: padding, bias: bias, initializer: &initializer,
+        let layer = Conv2d(name: "conv", inChannels: 3, outChannels: 4, kernelSize: geometry.kernel, stride: geometry.stride,
+                           padding: geometry.padding, bias: geometry.bias, initializer: &initializer,
                            workspace: ConvolutionWorkspace(limit: 100))
-        expectSmall(try checker.check(layer: layer, input: normalTensor([3, 3, 5, 6], seed: 4, stream: 77)), "Conv2d k\(kernel) s\(stride)")
+        layer.implementation = implementation
+        expectSmall(try checker.check(layer: layer, input: normalTensor([3, 3, 5, 6], seed: 4, stream: 77)),
+                    "Conv2d \(implementation) k\(geometry.kernel) s\(geometry.stride)")
     }
 
-    @Test func conv2dMatchesDirectConvolution() throws {
+    @Test(arguments: ConvolutionImplementation.allCases)
+    func conv2dMatchesDirectConvolution(implementation: ConvolutionImplementation) throws {
         var initializer = ParameterInitializer(seed: 8)
         let (c, o, b, h, w, k, s, p) = (3, 5, 2, 7, 6, 3, 2, 1)
         for threads in [1, 2] {
             let layer = Conv2d(name: "conv", inChannels: c, outChannels: o, kernelSize: k, stride: s, padding: p, bias: true,
                                initializer: &initializer, workspace: ConvolutionWorkspace(limit: 64), threads: threads)
+            layer.implementation = implementation
             let x = normalTensor([c, b, h, w], seed: 9, stream: 77)
             let y = try layer.forward(x, training: false)
             let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1

@@ -13,6 +13,8 @@ public enum NeuralNetworkError: Error, Equatable, CustomStringConvertible {
     case stateMismatch(String)
     /// A configuration value outside its domain (e.g. dropout probability 1.5).
     case invalidConfiguration(String)
+    /// A native library (oneDNN) could not run a layer's computation.
+    case kernelFailure(layer: String, message: String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,8 @@ public enum NeuralNetworkError: Error, Equatable, CustomStringConvertible {
             return "saved state does not fit: \(message)"
         case let .invalidConfiguration(message):
             return message
+        case let .kernelFailure(layer, message):
+            return "layer '\(layer)': \(message)"
         }
     }
 }

@@ -1,3 +1,4 @@
+import COneDNNConvolution
 import LinearAlgebra
 
 /// 2-D convolution (cross-correlation, as PyTorch's `nn.Conv2d`) on channel-major
@@ -12,6 +13,8 @@ import LinearAlgebra
 /// between the copy and the product; because the layout is channel-major, each block's
 /// output is a column range of `Y` (leading dimension `B·H'·W'`) and needs no transpose.
 /// A 1×1 stride-1 unpadded convolution multiplies the input directly, without im2col.
+/// That is the `im2col` implementation; the default is oneDNN's (`ConvolutionImplementation`),
+/// tested against this one.
 public final class Conv2d: Layer {
     public let name: String
     public let inChannels: Int
@@ -24,8 +27,12 @@ public final class Conv2d: Layer {
     /// False for a network's first layer: its input gradient is never used, so backward skips
     /// `∂col` and col2im and returns zeros.
     public var computesInputGradient = true
-    /// Intra-op threads for im2col/col2im (the products use BLAS's own threads).
+    /// Intra-op threads: oneDNN's, or im2col/col2im's (whose products use BLAS's own threads).
     public var threads: Int
+    public var implementation: ConvolutionImplementation = .default
+    /// oneDNN's primitives per input geometry (a training batch, a last partial batch, an
+    /// evaluation batch).
+    private var oneDNNConvolutions: [OneDNNConvolution.Key: OneDNNConvolution] = [:]
     let workspace: ConvolutionWorkspace
     private(set) var cachedInput: Tensor?
     /// Per-example mode (DP-SGD, `PerExampleGradients`): backward keeps ∂loss/∂output for the
@@ -95,26 +102,16 @@ public final class Conv2d: Layer {
         let g = geometry(s)
         lastInputShape = s
         let columns = g.batch * g.outPlane
-        // Every column block is written by a β = 0 product, so the storage starts uninitialized.
+        // Every element is written (β = 0 products, or oneDNN's reorder), so the storage starts uninitialized.
         var output = Tensor.filled(shape: [outChannels, g.batch, g.outHeight, g.outWidth]) { _, _ in }
-        let perBlock = imagesPerBlock(g)
-        output.withMutablePointer { y in
-            input.withPointer { x in
-                weight.value.withPointer { w in
-                    var b0 = 0
-                    while b0 < g.batch {
-                        let nb = min(perBlock, g.batch - b0)
-                        let n = nb * g.outPlane
-                        if isPointwise {
-                            sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
-                                  b: x + b0 * g.plane, ldb: columns, c: y + b0 * g.outPlane, ldc: columns)
-                        } else {
-                            let col = workspace.buffer(count: patchSize * n)
-                            Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
-                            sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
-                                  b: col, ldb: n, c: y + b0 * g.outPlane, ldc: columns)
-                        }
-                        b0 += nb
+        let convolution = implementation == .oneDNN ? try oneDNNConvolution(g) : nil
+        try output.withMutablePointer { y in
+            try input.withPointer { x in
+                try weight.value.withPointer { w in
+                    if let convolution {
+                        try convolution.forward(workspace, input: x, weight: w, output: y, layer: name)
+                    } else {
+                        forwardByIm2col(x, w, y, g)
                     }
                 }
             }
@@ -140,52 +137,26 @@ public final class Conv2d: Layer {
                                                 got: outputGradient.shape)
         }
         let columns = g.batch * g.outPlane
-        let perBlock = imagesPerBlock(g)
         var inputGradient = Tensor(shape: input.shape)
         let wantInput = computesInputGradient, wantWeight = !recordsOutputGradient
         if recordsOutputGradient { recordedOutputGradient = outputGradient }
-        outputGradient.withPointer { dy in
+        let convolution = implementation == .oneDNN ? try oneDNNConvolution(g) : nil
+        try outputGradient.withPointer { dy in
             if wantWeight, let bias {
                 bias.gradient.withMutablePointer { db in
                     for o in 0..<outChannels { db[o] += Vector.sum(UnsafeBufferPointer(start: dy + o * columns, count: columns)) }
                 }
             }
-            input.withPointer { x in
-                inputGradient.withMutablePointer { dx in
-                    weight.value.withPointer { w in
-                        weight.gradient.withMutablePointer { dw in
-                            var b0 = 0
-                            while b0 < g.batch {
-                                let nb = min(perBlock, g.batch - b0)
-                                let n = nb * g.outPlane
-                                let dyBlock = dy + b0 * g.outPlane
-                                if isPointwise {
-                                    if wantWeight {
-                                        sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
-                                              a: dyBlock, lda: columns, b: x + b0 * g.plane, ldb: columns,
-                                              beta: 1, c: dw, ldc: patchSize)
-                                    }
-                                    if wantInput {
-                                        sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
-                                              a: w, lda: patchSize, b: dyBlock, ldb: columns,
-                                              c: dx + b0 * g.plane, ldc: columns)
-                                    }
-                                } else {
-                                    let col = workspace.buffer(count: patchSize * n)
-                                    if wantWeight {
-                                        Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
-                                        sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
-                                              a: dyBlock, lda: columns, b: col, ldb: n, beta: 1, c: dw, ldc: patchSize)
-                                    }
-                                    if wantInput {
-                                        // The patches are no longer needed: reuse the buffer for ∂col.
-                                        sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
-                                              a: w, lda: patchSize, b: dyBlock, ldb: columns, c: col, ldc: n)
-                                        Im2col.scatterAdd(col, g, firstImage: b0, images: nb, into: dx,
-                                                          threads: threads)
-                                    }
-                                }
-                                b0 += nb
+            try input.withPointer { x in
+                try inputGradient.withMutablePointer { dx in
+                    try weight.value.withPointer { w in
+                        try weight.gradient.withMutablePointer { dw in
+                            if let convolution {
+                                try convolution.backward(workspace, input: x, weight: w, outputGradient: dy,
+                                                         weightGradient: wantWeight ? dw : nil,
+                                                         inputGradient: wantInput ? dx : nil, layer: name)
+                            } else {
+                                backwardByIm2col(x, w, dy, wantWeight ? dw : nil, wantInput ? dx : nil, g)
                             }
                         }
                     }
@@ -194,19 +165,114 @@ public final class Conv2d: Layer {
         }
         return inputGradient
     }
+
+    /// What computes this layer's products on an input shape: oneDNN's kernels (forward; backward
+    /// data; backward weights, e.g. "jit:avx512_core; ...") or "im2col + sgemm".
+    public func kernelDescription(inputShape: [Int]) throws -> String {
+        implementation == .oneDNN ? try oneDNNConvolution(geometry(inputShape)).implementation : "im2col + sgemm"
+    }
+
+    private func oneDNNConvolution(_ g: ConvolutionGeometry) throws -> OneDNNConvolution {
+        let key = OneDNNConvolution.Key(batch: g.batch, height: g.height, width: g.width, threads: max(1, threads))
+        if let known = oneDNNConvolutions[key] { return known }
+        // A few geometries recur (training, last partial and evaluation batches); more means
+        // varying batches, where keeping them all would only hold memory.
+        if oneDNNConvolutions.count >= 4 { oneDNNConvolutions.removeAll() }
+        let created = try OneDNNConvolution(layer: self, key: key)
+        oneDNNConvolutions[key] = created
+        return created
+    }
+
+    // MARK: The im2col implementation
+
+    private func forwardByIm2col(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                 _ g: ConvolutionGeometry) {
+        let columns = g.batch * g.outPlane
+        let perBlock = imagesPerBlock(g)
+        var b0 = 0
+        while b0 < g.batch {
+            let nb = min(perBlock, g.batch - b0)
+            let n = nb * g.outPlane
+            if isPointwise {
+                sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
+                      b: x + b0 * g.plane, ldb: columns, c: y + b0 * g.outPlane, ldc: columns)
+            } else {
+                let col = workspace.buffer(count: patchSize * n)
+                Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
+                sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
+                      b: col, ldb: n, c: y + b0 * g.outPlane, ldc: columns)
+            }
+            b0 += nb
+        }
+    }
+
+    /// dw += ∂W (if given) and dx = ∂X (if given; `dx` starts at zero).
+    private func backwardByIm2col(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                  _ dw: UnsafeMutablePointer<Float>?, _ dx: UnsafeMutablePointer<Float>?,
+                                  _ g: ConvolutionGeometry) {
+        let columns = g.batch * g.outPlane
+        let perBlock = imagesPerBlock(g)
+        var b0 = 0
+        while b0 < g.batch {
+            let nb = min(perBlock, g.batch - b0)
+            let n = nb * g.outPlane
+            let dyBlock = dy + b0 * g.outPlane
+            if isPointwise {
+                if let dw {
+                    sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
+                          a: dyBlock, lda: columns, b: x + b0 * g.plane, ldb: columns,
+                          beta: 1, c: dw, ldc: patchSize)
+                }
+                if let dx {
+                    sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
+                          a: w, lda: patchSize, b: dyBlock, ldb: columns,
+                          c: dx + b0 * g.plane, ldc: columns)
+                }
+            } else {
+                let col = workspace.buffer(count: patchSize * n)
+                if let dw {
+                    Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
+                    sgemm(.none, .transposed, m: outChannels, n: patchSize, k: n,
+                          a: dyBlock, lda: columns, b: col, ldb: n, beta: 1, c: dw, ldc: patchSize)
+                }
+                if let dx {
+                    // The patches are no longer needed: reuse the buffer for ∂col.
+                    sgemm(.transposed, .none, m: patchSize, n: n, k: outChannels,
+                          a: w, lda: patchSize, b: dyBlock, ldb: columns, c: col, ldc: n)
+                    Im2col.scatterAdd(col, g, firstImage: b0, images: nb, into: dx, threads: threads)
+                }
+            }
+            b0 += nb
+        }
+    }
 }
 
-/// A growable scratch buffer for im2col patches, shared by the convolutions of one model
-/// (they run one at a time), so a training step allocates it once.
+/// Growable scratch buffers shared by the convolutions of one model (they run one at a time),
+/// so a training step allocates them once: im2col's patches, and oneDNN's blocked operands and
+/// scratchpad.
 public final class ConvolutionWorkspace: @unchecked Sendable {
     /// The largest patch block in floats (a block always holds at least one image).
     public let limit: Int
     private var storage: UnsafeMutablePointer<Float>?
     private var capacity = 0
+    private var oneDNNBuffers: OpaquePointer?
 
     public init(limit: Int = 1 << 21) { self.limit = limit }
 
-    deinit { storage?.deallocate() }
+    deinit {
+        storage?.deallocate()
+        onednn_workspace_destroy(oneDNNBuffers)
+    }
+
+    /// Bytes held for oneDNN's operands and scratchpad.
+    public var oneDNNBytes: Int { oneDNNBuffers.map { Int(onednn_workspace_bytes($0)) } ?? 0 }
+
+    var oneDNN: OpaquePointer {
+        if let oneDNNBuffers { return oneDNNBuffers }
+        let created = onednn_workspace_create()!
+        oneDNNBuffers = created
+        return created
+    }
 
     func buffer(count: Int) -> UnsafeMutablePointer<Float> {
         if count > capacity {
