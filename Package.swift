@@ -52,10 +52,9 @@ let package = Package(
         .target(name: "GradientCompression", dependencies: ["LinearAlgebra", "Collectives", "CVectorKernels"],
                 exclude: ["README.md"], linkerSettings: libm),
 
-        // oneDNN's convolutions (libdnnl, OpenMP threads from libgomp) behind a C shim that keeps
-        // oneDNN's handle types out of Swift.
-        .target(name: "COneDNNConvolution",
-                linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp", .when(platforms: [.linux]))]),
+        // oneDNN's convolutions behind a C shim that keeps its handle types out of Swift; libdnnl
+        // is loaded on first use (the header comes from libdnnl-dev).
+        .target(name: "COneDNNConvolution"),
         .target(name: "NeuralNetworks", dependencies: ["LinearAlgebra", "COneDNNConvolution"],
                 exclude: ["README.md"], linkerSettings: libm),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),

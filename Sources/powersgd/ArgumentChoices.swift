@@ -10,6 +10,7 @@ extension ExperimentConfiguration.Model: ExpressibleByArgument {}
 extension ExperimentConfiguration.Dataset: ExpressibleByArgument {}
 extension ExperimentConfiguration.Schedule: ExpressibleByArgument {}
 extension SGD.NesterovForm: ExpressibleByArgument {}
+extension ConvolutionImplementation: ExpressibleByArgument {}
 extension Backend: ExpressibleByArgument {}
 
 /// "mlp (a perceptron …), resnet8 (…)": each case with its summary, for a flag's help.

@@ -24,11 +24,19 @@ struct BenchModel: ParsableCommand {
     @Option(help: "Comma-separated models to run: resnet18, lstm.")
     var models = "resnet18,lstm"
 
+    @Option(help: "Comma-separated convolution implementations to time ResNet-18 with: onednn, im2col.")
+    var convolutions = "onednn,im2col"
+
     @OptionGroup var peer: PeerArguments
 
     struct ResNetResult: Codable {
         var threads: Int
+        var convolution: String
+        /// What ran the convolutions (oneDNN's kernel names per primitive, or im2col + sgemm).
+        var convolutionKernels: [String]
         var samplesPerSecond: Double
+        /// Over the im2col implementation's samples/s at the same thread count in this run.
+        var ratioToIm2col: Double?
         var pytorchSamplesPerSecond: Double?
         var ratioToPyTorch: Double?
         var stepMs: Double
@@ -86,9 +94,23 @@ struct BenchModel: ParsableCommand {
         guard !threadCounts.isEmpty, threadCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--threads must be a comma-separated list of positive integers (got '\(threads)')")
         }
+        guard try !implementations.isEmpty else { throw ValidationError("--convolutions names no implementation") }
     }
 
     var threadCounts: [Int] { threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    var implementations: [ConvolutionImplementation] {
+        get throws {
+            try convolutions.split(separator: ",").map { name in
+                let trimmed = name.trimmingCharacters(in: .whitespaces)
+                guard let implementation = ConvolutionImplementation(rawValue: trimmed) else {
+                    throw ValidationError("--convolutions: '\(trimmed)' is not one of "
+                        + ConvolutionImplementation.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                return implementation
+            }
+        }
+    }
 
     func run() throws {
         let startThreads = BLASThreads.count
@@ -97,7 +119,13 @@ struct BenchModel: ParsableCommand {
         for t in threadCounts {
             BLASThreads.count = t
             let effective = min(t, max(1, startThreads))
-            if models.contains("resnet18") { resnets.append(try benchResNet(threads: effective)) }
+            if models.contains("resnet18") {
+                var rows = try implementations.map { try benchResNet(threads: effective, convolution: $0) }
+                if let im2col = rows.first(where: { $0.convolution == ConvolutionImplementation.im2col.rawValue }) {
+                    for i in rows.indices { rows[i].ratioToIm2col = rows[i].samplesPerSecond / im2col.samplesPerSecond }
+                }
+                resnets += rows
+            }
             if models.contains("lstm") { lstms.append(try benchLSTM(threads: effective)) }
         }
         BLASThreads.count = startThreads
@@ -158,9 +186,10 @@ struct BenchModel: ParsableCommand {
         return 2 * pow(Double(n), 3) / seconds / 1e9
     }
 
-    func benchResNet(threads: Int) throws -> ResNetResult {
+    func benchResNet(threads: Int, convolution: ConvolutionImplementation) throws -> ResNetResult {
         let batch = 32
         let model = ResNet.resNet18(seed: 1, threads: threads)
+        model.useConvolutions(convolution)
         let sgd = SGD(options: .init(momentum: 0.9, nesterov: false), schedule: .constant(0.1))
         let x = Philox(seed: 3).normalTensor(shape: [batch, 3, 32, 32])
         var labelGenerator = Xoshiro256(seed: 4)
@@ -181,8 +210,11 @@ struct BenchModel: ParsableCommand {
         // The convolutions alone, on the shapes the step gave them.
         let convolutions = model.body.allLayers.compactMap { $0 as? Conv2d }
         var flops = 0.0, seconds = 0.0
+        var kernels: [String] = []
         for (i, conv) in convolutions.enumerated() {
             guard let shape = conv.lastInputShape else { continue }
+            let kernel = try conv.kernelDescription(inputShape: shape)
+            if !kernels.contains(kernel) { kernels.append(kernel) }
             let input = Philox(seed: 10 + UInt64(i)).normalTensor(shape: shape)
             let output = try conv.forward(input, training: true)
             let gradient = Philox(seed: 100 + UInt64(i)).normalTensor(shape: output.shape)
@@ -198,7 +230,8 @@ struct BenchModel: ParsableCommand {
         let peak = sgemmPeak()
         let convGFLOPs = flops / seconds / 1e9
         let samples = Double(batch) / step
-        return ResNetResult(threads: threads, samplesPerSecond: samples, pytorchSamplesPerSecond: nil,
+        return ResNetResult(threads: threads, convolution: convolution.rawValue, convolutionKernels: kernels,
+                            samplesPerSecond: samples, pytorchSamplesPerSecond: nil,
                             ratioToPyTorch: nil, stepMs: step * 1e3, convGFLOPs: convGFLOPs,
                             convShareOfStep: seconds / step, sgemmPeakGFLOPs: peak, convRatioToSgemmPeak: convGFLOPs / peak,
                             stepGFLOPs: flops / step / 1e9, stepRatioToSgemmPeak: flops / step / 1e9 / peak,

@@ -219,6 +219,7 @@ extension TrainingArguments {
         c.clipNorm = clipNorm
         c.seed = seed
         c.width = width
+        c.convolution = convolution
         c.evaluateEvery = evaluateEvery
         c.dp = try? privacySettings()
         if syncEvery > 1, let outer = try? outerOptimizerSettings() { c.localSGD = LocalSGDSettings(syncEvery: syncEvery, outer: outer) }

@@ -79,6 +79,9 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Width multiplier of the ResNets, hidden size of the LSTM, hidden units of the MLP (0: the model's default).")
     var width: Double = 0
 
+    @Option(help: "What computes the convolutions: onednn (oneDNN's kernels) or im2col (im2col + OpenBLAS sgemm, the reference they are tested against). They round differently.")
+    var convolution = ConvolutionImplementation.default
+
     @Option(help: "Seconds a worker waits in a collective for the others before the run fails naming the workers that did not arrive (with mpi: the job is aborted); 0: no limit.")
     var collectiveTimeout: Double = CollectiveTimeout.defaultSeconds
 

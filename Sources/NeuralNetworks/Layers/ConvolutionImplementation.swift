@@ -8,7 +8,7 @@
 ///
 /// Both sum the same products in different orders, so they agree to float rounding, not bit for
 /// bit; each is bit for bit reproducible on one machine at a fixed thread count.
-public enum ConvolutionImplementation: String, CaseIterable, Sendable {
+public enum ConvolutionImplementation: String, CaseIterable, Sendable, Codable {
     case oneDNN = "onednn"
     case im2col
 

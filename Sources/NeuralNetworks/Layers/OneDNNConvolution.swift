@@ -10,7 +10,7 @@ final class OneDNNConvolution {
     let implementation: String
 
     init(layer: Conv2d, key: Key) throws {
-        var message = [CChar](repeating: 0, count: 256)
+        var message = [CChar](repeating: 0, count: 320)
         guard let handle = onednn_convolution_create(
             Int32(key.batch), Int32(layer.inChannels), Int32(key.height), Int32(key.width),
             Int32(layer.outChannels), Int32(layer.kernelSize), Int32(layer.stride), Int32(layer.padding),

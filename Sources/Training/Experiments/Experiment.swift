@@ -75,6 +75,12 @@ public final class Experiment: @unchecked Sendable {
 
     /// The image model at `width` (0: the model's default; see `ExperimentConfiguration.width`).
     private func makeClassifier(width: Double, threads: Int) throws -> Classifier {
+        let model = try imageArchitecture(width: width, threads: threads)
+        model.useConvolutions(configuration.convolution)
+        return model
+    }
+
+    private func imageArchitecture(width: Double, threads: Int) throws -> Classifier {
         let c = configuration, images = images!
         let classes = images.train.classes, channels = images.train.channels, size = images.train.height
         let width = width > 0 ? width : c.model.defaultWidth

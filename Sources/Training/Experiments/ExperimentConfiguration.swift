@@ -44,6 +44,8 @@ public struct ExperimentConfiguration: Sendable, Codable, Equatable {
     public var seed: UInt64 = 1
     /// Width multiplier of the ResNets, hidden size of the LSTM or MLP; 0 is the model's default.
     public var width: Double = 0
+    /// What computes the image models' convolutions (the two round differently).
+    public var convolution = ConvolutionImplementation.default
     /// Evaluate every this many steps; 0 means at the end of every epoch.
     public var evaluateEvery = 0
     /// DP-SGD (`--dp`): per-example clipping, Gaussian noise, Poisson lots; nil trains without it.
