@@ -1,8 +1,8 @@
 /// How `Conv2d` computes its three products (Y, ∂W, ∂X).
 ///
 /// - `oneDNN`: oneDNN's JIT kernels (the library PyTorch's CPU convolutions come from), on
-///   operands reordered into its blocked layouts for each call. 1.3–1.8× the im2col path's
-///   speed on ResNet-18's layers (`powersgd bench model`, docs/performance.md).
+///   operands reordered into its blocked layouts for each call (`bench model` times both:
+///   docs/neural-networks.md).
 /// - `im2col`: patches copied into a matrix and multiplied by OpenBLAS's sgemm. Kept as the
 ///   oracle the oneDNN path is tested against, and for a machine without libdnnl.
 ///
