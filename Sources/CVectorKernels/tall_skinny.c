@@ -1,6 +1,7 @@
 // See include/vector_kernels.h. The two products of a PowerSGD step at rank r ≤ ~32 are
 // memory-bound once each element of M is loaded once and used for all r columns: these kernels
-// keep the thin factor's block in L1 and stream M past it with 8-lane FMAs. Only explicit FMA
+// keep the thin factor's block in L1 or L2 and stream M past it with 8-lane FMAs (16-lane on
+// AVX-512 CPUs, with the same lanes and hence the same bits). Only explicit FMA
 // intrinsics and `fmaf` multiply-add here (no `a * b + c`, which the compiler may contract or
 // not), so the order of operations is the one the header states and the Swift references repeat.
 #include "vector_kernels.h"
@@ -174,9 +175,11 @@ AVX2 void tall_skinny_multiply_transposed_avx2(const float *m, size_t rows, size
 // 8–15), and the same FMAs run per lane in ascending j, so the lane sums, their reduction and the
 // results are the AVX2 kernel's bit for bit. What differs is only the blocking: `rows` rows at a
 // time share each load of Qᵀ, with rows·g ≤ 16 accumulators in the 32 zmm registers.
-// `ahead` (the next group's rows, same stride and columns) is prefetched into L2 line by line:
-// the hardware prefetcher alone left the 4-row, rank-4 pass at about 0.55 of the read bandwidth,
-// one group ahead (74–147 KB, far past the memory latency) at 0.7–0.85; into L1 it was slower.
+// `ahead` (the next group's rows, same stride and columns) is prefetched into L2 line by line: at
+// 16 FMAs per line (rank 4) the hardware prefetcher alone does not stay far enough ahead and the
+// pass waits on memory (about 0.55 of the read bandwidth on a Zen 4 EPYC, 0.7–0.85 with this).
+// One group ahead is 74–147 KB, far past the memory latency and well inside L2; into L1 (32 KB)
+// the lines were evicted before use.
 KERNEL512 void dot_block512(const float *x, const float *ahead, size_t stride, size_t rows, const float *y,
                             size_t ystride, size_t g, size_t w, float *sums) {
     __m512 a[8][4];
@@ -238,7 +241,7 @@ AVX512 void tall_skinny_multiply_avx512(const float *m, size_t row_begin, size_t
 // qt_k[j] = fma(c[t·r + k], x_t[j], qt_k[j]) for t < rows in order, k < g, j in [c0, c1), as
 // `axpy_block`, 16 columns per step; the last c1 − c0 mod 16 columns under a mask (the lanes are
 // independent, so the order per element is the same). `ahead` is prefetched into L2 as in
-// `dot_block512` (rank 4: about 0.5 of the read bandwidth without, 0.85–1.0 with).
+// `dot_block512` (rank 4 on the same CPU: about 0.5 of the read bandwidth without, 0.85–1.0 with).
 KERNEL512 void axpy_block512(const float *x, const float *ahead, size_t stride, size_t rows, const float *c, size_t r,
                              float *y, size_t ystride, size_t g, size_t c0, size_t c1) {
     __m512 s[8][4];

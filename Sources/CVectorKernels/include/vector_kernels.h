@@ -5,8 +5,9 @@
 // Swift cannot enable a target feature for one function, and the default x86-64 target has
 // neither AVX2 nor FMA, so these are C compiled with `__attribute__((target("avx2,fma")))`. They
 // must only be called when `vector_kernels_available()` returns 1 (a CPUID check the caller does
-// once); the Swift callers keep a portable path for other CPUs and a plain reference kernel that
-// the tests compare these with.
+// once); the tall-skinny products' `_avx512` versions (`target("avx512f,avx512vl,avx2,fma")`) only
+// when `vector_kernels_avx512_available()` does. The Swift callers keep a portable path for other
+// CPUs and a plain reference kernel that the tests compare these with.
 #ifndef VECTOR_KERNELS_H
 #define VECTOR_KERNELS_H
 
