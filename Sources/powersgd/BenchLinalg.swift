@@ -91,7 +91,9 @@ struct BenchLinalg: ParsableCommand {
         BLASThreads.count = startThreads
         let report = Report(copyBandwidthGBs: copy, readBandwidthGBs: read, sgemm: gemms, tallSkinny: thin,
                             notes: "copy bandwidth counts bytes read + written by one thread on a 64 MB buffer; "
-                                 + "tall-skinny GB/s counts the bytes of M read once; blas* is cblas_sgemm on the same product; "
+                                 + "tall-skinny GB/s counts the bytes of M read once; ratioToReadBandwidth divides it by readBandwidthGBs "
+                                 + "(one thread summing 64 MB with the hardware prefetcher only: kernels that also prefetch in software "
+                                 + "can exceed 1); kernelPath is the tall-skinny kernels' path; blas* is cblas_sgemm on the same product; "
                                  + "sgemm threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here)")
         try BenchmarkReport.print(report)
     }
