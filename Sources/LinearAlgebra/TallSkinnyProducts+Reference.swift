@@ -1,5 +1,6 @@
-/// Plain scalar loops with the order of operations of the AVX2 kernels (CVectorKernels'
-/// `vector_kernels.h`): the oracle the tests compare the fast paths with, bit for bit.
+/// Plain scalar loops with the order of operations of the AVX2 and AVX-512 kernels (CVectorKernels'
+/// `vector_kernels.h`; the AVX-512 ones keep the AVX2 lanes): the oracle the tests compare both
+/// fast paths with, bit for bit.
 extension TallSkinny {
     /// P = M·Q as `tall_skinny_multiply_avx2` computes it: per column block of `block` columns,
     /// 16 lane sums (lane j mod 16, FMA in ascending j) over the block's first ⌊w/16⌋·16 columns,

@@ -18,10 +18,12 @@ import Dispatch
 /// split rows; Mᵀ·P: threads split columns, never the sum over rows).
 ///
 /// On CPUs with AVX2 and FMA the products run in the C kernels of `CVectorKernels`
-/// (8-lane FMAs; the baseline x86-64 target Swift compiles for has neither), whose order
-/// of operations `referenceMultiply` and `referenceMultiplyTransposed` repeat in plain
-/// scalar loops: the tests compare them bit for bit. Elsewhere the portable Swift kernels
-/// below run (separate multiply and add, so they agree with the references to rounding).
+/// (8-lane FMAs, or 16-lane ones on AVX-512 CPUs; the baseline x86-64 target Swift compiles
+/// for has neither), whose order of operations `referenceMultiply` and
+/// `referenceMultiplyTransposed` repeat in plain scalar loops: the tests compare both vector
+/// paths with them bit for bit, so AVX2 and AVX-512 machines get the same results. Elsewhere
+/// the portable Swift kernels below run (separate multiply and add, so they agree with the
+/// references to rounding).
 public enum TallSkinny {
 
     /// P (n×r) ← M (n×m) · Q (m×r), all row-major.
@@ -40,11 +42,11 @@ public enum TallSkinny {
         let qt = transposed(q, rows: cols, columns: r)
         defer { qt.deallocate() }
         let shared = SendablePointers(m: m, qt: qt, p: p)
-        let block = kernel == .avx2 ? multiplyBlock(rank: r, columns: cols) : columnBlock(rank: r)
-        if kernel == .avx2 {
-            parallelRanges(n, threads: threads) { lo, hi in
-                tall_skinny_multiply_avx2(shared.m, lo, hi, cols, shared.qt, r, block, shared.p)
-            }
+        // The AVX-512 and AVX2 kernels take the same lanes and block, so they give the same bits.
+        let block = kernel.hasAVX2 ? multiplyBlock(rank: r, columns: cols) : columnBlock(rank: r)
+        if kernel.hasAVX2 {
+            let vector = kernel == .avx512 ? tall_skinny_multiply_avx512 : tall_skinny_multiply_avx2
+            parallelRanges(n, threads: threads) { lo, hi in vector(shared.m, lo, hi, cols, shared.qt, r, block, shared.p) }
             return
         }
         p.update(repeating: 0, count: n * r)
@@ -91,15 +93,20 @@ public enum TallSkinny {
         defer { qt.deallocate() }
         qt.initialize(repeating: 0, count: r * cols)
         let shared = SendablePointers(m: m, qt: qt, p: UnsafeMutablePointer(mutating: p))
-        // Column blocks keep the accumulated r·block floats of Q'ᵀ in L1 while all rows stream past.
-        let block = columnBlock(rank: r)
+        // The AVX2 and portable kernels keep the accumulated r·block floats of Q'ᵀ in L1 while all
+        // rows stream past. The AVX-512 kernel updates Q'ᵀ once per 4–8 rows, few enough accesses for
+        // L2, so it takes whole rows while Q'ᵀ fits there and M is read as one sequential stream
+        // (16 KB column blocks, 4 KB per row at r = 4, ran at about half the read bandwidth).
+        // The sums are the same for any block.
+        let block = kernel == .avx512 ? multiplyBlock(rank: r, columns: cols) : columnBlock(rank: r)
         // Threads own column ranges (multiples of 16 so lanes stay aligned to the same split).
         let blocks = (cols + 15) / 16
         parallelRanges(blocks, threads: threads) { lo, hi in
             let c0 = lo * 16, c1 = min(cols, hi * 16)
             guard c0 < c1 else { return }
-            if kernel == .avx2 {
-                tall_skinny_multiply_transposed_avx2(shared.m, n, cols, shared.p, r, c0, c1, block, shared.qt)
+            if kernel.hasAVX2 {
+                let vector = kernel == .avx512 ? tall_skinny_multiply_transposed_avx512 : tall_skinny_multiply_transposed_avx2
+                vector(shared.m, n, cols, shared.p, r, c0, c1, block, shared.qt)
                 return
             }
             var b0 = c0
@@ -133,10 +140,10 @@ public enum TallSkinny {
         return t
     }
 
-    /// Columns per block of the AVX2 M·Q: whole rows while Qᵀ (r·m floats) fits in L2 (256 KB), so
-    /// that M is read as one sequential stream (blocks of 4 KB per row, the 16 KB of Qᵀ at r = 4,
-    /// restart the hardware prefetcher at every block and ran at 0.3–0.4 of the read bandwidth);
-    /// else `columnBlock`, with Qᵀ's block in L1.
+    /// Columns per block of the vector M·Q (and of the AVX-512 Mᵀ·P): whole rows while Qᵀ (r·m
+    /// floats) fits in L2 (256 KB), so that M is read as one sequential stream (blocks of 4 KB per
+    /// row, the 16 KB of Qᵀ at r = 4, restart the hardware prefetcher at every block and ran at
+    /// 0.3–0.4 of the read bandwidth); else `columnBlock`, with Qᵀ's block in L1.
     static func multiplyBlock(rank r: Int, columns cols: Int) -> Int {
         r * cols * 4 <= 256 << 10 ? max(1, cols) : columnBlock(rank: r)
     }

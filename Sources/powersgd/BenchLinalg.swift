@@ -19,6 +19,10 @@ struct BenchLinalg: ParsableCommand {
     struct TallSkinnyResult: Codable {
         var product: String; var rows: Int; var columns: Int; var rank: Int; var threads: Int
         var ms: Double; var gbPerSecondOfM: Double; var ratioToCopyBandwidth: Double
+        /// GB/s of M over the read bandwidth of the same run: the bound of a product that reads M once.
+        var ratioToReadBandwidth: Double
+        /// `KernelPath.preferred`: "avx512", "avx2" or "portable".
+        var kernelPath: String
         var blasMs: Double; var blasGBPerSecondOfM: Double
     }
     struct Report: Codable {
@@ -34,7 +38,7 @@ struct BenchLinalg: ParsableCommand {
     }
 
     func run() throws {
-        let copy = Benchmark.copyBandwidth()
+        let copy = Benchmark.copyBandwidth(), read = Benchmark.readBandwidth()
         let startThreads = BLASThreads.count
         var gemms: [Sgemm] = []
         for size in [1024, 2048] {
@@ -79,14 +83,17 @@ struct BenchLinalg: ParsableCommand {
                         let gbs = bytesOfM / t / 1e9
                         thin.append(TallSkinnyResult(product: name, rows: n, columns: m, rank: r, threads: 1,
                                                      ms: t * 1e3, gbPerSecondOfM: gbs, ratioToCopyBandwidth: gbs / copy,
+                                                     ratioToReadBandwidth: gbs / read, kernelPath: KernelPath.preferred.rawValue,
                                                      blasMs: tb * 1e3, blasGBPerSecondOfM: bytesOfM / tb / 1e9))
                     }
                 } } } } }
         }
         BLASThreads.count = startThreads
-        let report = Report(copyBandwidthGBs: copy, readBandwidthGBs: Benchmark.readBandwidth(), sgemm: gemms, tallSkinny: thin,
+        let report = Report(copyBandwidthGBs: copy, readBandwidthGBs: read, sgemm: gemms, tallSkinny: thin,
                             notes: "copy bandwidth counts bytes read + written by one thread on a 64 MB buffer; "
-                                 + "tall-skinny GB/s counts the bytes of M read once; blas* is cblas_sgemm on the same product; "
+                                 + "tall-skinny GB/s counts the bytes of M read once; ratioToReadBandwidth divides it by readBandwidthGBs "
+                                 + "(one thread summing 64 MB with the hardware prefetcher only: kernels that also prefetch in software "
+                                 + "can exceed 1); kernelPath is the tall-skinny kernels' path; blas* is cblas_sgemm on the same product; "
                                  + "sgemm threads are capped by OPENBLAS_NUM_THREADS at process start (\(startThreads) here)")
         try BenchmarkReport.print(report)
     }

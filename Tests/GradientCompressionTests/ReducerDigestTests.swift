@@ -3,16 +3,22 @@ import LinearAlgebra
 import Testing
 @testable import GradientCompression
 
+/// The kernel paths on which `ReducerDigestTests.recorded` holds (the portable path rounds differently).
+private let kernelPathsOfRecordedDigests: Set<KernelPath> = [.avx2, .avx512]
+
 /// The outputs of every reducer on fixed inputs, bit for bit: a digest of 6 steps of 2 workers
 /// (every output value, payload and relative error of worker 0) per specification, recorded
 /// from the code before the PowerSGD step and the catalog were restructured, then on the AVX2
 /// kernels for the reducers that use them (the tall-skinny products of the PowerSGD family, 1-bit
 /// SGD's column sums), whose rounding differs from the portable path's. A refactoring that keeps
 /// the arithmetic keeps every digest; one that changes a rounding changes its reducer's. Recorded
-/// on the AVX2 path, so the suite runs where that path is taken (every machine of this kind).
+/// on the AVX2 path; the AVX-512 tall-skinny kernels keep the AVX2 lanes and give the same bits
+/// (`TallSkinnyKernelTests` checks both against one reference), so the same digests hold there,
+/// and the suite runs on those two paths (every machine of this kind).
 /// The reducers built on LAPACK (SVD, Householder QR) round as OpenBLAS's kernel family does:
 /// their digests are recorded per family (`BLASCore`), and are not checked on a family with none.
-@Suite(.enabled(if: KernelPath.preferred == .avx2, "the digests are those of the AVX2 kernels"))
+@Suite(.enabled(if: kernelPathsOfRecordedDigests.contains(KernelPath.preferred),
+                "the digests are those of the AVX2 and AVX-512 kernels"))
 struct ReducerDigestTests {
     static let shapes: [[Int]] = [[16, 12], [7], [8, 3, 3, 3], [20, 20], [16, 12]]
 

@@ -1,13 +1,15 @@
 import Testing
 @testable import LinearAlgebra
 
-/// The AVX2/FMA tall-skinny kernels against the scalar references that repeat their order of
-/// operations (bit for bit), and the portable kernels against the same references to rounding.
+/// The AVX2/FMA and AVX-512 tall-skinny kernels against the scalar references that repeat their
+/// order of operations (bit for bit, so the two vector paths also agree with each other), and the
+/// portable kernels against the same references to rounding.
 @Suite struct TallSkinnyKernelTests {
     /// (rows, columns): column counts below, at and past a block and not multiples of 8 or 16
-    /// (M·Q in blocks from r·m > 64 Ki floats: 9000 columns at r ≥ 8), odd row counts for the two-
-    /// and four-row steps' remainders.
-    static let shapes: [(Int, Int)] = [(1, 1), (7, 5), (37, 53), (9, 300), (3, 4100), (5, 9000), (2, 17)]
+    /// (M·Q in blocks from r·m > 64 Ki floats: 9000 columns at r ≥ 8), row counts with remainders
+    /// after the AVX2 kernels' two- and four-row steps and the AVX-512 kernels' four- and eight-row
+    /// steps (19 = 2·8 + 3, 37 = 4·8 + 5 = 9·4 + 1).
+    static let shapes: [(Int, Int)] = [(1, 1), (7, 5), (37, 53), (9, 300), (3, 4100), (5, 9000), (2, 17), (19, 77)]
     static let ranks = [1, 2, 3, 4, 5, 8, 13]
 
     static func products(_ n: Int, _ m: Int, rank r: Int, threads: Int, kernel: KernelPath,
@@ -30,15 +32,24 @@ import Testing
         return (outP, outQ, reference)
     }
 
-    @Test(.enabled(if: KernelPath.preferred == .avx2, "the CPU has no AVX2/FMA"), arguments: ranks)
-    func vectorKernelsEqualTheirReferenceBitForBit(rank r: Int) {
+    static func expectReferenceBits(rank r: Int, kernel: KernelPath) {
         for (n, m) in Self.shapes {
             for threads in [1, 2] {
-                let result = Self.products(n, m, rank: r, threads: threads, kernel: .avx2)
-                #expect(result.p.map(\.bitPattern) == result.reference.p.map(\.bitPattern), "M·Q \(n)×\(m) rank \(r), \(threads) threads")
-                #expect(result.q.map(\.bitPattern) == result.reference.q.map(\.bitPattern), "Mᵀ·P \(n)×\(m) rank \(r), \(threads) threads")
+                let result = Self.products(n, m, rank: r, threads: threads, kernel: kernel)
+                #expect(result.p.map(\.bitPattern) == result.reference.p.map(\.bitPattern), "\(kernel) M·Q \(n)×\(m) rank \(r), \(threads) threads")
+                #expect(result.q.map(\.bitPattern) == result.reference.q.map(\.bitPattern), "\(kernel) Mᵀ·P \(n)×\(m) rank \(r), \(threads) threads")
             }
         }
+    }
+
+    @Test(.enabled(if: KernelPath.preferred.hasAVX2, "the CPU has no AVX2/FMA"), arguments: ranks)
+    func avx2KernelsEqualTheirReferenceBitForBit(rank r: Int) {
+        Self.expectReferenceBits(rank: r, kernel: .avx2)
+    }
+
+    @Test(.enabled(if: KernelPath.preferred == .avx512, "the CPU has no AVX-512F/VL"), arguments: ranks)
+    func avx512KernelsEqualTheirReferenceBitForBit(rank r: Int) {
+        Self.expectReferenceBits(rank: r, kernel: .avx512)
     }
 
     /// The portable kernels multiply and add separately (no FMA in Swift's x86-64 baseline), so

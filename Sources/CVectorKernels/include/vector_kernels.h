@@ -5,8 +5,9 @@
 // Swift cannot enable a target feature for one function, and the default x86-64 target has
 // neither AVX2 nor FMA, so these are C compiled with `__attribute__((target("avx2,fma")))`. They
 // must only be called when `vector_kernels_available()` returns 1 (a CPUID check the caller does
-// once); the Swift callers keep a portable path for other CPUs and a plain reference kernel that
-// the tests compare these with.
+// once); the tall-skinny products' `_avx512` versions (`target("avx512f,avx512vl,avx2,fma")`) only
+// when `vector_kernels_avx512_available()` does. The Swift callers keep a portable path for other
+// CPUs and a plain reference kernel that the tests compare these with.
 #ifndef VECTOR_KERNELS_H
 #define VECTOR_KERNELS_H
 
@@ -33,6 +34,22 @@ void tall_skinny_multiply_avx2(const float *m, size_t row_begin, size_t row_end,
 void tall_skinny_multiply_transposed_avx2(const float *m, size_t rows, size_t cols,
                                           const float *p, size_t r,
                                           size_t col_begin, size_t col_end, size_t block, float *qt);
+
+/// 1 if, beyond `vector_kernels_available()`, the CPU and OS support AVX-512F and AVX-512VL
+/// (CPUID.7:EBX bits 16 and 31; XCR0's opmask and ZMM state, bits 5–7), else 0.
+int vector_kernels_avx512_available(void);
+
+/// `tall_skinny_multiply_avx2` in 16-lane zmm registers: the same lanes, FMAs and reduction, so
+/// the same bits for the same `block`. Only where `vector_kernels_avx512_available()`.
+void tall_skinny_multiply_avx512(const float *m, size_t row_begin, size_t row_end, size_t cols,
+                                 const float *qt, size_t r, size_t block, float *p);
+
+/// `tall_skinny_multiply_transposed_avx2` in zmm registers: the same scalar `fmaf` loop over rows
+/// ascending, bit for bit, for any `block` and split of the columns. Only where
+/// `vector_kernels_avx512_available()`.
+void tall_skinny_multiply_transposed_avx512(const float *m, size_t rows, size_t cols,
+                                            const float *p, size_t r,
+                                            size_t col_begin, size_t col_end, size_t block, float *qt);
 
 /// TernGrad's statistics in one pass: max |xᵢ| by the 31-bit magnitude patterns as signed
 /// integers (NaN above Inf, like `maximumMagnitude`), and when `moments` is nonzero Σxᵢ and Σxᵢ²

@@ -88,7 +88,7 @@ public struct OneBitSGD: Compressor {
         guard let v = values.baseAddress, m > 0, count > 0 else { return message }
         var negativeSum = [Double](repeating: 0, count: m), positiveSum = negativeSum
         var negativeCount = [Int](repeating: 0, count: m)
-        if kernel == .avx2 && count == n * m {
+        if kernel.hasAVX2 && count == n * m {
             // Statistics and bits in one read of the input.
             let period = OneBitSGD.period(columns: m)
             var lanes = [Float](repeating: 0, count: 3 * period)

@@ -70,7 +70,7 @@ public struct TernGrad: Compressor {
     /// max |xᵢ| and the clipping bound (`maximumMagnitude` and `clipBound`; on AVX2 in one pass
     /// that sums in the same order, so both paths give the same bits).
     func statistics(_ values: UnsafeBufferPointer<Float>, kernel: KernelPath) -> (maxAbs: Float, clipBound: Float) {
-        guard kernel == .avx2, let p = values.baseAddress else { return (maximumMagnitude(values), clipBound(values)) }
+        guard kernel.hasAVX2, let p = values.baseAddress else { return (maximumMagnitude(values), clipBound(values)) }
         let n = values.count
         var sum = 0.0, sumSq = 0.0
         let maxAbs = terngrad_statistics_avx2(p, n, clip > 0 ? 1 : 0, &sum, &sumSq)
@@ -96,7 +96,7 @@ public struct TernGrad: Compressor {
             raw.storeBytes(of: scaler.bitPattern.littleEndian, as: UInt32.self)
             var i = 0
             if let p = values.baseAddress {
-                if kernel == .avx2 {
+                if kernel.hasAVX2 {
                     lanes.withState { terngrad_fields_avx2(p, n / 8, $0, scaler, inverse, raw.assumingMemoryBound(to: UInt8.self) + 4) }
                     i = n / 8 * 8
                 }

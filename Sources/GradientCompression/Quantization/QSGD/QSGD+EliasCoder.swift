@@ -35,7 +35,7 @@ extension QSGD {
         var streams = [EliasStreamState(stream: PositionedBits(bit: 0), last: -1),
                        EliasStreamState(stream: PositionedBits(bit: 8 * capacity0), last: -1)]
         var nonzeros = [0, 0]
-        let vector = kernel == .avx2 && n <= 1 << 30
+        let vector = kernel.hasAVX2 && n <= 1 << 30
         let bytes = buffer.assumingMemoryBound(to: UInt8.self)
         for b in 0..<buckets {
             let q = try quantizeBucket(b, v, n, lanes: &lanes, key: key, into: words, kernel: kernel)

@@ -77,7 +77,7 @@ extension QSGD {
     func quantizeLevels(_ bucket: UnsafeBufferPointer<Float>, lanes: inout UniformLanes, factor: Float,
                         into words: UnsafeMutablePointer<UInt32>, kernel: KernelPath = .preferred) -> Int {
         guard let v = bucket.baseAddress else { return 0 }
-        if kernel == .avx2 && levels < 1 << 23 {
+        if kernel.hasAVX2 && levels < 1 << 23 {
             return lanes.withState { qsgd_levels_avx2(v, bucket.count, $0, factor, Float(levels), words) }
         }
         // Two calls with `wide` a literal, so each inlined copy has its selects folded away.
