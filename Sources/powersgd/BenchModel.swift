@@ -5,7 +5,8 @@ import NeuralNetworks
 
 /// `powersgd bench model`: training throughput (forward + backward + SGD step on random data)
 /// of the paper's CIFAR ResNet-18 (batch 32, 3×32×32) and the 2×200 LSTM language model
-/// (vocabulary 33,278, BPTT 35, batch 20), at 1 and 2 threads, plus the convolutions' achieved
+/// (vocabulary 33,278, BPTT 35, batch 20), at 1 and 2 threads, ResNet-18 once per convolution
+/// implementation (`--convolutions`, oneDNN against im2col in the same run), plus the convolutions' achieved
 /// GFLOP/s against the sgemm peak measured in the same run; with `--peer`, against PyTorch
 /// (`../shared/peers/torch_train_speed.py`) run right after, on the same machine.
 struct BenchModel: ParsableCommand {

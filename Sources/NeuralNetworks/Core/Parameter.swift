@@ -32,6 +32,26 @@ public final class Parameter: @unchecked Sendable {
     }
 }
 
+extension Array where Element == Parameter {
+    /// The values in order; setting gives each parameter the tensor at its index.
+    public var values: [Tensor] {
+        get { map(\.value) }
+        nonmutating set {
+            precondition(newValue.count == count, "\(newValue.count) values for \(count) parameters")
+            for (p, v) in zip(self, newValue) { p.value = v }
+        }
+    }
+
+    /// The gradients in order; setting gives each parameter the tensor at its index.
+    public var gradients: [Tensor] {
+        get { map(\.gradient) }
+        nonmutating set {
+            precondition(newValue.count == count, "gradient list of \(newValue.count) tensors for \(count) parameters")
+            for (p, g) in zip(self, newValue) { p.gradient = g }
+        }
+    }
+}
+
 /// A non-trainable state tensor saved with the model (batch-norm running statistics).
 public final class Buffer: @unchecked Sendable {
     public let name: String

@@ -56,19 +56,13 @@ public final class ClassifierWorkload: GradientStreamingWorkload {
     }
 
     public var gradients: [Tensor] {
-        get { parameters.map(\.gradient) }
-        set {
-            precondition(newValue.count == parameters.count, "gradient list of \(newValue.count) tensors for \(parameters.count) parameters")
-            for (p, g) in zip(parameters, newValue) { p.gradient = g }
-        }
+        get { parameters.gradients }
+        set { parameters.gradients = newValue }
     }
 
     public var parameterValues: [Tensor] {
-        get { parameters.map(\.value) }
-        set {
-            precondition(newValue.count == parameters.count, "\(newValue.count) values for \(parameters.count) parameters")
-            for (p, v) in zip(parameters, newValue) { p.value = v }
-        }
+        get { parameters.values }
+        set { parameters.values = newValue }
     }
 
     public func takeGradients() -> [Tensor] {

@@ -144,11 +144,8 @@ public final class DifferentiallyPrivateWorkload: Workload {
     }
 
     public var parameterValues: [Tensor] {
-        get { parameters.map(\.value) }
-        set {
-            precondition(newValue.count == parameters.count, "\(newValue.count) values for \(parameters.count) parameters")
-            for (p, v) in zip(parameters, newValue) { p.value = v }
-        }
+        get { inner.parameterValues }
+        set { inner.parameterValues = newValue }
     }
 
     public func takeGradients() -> [Tensor] { inner.takeGradients() }
