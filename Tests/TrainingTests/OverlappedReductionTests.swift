@@ -149,22 +149,16 @@ import Testing
 
     /// A classifier workload whose backward pass is slow (it sleeps after handing out each
     /// gradient) and can fail after handing out `failAfter` gradients; it records when backward ended.
-    final class SlowBackward: GradientStreamingWorkload {
+    final class SlowBackward: ForwardingWorkload, GradientStreamingWorkload {
         struct Failure: Error, Equatable {}
-        let inner = OverlappedReductionTests.workload()
+        let base = OverlappedReductionTests.workload()
         var failAfter: Int?
         var backwardEnd: UInt64 = 0
-        var parameterShapes: [[Int]] { inner.parameterShapes }
-        var gradients: [Tensor] { get { inner.gradients } set { inner.gradients = newValue } }
-        var optimizerMomentum: Float { inner.optimizerMomentum }
-        func stepsPerEpoch(workers: Int) -> Int { inner.stepsPerEpoch(workers: workers) }
-        func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int) throws -> Float {
-            try inner.computeGradients(epoch: epoch, step: step, rank: rank, workers: workers)
-        }
+        var parameterShapes: [[Int]] { base.parameterShapes }
         func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int, handingOut ready: (Int, Tensor) -> Void) throws -> Float {
             var handedOut = 0
             var failed = false
-            let loss = try inner.computeGradients(epoch: epoch, step: step, rank: rank, workers: workers) { index, gradient in
+            let loss = try base.computeGradients(epoch: epoch, step: step, rank: rank, workers: workers) { index, gradient in
                 guard !failed else { return }
                 ready(index, gradient)
                 handedOut += 1
@@ -174,16 +168,6 @@ import Testing
             if failed { throw Failure() }
             return loss
         }
-        var parameterValues: [Tensor] {
-            get { inner.parameterValues }
-            set { inner.parameterValues = newValue }
-        }
-        func takeGradients() -> [Tensor] { inner.takeGradients() }
-        func applyGradients() throws -> Float { try inner.applyGradients() }
-        func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try inner.evaluate(rank: rank, workers: workers) }
-        func saveState(to archive: inout StateWriter) { inner.saveState(to: &archive) }
-        func restoreState(from archive: inout StateReader) throws { try inner.restoreState(from: &archive) }
-        func saveReplicatedState(to archive: inout StateWriter) { inner.saveReplicatedState(to: &archive) }
     }
 
     /// A communicator that notes when its first collective starts, and whether on the thread that made it.

@@ -9,30 +9,14 @@ import Testing
 /// The step's skew: how long the fastest worker waited for the slowest to reach the first collective.
 @Suite struct StepSkewTests {
     /// A workload whose rank 1 takes `delay` longer to compute its gradients.
-    final class SlowRank: Workload {
+    final class SlowRank: ForwardingWorkload {
         let base: ClassifierWorkload
         let delay: Double
         init(_ base: ClassifierWorkload, delay: Double) { self.base = base; self.delay = delay }
-        func stepsPerEpoch(workers: Int) -> Int { base.stepsPerEpoch(workers: workers) }
         func computeGradients(epoch: Int, step: Int, rank: Int, workers: Int) throws -> Float {
             if rank == 1 { Thread.sleep(forTimeInterval: delay) }
             return try base.computeGradients(epoch: epoch, step: step, rank: rank, workers: workers)
         }
-        var gradients: [Tensor] {
-            get { base.gradients }
-            set { base.gradients = newValue }
-        }
-        var parameterValues: [Tensor] {
-            get { base.parameterValues }
-            set { base.parameterValues = newValue }
-        }
-        func takeGradients() -> [Tensor] { base.takeGradients() }
-        func applyGradients() throws -> Float { try base.applyGradients() }
-        func evaluate(rank: Int, workers: Int) throws -> EvaluationPart { try base.evaluate(rank: rank, workers: workers) }
-        func saveState(to archive: inout StateWriter) { base.saveState(to: &archive) }
-        func restoreState(from archive: inout StateReader) throws { try base.restoreState(from: &archive) }
-        var optimizerMomentum: Float { base.optimizerMomentum }
-        func saveReplicatedState(to archive: inout StateWriter) { base.saveReplicatedState(to: &archive) }
     }
 
     @Test func aSlowRankShowsAsSkewOnEveryWorker() throws {
