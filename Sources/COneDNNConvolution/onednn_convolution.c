@@ -89,7 +89,6 @@ struct onednn_convolution {
     step forward, backward_data, backward_weights;
     // forward
     conversion source_in, weights_in, destination_out;
-    dnnl_memory_t forward_scratchpad;
     // backward weights: x and ∂Y in, ∂W accumulated into ours (a reorder with a sum post-op)
     conversion weights_source_in, weights_output_gradient_in, weight_gradient_out;
     // backward data: ∂Y and W in, ∂X out
@@ -117,12 +116,6 @@ void onednn_workspace_destroy(onednn_workspace *workspace) {
     if (!workspace) return;
     for (int i = 0; i < slot_count; i++) free(workspace->buffer[i]);
     free(workspace);
-}
-
-size_t onednn_workspace_bytes(const onednn_workspace *workspace) {
-    size_t total = 0;
-    for (int i = 0; i < slot_count; i++) total += workspace->capacity[i];
-    return total;
 }
 
 /// The workspace buffer of a slot with room for `bytes` (64-byte aligned, as oneDNN's own

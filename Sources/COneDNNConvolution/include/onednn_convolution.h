@@ -20,8 +20,6 @@ typedef struct onednn_convolution onednn_convolution;
 
 onednn_workspace *onednn_workspace_create(void);
 void onednn_workspace_destroy(onednn_workspace *workspace);
-/// Bytes the workspace holds now (its blocked buffers and oneDNN's scratchpad).
-size_t onednn_workspace_bytes(const onednn_workspace *workspace);
 
 /// The primitives for one geometry: input [in_channels, batch, height, width], padding and stride
 /// equal in both directions, no bias (the caller adds it), run on `threads` OpenMP threads (oneDNN

@@ -109,7 +109,7 @@ public final class Conv2d: Layer {
             try input.withPointer { x in
                 try weight.value.withPointer { w in
                     if let convolution {
-                        try convolution.forward(workspace, input: x, weight: w, output: y, layer: name)
+                        try convolution.forward(workspace, input: x, weight: w, output: y)
                     } else {
                         forwardByIm2col(x, w, y, g)
                     }
@@ -154,7 +154,7 @@ public final class Conv2d: Layer {
                             if let convolution {
                                 try convolution.backward(workspace, input: x, weight: w, outputGradient: dy,
                                                          weightGradient: wantWeight ? dw : nil,
-                                                         inputGradient: wantInput ? dx : nil, layer: name)
+                                                         inputGradient: wantInput ? dx : nil)
                             } else {
                                 backwardByIm2col(x, w, dy, wantWeight ? dw : nil, wantInput ? dx : nil, g)
                             }
@@ -188,11 +188,7 @@ public final class Conv2d: Layer {
     private func forwardByIm2col(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                  _ g: ConvolutionGeometry) {
         let columns = g.batch * g.outPlane
-        let perBlock = imagesPerBlock(g)
-        var b0 = 0
-        while b0 < g.batch {
-            let nb = min(perBlock, g.batch - b0)
-            let n = nb * g.outPlane
+        forEachImageBlock(g) { b0, nb, n in
             if isPointwise {
                 sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
                       b: x + b0 * g.plane, ldb: columns, c: y + b0 * g.outPlane, ldc: columns)
@@ -202,7 +198,6 @@ public final class Conv2d: Layer {
                 sgemm(.none, .none, m: outChannels, n: n, k: patchSize, a: w, lda: patchSize,
                       b: col, ldb: n, c: y + b0 * g.outPlane, ldc: columns)
             }
-            b0 += nb
         }
     }
 
@@ -211,11 +206,7 @@ public final class Conv2d: Layer {
                                   _ dw: UnsafeMutablePointer<Float>?, _ dx: UnsafeMutablePointer<Float>?,
                                   _ g: ConvolutionGeometry) {
         let columns = g.batch * g.outPlane
-        let perBlock = imagesPerBlock(g)
-        var b0 = 0
-        while b0 < g.batch {
-            let nb = min(perBlock, g.batch - b0)
-            let n = nb * g.outPlane
+        forEachImageBlock(g) { b0, nb, n in
             let dyBlock = dy + b0 * g.outPlane
             if isPointwise {
                 if let dw {
@@ -242,6 +233,17 @@ public final class Conv2d: Layer {
                     Im2col.scatterAdd(col, g, firstImage: b0, images: nb, into: dx, threads: threads)
                 }
             }
+        }
+    }
+
+    /// Runs `body(firstImage, images, columns)` over blocks of whole images that fit the
+    /// workspace limit (`columns` = images · H'·W').
+    func forEachImageBlock(_ g: ConvolutionGeometry, _ body: (Int, Int, Int) -> Void) {
+        let perBlock = imagesPerBlock(g)
+        var b0 = 0
+        while b0 < g.batch {
+            let nb = min(perBlock, g.batch - b0)
+            body(b0, nb, nb * g.outPlane)
             b0 += nb
         }
     }
@@ -263,9 +265,6 @@ public final class ConvolutionWorkspace: @unchecked Sendable {
         storage?.deallocate()
         onednn_workspace_destroy(oneDNNBuffers)
     }
-
-    /// Bytes held for oneDNN's operands and scratchpad.
-    public var oneDNNBytes: Int { oneDNNBuffers.map { Int(onednn_workspace_bytes($0)) } ?? 0 }
 
     var oneDNN: OpaquePointer {
         if let oneDNNBuffers { return oneDNNBuffers }

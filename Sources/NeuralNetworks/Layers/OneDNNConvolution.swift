@@ -6,6 +6,7 @@ final class OneDNNConvolution {
     struct Key: Hashable { let batch: Int, height: Int, width: Int, threads: Int }
 
     let handle: OpaquePointer
+    let layer: String
     /// The kernels oneDNN chose (forward; backward data; backward weights).
     let implementation: String
 
@@ -21,24 +22,25 @@ final class OneDNNConvolution {
                 + "(the im2col implementation needs no oneDNN)")
         }
         self.handle = handle
+        self.layer = layer.name
         implementation = String(cString: onednn_convolution_implementation(handle))
     }
 
     deinit { onednn_convolution_destroy(handle) }
 
     func forward(_ workspace: ConvolutionWorkspace, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                 output: UnsafeMutablePointer<Float>, layer: String) throws {
-        try Self.check(onednn_convolution_forward(handle, workspace.oneDNN, input, weight, output), layer: layer)
+                 output: UnsafeMutablePointer<Float>) throws {
+        try check(onednn_convolution_forward(handle, workspace.oneDNN, input, weight, output))
     }
 
     func backward(_ workspace: ConvolutionWorkspace, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                   outputGradient: UnsafePointer<Float>, weightGradient: UnsafeMutablePointer<Float>?,
-                  inputGradient: UnsafeMutablePointer<Float>?, layer: String) throws {
-        try Self.check(onednn_convolution_backward(handle, workspace.oneDNN, input, weight, outputGradient,
-                                                   weightGradient, inputGradient), layer: layer)
+                  inputGradient: UnsafeMutablePointer<Float>?) throws {
+        try check(onednn_convolution_backward(handle, workspace.oneDNN, input, weight, outputGradient,
+                                              weightGradient, inputGradient))
     }
 
-    static func check(_ status: Int32, layer: String) throws {
+    private func check(_ status: Int32) throws {
         guard status != 0 else { return }
         throw NeuralNetworkError.kernelFailure(
             layer: layer, message: "oneDNN's convolution failed: \(String(cString: onednn_status_name(status)))")

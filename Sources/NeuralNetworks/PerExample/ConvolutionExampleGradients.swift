@@ -22,22 +22,19 @@ extension Conv2d: PerExampleLayer {
         }
         let g = geometry(input.shape)
         let batch = g.batch, plane = g.outPlane, columns = batch * plane, size = outChannels * patchSize
-        let perBlock = imagesPerBlock(g)
         // G[j] = ∂W_j, row-major [B, O·C·k·k]; every row is written by a β = 0 product.
         var perExample = Tensor.filled(shape: [batch, size]) { _, _ in }
         perExample.withMutablePointer { gp in
             outputGradient.withPointer { dy in
                 input.withPointer { x in
-                    var b0 = 0
-                    while b0 < batch {
-                        let nb = min(perBlock, batch - b0)
+                    forEachImageBlock(g) { b0, nb, blockColumns in
                         let patches: UnsafePointer<Float>, stride: Int
                         if isPointwise {
                             (patches, stride) = (x + b0 * g.plane, columns)
                         } else {
-                            let col = workspace.buffer(count: patchSize * nb * plane)
+                            let col = workspace.buffer(count: patchSize * blockColumns)
                             Im2col.gather(x, g, firstImage: b0, images: nb, into: col, threads: threads)
-                            (patches, stride) = (UnsafePointer(col), nb * plane)
+                            (patches, stride) = (UnsafePointer(col), blockColumns)
                         }
                         for i in 0..<nb {
                             let j = b0 + i
@@ -45,7 +42,6 @@ extension Conv2d: PerExampleLayer {
                                   a: dy + j * plane, lda: columns, b: patches + i * plane, ldb: stride,
                                   c: gp + j * size, ldc: patchSize)
                         }
-                        b0 += nb
                     }
                 }
             }
