@@ -43,9 +43,26 @@ public enum ReducerCatalog {
             throw GradientCompressionError.invalidOption(
                 "unknown reducer '\(specification.name)'; known reducers: \(entries.map(\.name).joined(separator: ", "))")
         }
-        let reader = ReducerOptionReader(specification, accepting: entry.options)
+        // `worker-momentum=μ` (and `worker-nesterov`) apply to every reducer: they wrap the one the
+        // other options build.
+        var own = specification
+        let keys = [WorkerMomentumReducer.optionKey, WorkerMomentumReducer.nesterovKey]
+        let momentum = own.options.filter { $0.key == keys[0] }, nesterov = own.options.filter { $0.key == keys[1] }
+        own.options.removeAll { keys.contains($0.key) }
+        let reader = ReducerOptionReader(own, accepting: entry.options)
         try reader.finish()
-        return try entry.build(reader, seed)
+        let reducer = try entry.build(reader, seed)
+        guard let option = momentum.last else {
+            if !nesterov.isEmpty { throw GradientCompressionError.invalidOption("\(specification.name): \(keys[1]) needs \(keys[0])=μ") }
+            return reducer
+        }
+        guard momentum.count == 1, let mu = Float(option.value) else {
+            throw GradientCompressionError.invalidOption("\(specification.name): \(keys[0]) takes one number in (0, 1) (got '\(option.value)')")
+        }
+        guard nesterov.count <= 1, let isNesterov = nesterov.isEmpty ? false : Bool(nesterov[0].value) else {
+            throw GradientCompressionError.invalidOption("\(specification.name): \(keys[1]) takes one value, true or false")
+        }
+        return try WorkerMomentumReducer(reducer, momentum: mu, nesterov: isNesterov)
     }
 
     /// The option keys reducer `name` accepts, or nil for an unknown name.
@@ -58,6 +75,10 @@ public enum ReducerCatalog {
             let options = entry.options.map { "`\($0.key)`: \($0.values.replacingOccurrences(of: "|", with: "\\|")) (\($0.defaultValue))" }
             lines.append("| `\(entry.name)` | \(options.isEmpty ? "—" : options.joined(separator: ", ")) |")
         }
+        lines.append("")
+        lines.append("Every reducer that does not apply momentum itself (all but `dgc` and `signum`) also takes "
+                     + "`\(WorkerMomentumReducer.optionKey)`: μ in (0, 1), momentum kept per worker before the reducer instead of in the "
+                     + "optimizer, and `\(WorkerMomentumReducer.nesterovKey)`: true|false (false), its Nesterov form (`WorkerMomentumReducer`).")
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -12,6 +12,15 @@ public struct StudyReport: Sendable {
             self.header = header
             self.rows = rows
         }
+
+        /// The table as an HTML `<table>` with its caption, every text escaped.
+        public func html() -> String {
+            let esc = TextFormatting.html
+            var out = "<table>\n<caption>\(esc(caption))</caption>\n<thead><tr>"
+                + header.map { "<th>\(esc($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
+            for row in rows { out += "<tr>" + row.map { "<td>\(esc($0))</td>" }.joined() + "</tr>\n" }
+            return out + "</tbody>\n</table>\n"
+        }
     }
 
     public var title: String
@@ -25,12 +34,7 @@ public struct StudyReport: Sendable {
         let esc = TextFormatting.html
         var out = HTMLReport.pageStart(title: title)
         for paragraph in paragraphs { out += "<p>\(esc(paragraph))</p>\n" }
-        for table in tables {
-            out += "<table>\n<caption>\(esc(table.caption))</caption>\n<thead><tr>"
-                + table.header.map { "<th>\(esc($0))</th>" }.joined() + "</tr></thead>\n<tbody>\n"
-            for row in table.rows { out += "<tr>" + row.map { "<td>\(esc($0))</td>" }.joined() + "</tr>\n" }
-            out += "</tbody>\n</table>\n"
-        }
+        for table in tables { out += table.html() }
         for chart in charts { out += "<figure>\n" + chart.svg() + "</figure>\n" }
         return out + "</body>\n</html>\n"
     }

@@ -9,21 +9,27 @@ public struct HTMLReport: Sendable {
     public var target: Double?
     /// More charts to append (e.g. `ScalingSimulation.chart()`).
     public var extraCharts: [LineChart]
+    /// The runs the per-run charts draw (default: all of them; the table always has every run).
+    public var chartedRuns: [RunRecord]
+    /// More tables, after the comparison table (e.g. `PrivacyBudgetTable`'s).
+    public var extraTables: [StudyReport.Table]
 
     public init(title: String, runs: [RunRecord], projection: ProjectionTarget, target: Double? = nil,
-                extraCharts: [LineChart] = []) {
+                extraCharts: [LineChart] = [], extraTables: [StudyReport.Table] = []) {
         self.title = title
         self.runs = runs
         self.projection = projection
         self.target = target
         self.extraCharts = extraCharts
+        self.extraTables = extraTables
+        chartedRuns = runs
     }
 
     /// The charts of the report, in order.
     public var charts: [LineChart] {
         var charts: [LineChart] = []
         for metric in [EvaluationPart.Metric.accuracy, .perplexity] {
-            let evaluated = runs.filter { $0.metric == metric }
+            let evaluated = chartedRuns.filter { $0.metric == metric }
             guard !evaluated.isEmpty else { continue }
             let yAxis = LineChart.Axis(metric.rawValue, format: metric == .accuracy ? .percent : .number)
             charts.append(LineChart(
@@ -46,7 +52,7 @@ public struct HTMLReport: Sendable {
         }
         charts.append(LineChart(
             title: "Training loss vs step", x: .init("step", fromZero: true), y: .init("training loss", fromZero: true),
-            series: runs.map { run in
+            series: chartedRuns.map { run in
                 LineChart.Series(name: run.settings.reducer, points: run.steps.map { (Double($0.step), $0.loss) })
             }))
         return charts + extraCharts
@@ -63,6 +69,7 @@ public struct HTMLReport: Sendable {
             out += "<tr>" + cells.map { "<td>\(esc($0))</td>" }.joined() + "</tr>\n"
         }
         out += "</tbody>\n</table>\n"
+        for table in extraTables { out += table.html() }
         for chart in charts { out += "<figure>\n" + chart.svg() + "</figure>\n" }
         out += """
         <p class="notes">Projected time = compute + compression + optimizer time as measured, plus the α–β network
