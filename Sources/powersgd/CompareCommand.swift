@@ -14,7 +14,7 @@ struct CompareCommand: ParsableCommand {
         Writes into --output-dir: comparison.md, comparison.csv, report.html (charts: accuracy or \
         perplexity vs projected time and vs bytes sent, loss vs step) and runs.jsonl (the runs' logs). \
         Projected times are for --project-workers workers on --network. With --dp-budgets (and --seeds) \
-        every reducer runs at every privacy budget (and seed), and accuracy-vs-epsilon.md and .csv hold \
+        every reducer runs at every privacy budget (and seed), and accuracy-vs-epsilon.md, .csv and .svg hold \
         the final accuracy against ε per reducer, also as a table and a chart in report.html.
         """)
 
@@ -32,7 +32,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Title of the HTML report (default: model, dataset and workers).")
     var title: String?
 
-    @Option(help: ArgumentHelp("With --dp: run every reducer at each of these target ε, comma-separated, 'none' for a run without DP (e.g. 1,3,8,none); each replaces --dp's noise or epsilon, the clip, delta and placement stay. Writes accuracy-vs-epsilon.md and .csv.", valueName: "budgets"))
+    @Option(help: ArgumentHelp("With --dp: run every reducer at each of these target ε, comma-separated, 'none' for a run without DP (e.g. 1,3,8,none); each replaces --dp's noise or epsilon, the clip, delta and placement stay. Writes accuracy-vs-epsilon.md, .csv and .svg.", valueName: "budgets"))
     var dpBudgets: String?
 
     @Option(help: ArgumentHelp("Repeat every run for each of these seeds (initialization, data order, lots, noise and the reducers' seeds); replaces --seed. Tables give the mean and spread; the per-run charts show the first seed's runs.", valueName: "seeds"))
@@ -111,17 +111,18 @@ struct CompareCommand: ParsableCommand {
         let budgets = try parsedBudgets(), seeds = try parsedSeeds()
         let points = seeds.flatMap { seed in (budgets ?? [nil]).map { SweepPoint(seed: seed, budget: budgets == nil ? nil : .some($0)) } }
         let privacy = try settings.privacySettings()
-        // One experiment per sweep point: the seed and the DP budget are part of its configuration.
-        let experiments = try points.map { point -> Experiment in
-            var configuration = settings.experimentConfiguration
-            configuration.seed = point.seed
-            if let budget = point.budget {
-                configuration.dp = budget.flatMap { epsilon in privacy.map { var dp = $0; dp.noise = .targetEpsilon(epsilon); return dp } }
+        // One experiment per sweep point, sharing the data: the seed and the DP budget are part of its configuration.
+        let base = try Experiment(settings.experimentConfiguration)
+        try settings.checkFeasible(base)
+        let experiments = try points.map { point in
+            try base.reconfigured { configuration in
+                configuration.seed = point.seed
+                if let budget = point.budget {
+                    configuration.dp = budget.flatMap { epsilon in privacy.map { var dp = $0; dp.noise = .targetEpsilon(epsilon); return dp } }
+                }
             }
-            return try Experiment(configuration)
         }
-        try settings.checkFeasible(experiments[0])
-        let specifications = try seeds.map { try parsedReducers(seed: $0).map(\.specification) }
+        let specifications = try Dictionary(uniqueKeysWithValues: seeds.map { ($0, try parsedReducers(seed: $0).map(\.specification)) })
         let output = TerminalOutput()
         let directory = URL(fileURLWithPath: outputDir)
         do {
@@ -129,9 +130,9 @@ struct CompareCommand: ParsableCommand {
         } catch {
             throw RuntimeError("--output-dir \(outputDir): cannot create the directory (\(error.localizedDescription))")
         }
-        let reducerCount = specifications[0].count, count = points.count * reducerCount
+        let reducerCount = specifications[seeds[0]]!.count, count = points.count * reducerCount
         if settings.backend == .threads {
-            output.line("powersgd compare: \(settings.model) on \(experiments[0].dataDescription); \(TextFormatting.counted(settings.workers, "worker")) (threads); "
+            output.line("powersgd compare: \(settings.model) on \(base.dataDescription); \(TextFormatting.counted(settings.workers, "worker")) (threads); "
                         + "\(reducerCount) reducers" + (count > reducerCount ? ", \(count) runs" : ""))
         }
         let interrupt = InterruptReport(reports: settings.backend == .threads) { at, label in
@@ -145,10 +146,10 @@ struct CompareCommand: ParsableCommand {
             // Time to target needs evaluations during training, not only at the end: unless the
             // user chose --evaluate-every, evaluate about 8 times per run.
             let evaluateEvery = settings.evaluateEvery > 0 ? settings.evaluateEvery
-                : max(1, try experiments[0].schedule(workers: group.size).totalSteps / 8)
+                : max(1, try base.schedule(workers: group.size).totalSteps / 8)
             var runs: [RunRecord] = []
             for (pointIndex, point) in points.enumerated() {
-                for specification in specifications[pointIndex / (budgets?.count ?? 1)] {
+                for specification in specifications[point.seed]! {
                     let label = point.label(specification.description, seeds: seeds.count)
                     if group.rank == 0 { interrupt.begin("\(label) (run \(runs.count + 1) of \(count))") }
                     var session = try TrainingSession(experiment: experiments[pointIndex], reducer: specification, network: settings.network,
@@ -199,7 +200,8 @@ struct CompareCommand: ParsableCommand {
             }, metric: metric)
             report.extraTables = [budgets.studyTable]
             report.extraCharts = [budgets.chart()]
-            privacyFiles = [("accuracy-vs-epsilon.md", budgets.markdown()), ("accuracy-vs-epsilon.csv", budgets.csv())]
+            privacyFiles = [("accuracy-vs-epsilon.md", budgets.markdown()), ("accuracy-vs-epsilon.csv", budgets.csv()),
+                            ("accuracy-vs-epsilon.svg", budgets.chart().svg())]
         }
         let log = try runs.flatMap(RunLog.lines(of:)).map(RunLog.encode).joined(separator: "\n") + "\n"
         let markdown = table.markdown()

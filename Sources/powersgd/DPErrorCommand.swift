@@ -27,7 +27,11 @@ struct DPErrorCommand: ParsableCommand {
     func validate() throws {
         guard settings.backend == .threads else { throw ValidationError("--backend: dp-error runs its workers as threads (got \(settings.backend))") }
         guard try settings.privacySettings() != nil else { throw ValidationError("--dp is required: the split is of a DP run") }
-        _ = try parseReducerList(reducers, flag: "--reducers", seed: settings.seed)
+        for (specification, name) in try parseReducerList(reducers, flag: "--reducers", seed: settings.seed)
+        where (try? ReducerCatalog.make(specification, seed: settings.seed))?.appliesMomentum == true {
+            throw ValidationError("--reducers: \(name) carries momentum in its output, and the split compares the output with "
+                                  + "one step's average gradient; measure it without worker-momentum (dgc and signum: not at all)")
+        }
     }
 
     func run() throws {

@@ -45,6 +45,7 @@ import Training
         let html = try String(contentsOf: sweep.appendingPathComponent("report.html"), encoding: .utf8)
         #expect(html.contains("Final accuracy against the privacy budget"))
         #expect(html.contains("Test accuracy vs privacy budget"))
+        #expect(try String(contentsOf: sweep.appendingPathComponent("accuracy-vs-epsilon.svg"), encoding: .utf8).hasPrefix("<svg"))
     }
 
     static let badInputs: [(arguments: [String], message: String)] = [

@@ -104,5 +104,9 @@ import Testing
         }
         let missing = try CommandRunner.run(["dp-error"] + CommandLineTests.quick + ["--steps", "1"])
         #expect(missing.status == 2 && missing.standardError.contains("--dp is required"), "\(missing.all)")
+        // A reducer whose output carries momentum has no split against one step's average.
+        let momentum = try CommandRunner.run(["dp-error"] + CommandLineTests.quick + ["--steps", "1", "--dp", "noise=1,clip=1,delta=1e-5",
+                                                                                      "--reducers", "sgd,topk:ratio=0.1,worker-momentum=0.9"])
+        #expect(momentum.status == 2 && momentum.standardError.contains("carries momentum"), "\(momentum.all)")
     }
 }

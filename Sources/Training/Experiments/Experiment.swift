@@ -34,6 +34,23 @@ public final class Experiment: @unchecked Sendable {
         }
     }
 
+    private init(configuration: ExperimentConfiguration, images: (train: ImageDataset, test: ImageDataset)?, corpus: LanguageCorpus?) {
+        self.configuration = configuration
+        self.images = images
+        self.corpus = corpus
+    }
+
+    /// The experiment with a configuration that trains on the same data (another seed or DP
+    /// setting, say): shares the loaded data instead of loading it again.
+    public func reconfigured(_ change: (inout ExperimentConfiguration) -> Void) throws -> Experiment {
+        var changed = configuration
+        change(&changed)
+        guard changed.dataset == configuration.dataset, changed.dataDirectory == configuration.dataDirectory else {
+            return try Experiment(changed)
+        }
+        return Experiment(configuration: changed, images: images, corpus: corpus)
+    }
+
     /// A description of the data for summaries.
     public var dataDescription: String {
         if let images { return "\(images.train.name): \(images.train.count) training, \(images.test.count) test images" }
