@@ -18,8 +18,10 @@ public enum AttackMethod: String, Sendable, Codable, CaseIterable {
 }
 
 /// The attacked network: the project's MLP (`NeuralNetworks.MLP`, mirrored), `LeNet` (ReLU,
-/// max pooling), `SigmoidLeNet` (the DLG paper's network), or the project's training ResNet-8
-/// (`NeuralNetworks.ResNet.small(depth: 8)`, batch norm in training mode, mirrored).
+/// max pooling), `SigmoidLeNet` (the DLG paper's network), or the project's training ResNet-8:
+/// `NeuralNetworks.ResNet.small(depth: 8)` built from the seed and mirrored by `GradientMap`,
+/// which copies its parameters in (so the initialization is the training model's by
+/// construction), batch norm with batch statistics as in a training step.
 public enum AttackedModel: String, Sendable, Codable, CaseIterable {
     case mlp, lenet
     case sigmoidLeNet = "lenet-sigmoid"

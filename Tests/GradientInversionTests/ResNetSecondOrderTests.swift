@@ -104,6 +104,19 @@ import NeuralNetworks
         for (a, p) in zip(ours.gradients, resnet.parameters) { #expect(relativeError(a, p.gradient.scalars) < 1e-4, "\(p.name)") }
     }
 
+    /// The stem convolution has no bias and batch norm follows it, so at batch size 1 the
+    /// parameter gradient — all the observer sees — is the same for x and for 3x (up to batch
+    /// norm's ε = 1e-5 against the variance): no attack can recover the image's contrast from it.
+    @Test func batchOfOneGradientIgnoresTheInputsScale() throws {
+        let net = try GradientMap(mirroring: try ResNet.small(depth: 8, classes: 10, inputChannels: 1, imageSize: 28, seed: 10))
+        let x = random(net.inputSize, seed: 60)
+        let g = net.gradients(input: x, batch: 1, labels: .hard([4])).gradients
+        let scaled = net.gradients(input: x.map { 3 * $0 }, batch: 1, labels: .hard([4])).gradients
+        for (a, b) in zip(scaled, g) { #expect(relativeError(a, b) < 1e-3) }
+        let other = net.gradients(input: random(net.inputSize, seed: 61), batch: 1, labels: .hard([4])).gradients
+        #expect(relativeError(other[0], g[0]) > 0.1)
+    }
+
     /// The ReLU layers of a mirrored ResNet, those inside the residual blocks included.
     static func reluLayers(_ net: GradientMap) -> [ReLULayer] {
         net.layers.flatMap { layer -> [SecondOrderLayer] in (layer as? ResidualBlockLayer).map { $0.main + $0.shortcut } ?? [layer] }
