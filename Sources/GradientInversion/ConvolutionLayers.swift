@@ -1,8 +1,9 @@
 import LinearAlgebra
 import NeuralNetworks
 
-/// A convolution with zero padding on `[B, C, H, W]`, weight `[O, C, k, k]`, bias `[O]`
-/// (PyTorch's `nn.Conv2d`), as im2col (`NeuralNetworks.Im2col`) and a matrix product per example.
+/// A convolution with zero padding on `[B, C, H, W]`, weight `[O, C, k, k]`, optional bias `[O]`
+/// (PyTorch's `nn.Conv2d`; the ResNets' convolutions have none), as im2col
+/// (`NeuralNetworks.Im2col`) and a matrix product per example.
 ///
 /// Bilinear in (x, W) like `DenseLayer`: with col(x) the im2col matrix `[C·k·k, H'·W']`,
 /// y = W·col(x) + b, ẏ = Ẇ·col(x) + W·col(ẋ) + ḃ; ∂ℓ/∂x = col2im(Wᵀ·gy) and its tangent is
@@ -21,13 +22,14 @@ public final class ConvolutionLayer: SecondOrderLayer {
     private var outputGradient: [Float] = []
     private var batch = 0
 
-    public init(weight: [Float], bias: [Float], inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int,
+    public init(weight: [Float], bias: [Float]?, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1, padding: Int,
                 height: Int, width: Int) {
-        precondition(weight.count == outChannels * inChannels * kernel * kernel && bias.count == outChannels, "convolution shapes")
+        precondition(weight.count == outChannels * inChannels * kernel * kernel && (bias?.count ?? outChannels) == outChannels,
+                     "convolution shapes")
         precondition(stride >= 1 && height + 2 * padding >= kernel && width + 2 * padding >= kernel, "convolution geometry")
         self.inChannels = inChannels; self.outChannels = outChannels; self.kernel = kernel; self.stride = stride; self.padding = padding
         self.height = height; self.width = width
-        parameters = [weight, bias]
+        parameters = bias.map { [weight, $0] } ?? [weight]
     }
 
     /// PyTorch's default initialization (uniform ±1/√(C·k·k)) from `initializer`, or uniform
@@ -41,7 +43,8 @@ public final class ConvolutionLayer: SecondOrderLayer {
                   height: height, width: width)
     }
 
-    public var parameterShapes: [[Int]] { [[outChannels, inChannels, kernel, kernel], [outChannels]] }
+    public var hasBias: Bool { parameters.count == 2 }
+    public var parameterShapes: [[Int]] { [[outChannels, inChannels, kernel, kernel]] + (hasBias ? [[outChannels]] : []) }
     private var rows: Int { inChannels * kernel * kernel }
     private var positions: Int { outputHeight * outputWidth }
     /// One example's `[C, H, W]` is the channel-major layout of a batch of one.
@@ -84,7 +87,10 @@ public final class ConvolutionLayer: SecondOrderLayer {
         self.batch = batch
         columns = (0..<batch).map { im2col(input, example: $0) }
         var y = [Float](repeating: 0, count: batch * outputSize)
-        for b in 0..<batch { product(parameters[0], columns[b], into: &y, example: b); addBias(parameters[1], to: &y, example: b) }
+        for b in 0..<batch {
+            product(parameters[0], columns[b], into: &y, example: b)
+            if hasBias { addBias(parameters[1], to: &y, example: b) }
+        }
         return y
     }
 
@@ -102,7 +108,7 @@ public final class ConvolutionLayer: SecondOrderLayer {
             multiply(parameters[0], .transposed, gy, .none, m: rows, n: positions, k: outChannels, into: &col)
             col2im(col, into: &gx, example: b)
         }
-        parameterGradients = [gw, gb]
+        parameterGradients = hasBias ? [gw, gb] : [gw]
         return gx
     }
 
@@ -112,7 +118,7 @@ public final class ConvolutionLayer: SecondOrderLayer {
             if let inputTangent { product(parameters[0], im2col(inputTangent, example: b), into: &y, example: b) }
             if !parameterTangents.isEmpty {
                 product(parameterTangents[0], columns[b], into: &y, example: b)
-                addBias(parameterTangents[1], to: &y, example: b)
+                if hasBias { addBias(parameterTangents[1], to: &y, example: b) }
             }
         }
         return y

@@ -35,29 +35,12 @@ public final class GradientMap {
         classes = last.outputSize
     }
 
-    /// The second-order mirror of a `NeuralNetworks.Classifier` built of `Flatten`, `Linear`
-    /// (with bias) and `ReLU`, sharing its current parameter values; the parameter order is the
+    /// The second-order mirror of a `NeuralNetworks.Classifier` (see `ClassifierMirror` for the
+    /// layers it takes), sharing its current parameter values; the parameter order is the
     /// classifier's, so a reducer's gradient list lines up with `gradients`.
     public convenience init(mirroring classifier: Classifier) throws {
-        var layers: [SecondOrderLayer] = []
-        var width = classifier.inputShape.reduce(1, *)
-        for layer in classifier.body.allLayers where layer.sublayers.isEmpty {
-            switch layer {
-            case is Flatten: continue
-            case let linear as Linear:
-                guard let bias = linear.bias else {
-                    throw InversionError.unsupportedModel("layer \(linear.name): a linear layer without bias")
-                }
-                layers.append(DenseLayer(weight: linear.weight.value.scalars, bias: bias.value.scalars,
-                                         inputSize: linear.inFeatures, outputSize: linear.outFeatures))
-                width = linear.outFeatures
-            case is ReLU: layers.append(ReLULayer(size: width))
-            default:
-                throw InversionError.unsupportedModel("layer \(layer.name) (\(type(of: layer))) has no second-order pass; "
-                                                      + "supported: Flatten, Linear with bias, ReLU")
-            }
-        }
-        try self.init(layers: layers)
+        var shape = classifier.inputShape
+        try self.init(layers: try ClassifierMirror.layers(of: classifier.body, shape: &shape))
         guard parameterShapes == classifier.parameters.map(\.shape) else {
             throw InversionError.unsupportedModel("\(classifier.name): parameters do not line up with the mirrored layers")
         }

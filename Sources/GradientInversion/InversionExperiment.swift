@@ -18,10 +18,14 @@ public enum AttackMethod: String, Sendable, Codable, CaseIterable {
 }
 
 /// The attacked network: the project's MLP (`NeuralNetworks.MLP`, mirrored), `LeNet` (ReLU,
-/// max pooling) or `SigmoidLeNet` (the DLG paper's network).
+/// max pooling), `SigmoidLeNet` (the DLG paper's network), or the project's training ResNet-8:
+/// `NeuralNetworks.ResNet.small(depth: 8)` built from the seed and mirrored by `GradientMap`,
+/// which copies its parameters in (so the initialization is the training model's by
+/// construction), batch norm with batch statistics as in a training step.
 public enum AttackedModel: String, Sendable, Codable, CaseIterable {
     case mlp, lenet
     case sigmoidLeNet = "lenet-sigmoid"
+    case resnet8
 }
 
 /// One attack setting: the model at initialization, one worker's batch, the reducer whose message
@@ -77,7 +81,7 @@ public struct AttackedBatch: Sendable, Codable {
 }
 
 /// Runs attacks on a dataset's images: builds the model, computes one worker's gradient (the MLP's
-/// with the project's `Classifier`, LeNet's with its `GradientMap`), passes it through the reducer on a group of one (so the observed
+/// and ResNet-8's with the project's `Classifier`, the LeNets' with their `GradientMap`), passes it through the reducer on a group of one (so the observed
 /// message is exactly what this worker's message decodes to), and reconstructs.
 public final class InversionExperiment {
     public let images: ImageDataset
@@ -93,10 +97,18 @@ public final class InversionExperiment {
                              upper: (0..<images.channels).map { (1 - images.mean[$0]) / images.standardDeviation[$0] })
     }
 
-    /// The attacked model at initialization (seed `settings.seed`).
-    public func model(_ settings: AttackSettings) -> Classifier {
-        MLP.make(inputShape: [images.channels, images.height, images.width], hidden: [settings.hiddenWidth],
-                 classes: images.classes, seed: settings.seed)
+    /// The attacked training-library model at initialization (seed `settings.seed`): the MLP, or
+    /// ResNet-8 for `.resnet8` (the LeNets exist only as `GradientMap`s).
+    public func model(_ settings: AttackSettings) throws -> Classifier {
+        if settings.model == .resnet8 {
+            guard images.height == images.width else {
+                throw InversionError.unsupportedModel("ResNet-8 takes square images (got \(images.height)×\(images.width))")
+            }
+            return try ResNet.small(depth: 8, classes: images.classes, inputChannels: images.channels, imageSize: images.height,
+                                    seed: settings.seed)
+        }
+        return MLP.make(inputShape: [images.channels, images.height, images.width], hidden: [settings.hiddenWidth],
+                        classes: images.classes, seed: settings.seed)
     }
 
     /// What the observer sees of the MLP's gradient on a batch: the decoded message of one worker.
@@ -181,8 +193,8 @@ public final class InversionExperiment {
                     Array(labels[(w * perWorker)..<((w + 1) * perWorker)]))
         }
         switch settings.model {
-        case .mlp:
-            let model = model(settings)
+        case .mlp, .resnet8:
+            let model = try model(settings)
             network = try GradientMap(mirroring: model)
             workerGradients = try (0..<workers).map { w in
                 let (x, y) = try slice(w)

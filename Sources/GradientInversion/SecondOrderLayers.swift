@@ -127,7 +127,7 @@ public final class DenseLayer: SecondOrderLayer {
 public final class ReLULayer: SecondOrderLayer {
     public let inputSize: Int
     public var outputSize: Int { inputSize }
-    private var active: [Bool] = []
+    private(set) var active: [Bool] = []
 
     public init(size: Int) { inputSize = size }
 

@@ -15,7 +15,7 @@ struct AttackCommand: ParsableCommand {
         the decoded message. --reducers runs a sweep; --report DIR writes report.html (table and image grid).
         """)
 
-    @Option(help: "Attacked model: mlp, lenet (ReLU, max pooling) or lenet-sigmoid (the DLG paper's network); resnet8 is refused: batch norm has no second-order pass.")
+    @Option(help: "Attacked model: mlp, lenet (ReLU, max pooling), lenet-sigmoid (the DLG paper's network) or resnet8 (the training ResNet-8, batch norm with batch statistics).")
     var model = "mlp"
     @Option(help: "fashion-mnist or cifar10 (the CIFAR-10 subset in --data-dir).")
     var dataset = "fashion-mnist"
@@ -64,11 +64,7 @@ struct AttackCommand: ParsableCommand {
 
     func validate() throws {
         guard let attacked = AttackedModel(rawValue: model) else {
-            if model == "resnet8" {
-                throw ValidationError("--model resnet8: not supported — the optimization attacks need second-order passes, which exist "
-                                      + "for linear, convolution, max-pooling, ReLU and sigmoid layers but not batch norm; supported: mlp, lenet, lenet-sigmoid")
-            }
-            throw ValidationError("--model must be mlp, lenet or lenet-sigmoid (got '\(model)')")
+            throw ValidationError("--model must be mlp, lenet, lenet-sigmoid or resnet8 (got '\(model)')")
         }
         if attacked != .mlp, attack == "analytic" {
             throw ValidationError("--attack analytic needs a fully connected first layer; --model \(model) starts with a convolution (use dlg or inverting)")

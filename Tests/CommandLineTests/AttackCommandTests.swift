@@ -5,7 +5,8 @@ import Testing
 /// writes a JSON summary and an HTML report with originals above reconstructions.
 @Suite(.serialized) struct AttackCommandTests {
     @Test(arguments: [
-        (["--model", "resnet8"], "--model"), (["--model", "lenet"], "--attack"), (["--attack", "dlgg"], "--attack"),
+        (["--model", "resnet18"], "--model"), (["--model", "lenet"], "--attack"), (["--attack", "dlgg"], "--attack"),
+        (["--model", "resnet8"], "--attack"),
         (["--reducers", "sgd,bogus"], "--reducers"), (["--reducer", "topk:ratio=2"], "--reducer"),
         (["--batch-size", "0"], "--batch-size"), (["--images", "8", "--first-image", "9999"], "--images"),
         (["--noise-multiplier", "-1"], "--noise-multiplier"), (["--dataset", "mnist"], "--dataset"),
@@ -46,6 +47,19 @@ import Testing
     @Test func aMissingDatasetIsARuntimeErrorNamingIt() throws {
         let outcome = try CommandRunner.run(["attack", "--dataset", "cifar10", "--data-dir", "/nonexistent-inversion"], timeout: 120)
         #expect(outcome.status == 1 && outcome.all.contains("--dataset"), "\(outcome.all)")
+    }
+
+    /// ResNet-8 (batch norm) runs the optimization attack through PowerSGD's message.
+    @Test func resNet8IsAttacked() throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("attack-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: json) }
+        let outcome = try CommandRunner.run(["attack", "--model", "resnet8", "--attack", "inverting", "--iterations", "3", "--images", "1",
+                                             "--reducer", "powersgd:rank=1", "--json", json.path], timeout: 300)
+        #expect(outcome.status == 0, "\(outcome.all)")
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any]
+        #expect((object?["settings"] as? String)?.hasPrefix("model resnet8 at initialization") == true)
+        let result = try #require((object?["results"] as? [[String: Any]])?.first)
+        #expect(result["images"] as? Int == 1 && (result["psnrMean"] as? Double)?.isFinite == true)
     }
 
     @Test func aSweepWritesTheTableAndTheImageGrid() throws {

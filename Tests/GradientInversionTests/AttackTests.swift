@@ -20,7 +20,7 @@ import NeuralNetworks
         let batcher = try ImageBatcher(train: experiment.images, test: experiment.images, seed: 0, augment: false)
         for first in [0, 7, 42] {
             let (input, labels) = try batcher.testBatch(first..<(first + 1))
-            let model = experiment.model(settings)
+            let model = try experiment.model(settings)
             let observed = try experiment.observe(settings, model: model, input: input, labels: labels)
             let x = try AnalyticAttack.reconstructInputs(weightGradient: observed.tensors[0], biasGradient: observed.tensors[1], count: 1)[0]
             let largest = input.scalars.map(abs).max()!
@@ -114,7 +114,7 @@ import NeuralNetworks
         let experiment = try #require(AttackTests.experiment)
         let batcher = try ImageBatcher(train: experiment.images, test: experiment.images, seed: 0, augment: false)
         let settings = try Self.settings("powersgd:rank=2", .analytic, workers: 3, observation: .worker)
-        let model = experiment.model(settings)
+        let model = try experiment.model(settings)
         let gradients = try (0..<3).map { w -> [Tensor] in
             let (x, y) = try batcher.testBatch((5 + w)..<(6 + w))
             model.zeroGradients()
