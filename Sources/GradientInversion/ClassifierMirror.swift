@@ -40,11 +40,10 @@ enum ClassifierMirror {
                                                    channels: norm.channels, height: shape[1], width: shape[2], epsilon: norm.epsilon)
             return norm.appliesReLU ? [mirrored, ReLULayer(size: size)] : [mirrored]
         case let block as BasicBlock:
-            // sublayers: conv1, bn1, conv2, bn2, then the shortcut's convolution and norm if any.
-            let inputShape = shape
-            let main = try block.sublayers.prefix(4).flatMap { try layers(of: $0, shape: &shape) }
-            var shortcutShape = inputShape
-            let shortcut = try block.sublayers.dropFirst(4).flatMap { try layers(of: $0, shape: &shortcutShape) }
+            var shortcutShape = shape
+            let main = try [block.conv1, block.bn1, block.conv2, block.bn2].flatMap { try layers(of: $0, shape: &shape) }
+            let shortcut = try ([block.shortcutConv, block.shortcutNorm] as [Layer?]).compactMap { $0 }
+                .flatMap { try layers(of: $0, shape: &shortcutShape) }
             let residual = try ResidualBlockLayer(main: main, shortcut: shortcut)
             return [residual, ReLULayer(size: residual.outputSize)]
         case is GlobalAveragePool:

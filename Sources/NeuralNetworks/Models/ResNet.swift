@@ -6,8 +6,10 @@ import LinearAlgebra
 /// strided convolution + normalization as shortcut when the stride or width changes.
 public final class BasicBlock: ReportingBackward {
     public let name: String
-    let conv1: Conv2d, bn1: Layer, conv2: Conv2d, bn2: Layer
-    let shortcutConv: Conv2d?, shortcutNorm: Layer?
+    /// The main path (the first norm carries the block's inner ReLU), and the projection shortcut
+    /// of a block that changes shape (nil: identity).
+    public let conv1: Conv2d, bn1: Layer, conv2: Conv2d, bn2: Layer
+    public let shortcutConv: Conv2d?, shortcutNorm: Layer?
     private var cachedOutput: Tensor?
 
     public init(name: String, inChannels: Int, outChannels: Int, stride: Int, normalization: ResNet.Normalization = .batch,
