@@ -8,7 +8,7 @@ import LinearAlgebra
 /// `powersgd bench reducers`: the whole reduce (compress, collectives, decompress, error
 /// feedback) per step on a model's gradient shapes, with W in-process workers, for the SGD
 /// baseline and the PowerSGD family; bytes per worker, compression ratio, and PowerSGD's
-/// memory-traffic lower bound measured against the copy bandwidth of the same run; with
+/// memory-traffic lower bound (the same bytes moved by plain passes in the same run); with
 /// `--peer`, PyTorch DDP's communication hooks (`../shared/peers/bench_torch_hook.py`: plain
 /// all-reduce, fp16, `powerSGD_hook` ranks 1/2/4, W processes over Gloo) run right after.
 struct BenchReducers: ParsableCommand {
@@ -58,11 +58,14 @@ struct BenchReducers: ParsableCommand {
         var peakGrowthBytesPerWorker: Int?
         var peakGrowthOverParameterBytes: Double?
     }
+    /// PowerSGD's step against the time plain passes take to move its memory traffic, in the same run.
     struct Bound: Codable {
         var reducer: String
         var bytesReadAndWritten: Int
+        /// The median over the timed steps of the passes' time (slowest worker).
         var lowerBoundMs: Double
         var measuredMs: Double
+        /// The median over the timed steps of reduce time over the passes' time right after it.
         var ratioToBound: Double
     }
     struct Report: Codable {
@@ -122,7 +125,7 @@ struct BenchReducers: ParsableCommand {
         var rows: [Row] = []
         var bounds: [Bound] = []
         for specification in try ReducerSpecification.parseList(reducers) {
-            let (row, layout) = try measure(specification, shapes: shapes)
+            let (row, layout, traffic) = try measure(specification, shapes: shapes)
             rows.append(row)
             if specification.name == "powersgd", let layout {
                 // Three dependent passes over each compressed matrix (P = M·Q; Q = Mᵀ·P̂ after
@@ -130,11 +133,14 @@ struct BenchReducers: ParsableCommand {
                 // M = E (the last step's residual subtracted on the way), read M, write the
                 // output = 5 floats per element, the minimum for an error-feedback method that
                 // needs a second read of M after a collective; uncompressed tensors are copied
-                // into the packed buffer and back (4 floats).
+                // into the packed buffer and back (4 floats). The bound is the time the plainest
+                // passes take to move those bytes on every worker at once, in this run.
+                // passes take to move those bytes on every worker at once, timed after every
+                // reduce step (`PowerStepTraffic`); the ratio is the median of the steps' ratios,
+                // which the machine's drifting bandwidth moves less than either time.
                 let bytes = 4 * (5 * layout.compressedCount + 4 * layout.uncompressedCount)
-                let boundMs = Double(bytes) / (copyBandwidth * 1e9) * 1e3
-                bounds.append(Bound(reducer: row.reducer, bytesReadAndWritten: bytes, lowerBoundMs: boundMs,
-                                    measuredMs: row.medianMs, ratioToBound: row.medianMs / boundMs))
+                bounds.append(Bound(reducer: row.reducer, bytesReadAndWritten: bytes, lowerBoundMs: median(traffic.map { $0.bound }) * 1e3,
+                                    measuredMs: row.medianMs, ratioToBound: median(traffic.map { $0.reduce / $0.bound })))
             }
         }
         // The peer runs after ours, alone on the cores; it appends JSON lines to a file.
@@ -160,22 +166,30 @@ struct BenchReducers: ParsableCommand {
             copyBandwidthPerWorkerGBs: copyBandwidth, reducers: rows, memoryTrafficBounds: bounds, peerBackwardMs: peerBackwardMs,
             notes: "Times are the median (and mean) over timed steps of the slowest worker's reduce call, "
                 + "in-process workers, 1 BLAS thread each. Copy bandwidth: bytes read + written per second "
-                + "per worker while all workers copy \(4 * parameters) bytes at once. PowerSGD+ pays a full "
+                + "per worker while all workers copy \(4 * parameters) bytes at once. PowerSGD's memoryTrafficBounds: after "
+                + "every timed step, plain passes move the step's bytes on all workers at once (E += G, sum of E, a fill of "
+                + "the output; copies of the uncompressed tensors there and back); ratioToBound is the median of the "
+                + "steps' ratios. PowerSGD+ pays a full "
                 + "all-reduce and SVDs every period: compare its mean, not its median.")
         try BenchmarkReport.print(report)
     }
 
     /// One reducer on every worker: 2 untimed steps then `steps` timed ones; each step starts
-    /// from the worker's own fixed random gradient (copied in outside the timed region).
-    func measure(_ specification: ReducerSpecification, shapes: [[Int]]) throws -> (Row, MatrixLayout?) {
+    /// from the worker's own fixed random gradient (copied in outside the timed region). For
+    /// PowerSGD, every timed step is followed by `PowerStepTraffic`'s passes on every worker at
+    /// once; returns each timed step's (slowest reduce, slowest passes) in seconds.
+    func measure(_ specification: ReducerSpecification, shapes: [[Int]]) throws -> (Row, MatrixLayout?, [(reduce: Double, bound: Double)]) {
         let total = 2 + steps
-        let results = try InProcessGroup.run(workers: workers) { group -> ([Double], ReductionStats, String, MatrixLayout?, Int, Int?) in
+        let results = try InProcessGroup.run(workers: workers) { group -> ([Double], ReductionStats, String, MatrixLayout?, Int, Int?, [Double]) in
             var reducer = try Self.makeReducer(specification)
+            let layout = (reducer as? PowerSGD)?.layout(for: shapes)
+            let traffic = layout.map { PowerStepTraffic(compressed: $0.compressedCount, uncompressed: $0.uncompressedCount) }
+            defer { traffic?.deallocate() }
             let source = shapes.enumerated().map { index, shape in
                 Philox(seed: 99, stream: Philox.stream(UInt64(group.rank), UInt64(index))).normalTensor(shape: shape)
             }
             var gradients = source
-            var times: [Double] = []
+            var times: [Double] = [], boundTimes: [Double] = []
             var stats = ReductionStats()
             // Rank 0 measures the whole process once every worker holds its gradients and reducer.
             try group.barrier()
@@ -193,29 +207,70 @@ struct BenchReducers: ParsableCommand {
                 stats = try reducer.reduce(&gradients, over: group)
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 if step >= 2 { times.append(seconds) }
+                if let traffic, step >= 2 {
+                    try group.barrier()
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    traffic.run()
+                    boundTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+                }
             }
             try group.barrier()
             let growth = before.flatMap { b in ResidentMemory.peakBytes().map { $0 - b } }
-            let layout = (reducer as? PowerSGD)?.layout(for: shapes)
             var state = StateWriter()
             reducer.saveState(to: &state)
-            return (times, stats, reducer.name, layout, state.bytes.count, growth)
+            return (times, stats, reducer.name, layout, state.bytes.count, growth, boundTimes)
         }
         let parameterBytes = Double(4 * shapes.reduce(0) { $0 + Tensor.elementCount($1) })
         let growthPerWorker = results[0].5.map { $0 / workers }
         let perStep = (0..<steps).map { step in results.map { $0.0[step] }.max()! }
-        let sorted = perStep.sorted()
-        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        let traffic = results[0].6.indices.map { step in (reduce: perStep[step], bound: results.map { $0.6[step] }.max()!) }
         // Payload of a power step (the refresh steps of PowerSGD+ send the full gradient):
         // the last timed step's statistics.
         let stats = results[0].1
-        let row = Row(reducer: results[0].2, medianMs: median * 1e3, meanMs: perStep.reduce(0, +) / Double(steps) * 1e3,
+        let row = Row(reducer: results[0].2, medianMs: median(perStep) * 1e3, meanMs: perStep.reduce(0, +) / Double(steps) * 1e3,
                       payloadBytesPerWorker: stats.payloadBytes, bytesSentPerWorker: stats.bytesSent,
                       compressionRatio: stats.compressionRatio, relativeError: stats.relativeError,
                       collectivesPerStep: stats.collectives.count,
                       stateBytesPerWorker: results[0].4, stateOverParameterBytes: Double(results[0].4) / parameterBytes,
                       peakGrowthBytesPerWorker: growthPerWorker,
                       peakGrowthOverParameterBytes: growthPerWorker.map { Double($0) / parameterBytes })
-        return (row, results[0].3)
+        return (row, results[0].3, traffic)
     }
+}
+
+/// The middle value of `values` (the mean of the two middle ones for an even count).
+private func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+/// One worker's buffers for a PowerSGD step's memory traffic moved by the plainest passes that
+/// move it: E += G (read 2 floats, write 1), Σ E (read 1) and a fill of the output (write 1) over
+/// the compressed elements, and two copies of the uncompressed ones (into a packed buffer and
+/// back). Run on every worker at once, since the workers share the memory bus.
+private struct PowerStepTraffic {
+    let g, e, output, packed, unpacked: UnsafeMutableBufferPointer<Float>
+
+    init(compressed: Int, uncompressed: Int) {
+        func filled(_ count: Int, _ value: Float) -> UnsafeMutableBufferPointer<Float> {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, count))
+            b.initialize(repeating: value)
+            return UnsafeMutableBufferPointer(rebasing: b[0..<count])
+        }
+        (g, e, output) = (filled(compressed, 1), filled(compressed, 0), filled(compressed, 0))
+        (packed, unpacked) = (filled(uncompressed, 1), filled(uncompressed, 0))
+    }
+
+    func run() {
+        Vector.add(UnsafeBufferPointer(g), to: e)
+        // The sum is written into the output, so the read cannot be optimized away.
+        output.update(repeating: Vector.sum(UnsafeBufferPointer(e)))
+        if packed.count > 0 {
+            unpacked.baseAddress!.update(from: packed.baseAddress!, count: packed.count)
+            packed.baseAddress!.update(from: unpacked.baseAddress!, count: packed.count)
+        }
+    }
+
+    func deallocate() { for b in [g, e, output, packed, unpacked] { b.baseAddress!.deallocate() } }
 }

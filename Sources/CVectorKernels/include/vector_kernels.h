@@ -137,4 +137,24 @@ int qsgd_elias_decode(const unsigned char *stream0, size_t bytes0, size_t nonzer
 /// with b % 2 = k.
 size_t qsgd_elias_stream_elements(size_t n, size_t bucket, int k);
 
+/// PowerSGD's first pass over an n×m matrix (GradientCompression's `LowRankKernels.project`), for
+/// 1 ≤ r ≤ 8. Per row i, element by element: v = g; if `e`: v = v + e, then if `cp` (the pending
+/// residual's factors, cp n×r and cqt r×m row-major) v = fma(−cp[i,k], cqt[k,j], v) for k < r in
+/// order, and e = v (M is stored in place of E). Then p[i·r + k] = 0 + (Σⱼ v·qt[k·m + j]) and
+/// ‖M‖² in the order of `tall_skinny_multiply_avx2` with one block of m columns: 16 FMA lanes over
+/// the first ⌊m/16⌋·16 columns, reduced as ((l + l₊₈) + l₊₄) + l₊₂, then + l₊₁, plus an `fmaf` sum
+/// of the rest. Returns Σᵢ (double)(row i's ‖M‖²). `_avx2` needs `vector_kernels_available()`,
+/// `_avx512` `vector_kernels_avx512_available()`; both give the same bits.
+double low_rank_project_avx2(const float *g, float *e, const float *cp, const float *cqt, size_t n, size_t m,
+                             const float *qt, size_t r, float *p);
+double low_rank_project_avx512(const float *g, float *e, const float *cp, const float *cqt, size_t n, size_t m,
+                               const float *qt, size_t r, float *p);
+
+/// PowerSGD's output pass, for 1 ≤ r ≤ 8: out[i·m + j] = s after s = 0, s = fma(pHat[i·r + k],
+/// qt[k·m + j], s) for k < r in order (`qt` r×m). With `stream` nonzero (and m a multiple of 16),
+/// the stores bypass the caches: for an output that is read again only after more data than the
+/// caches hold has passed. Availability as `low_rank_project_*`.
+void low_rank_expand_avx2(const float *pHat, size_t r, const float *qt, size_t n, size_t m, float *out, int stream);
+void low_rank_expand_avx512(const float *pHat, size_t r, const float *qt, size_t n, size_t m, float *out, int stream);
+
 #endif

@@ -1,3 +1,4 @@
+import CVectorKernels
 import LinearAlgebra
 
 /// The two fused passes of a PowerSGD step over a gradient matrix (ALGORITHMS.md §1.3–§1.5).
@@ -14,7 +15,17 @@ import LinearAlgebra
 /// With `TallSkinny.multiplyTransposed` (one read of M) in between, a step moves 5 floats
 /// per element (see docs/powersgd.md). `reconstruct` (output and error in one pass) serves
 /// the steps that write the error at once (PowerSGD+ refresh, LQ-SGD).
+///
+/// At rank ≤ 8 on CPUs with AVX2 and FMA, `project` and `expand` run in C (`low_rank_project_*`,
+/// `low_rank_expand_*` in CVectorKernels: 16 lanes, the dot products summed while the row is
+/// formed, with the order of the vector tall-skinny M·Q); `referenceProject` and
+/// `referenceExpand` repeat their order in scalar loops and the tests hold both instruction sets
+/// to them bit for bit. The Swift loops below are the portable path (Swift's x86-64 baseline has
+/// 4-lane SSE only), which agrees with the references to rounding.
 enum LowRankKernels {
+    /// The largest rank the C kernels take (their accumulators are registers).
+    static let vectorMaximumRank = 8
+
     /// Last step's pending residual P̂'·Q_c'ᵀ (`pHat` n×r row-major, `qt` = Q_c'ᵀ, r×m).
     struct Correction {
         var pHat: UnsafePointer<Float>
@@ -31,7 +42,11 @@ enum LowRankKernels {
     @discardableResult
     static func project(gradient: UnsafePointer<Float>, error: UnsafeMutablePointer<Float>?, correction: Correction? = nil,
                         rows n: Int, columns m: Int, qt: UnsafePointer<Float>, rank r: Int,
-                        into p: UnsafeMutablePointer<Float>) -> Double {
+                        into p: UnsafeMutablePointer<Float>, kernel: KernelPath = .preferred) -> Double {
+        if kernel.hasAVX2, r <= vectorMaximumRank {
+            let vector = kernel == .avx512 ? low_rank_project_avx512 : low_rank_project_avx2
+            return vector(gradient, error, correction?.pHat, correction?.qt, n, m, qt, r, p)
+        }
         var total = 0.0
         for i in 0..<n {
             let g = gradient + i &* m
@@ -84,9 +99,18 @@ enum LowRankKernels {
         return total
     }
 
-    /// `output = P̂·Q̄ᵀ` row by row (`qt` = Q̄ᵀ, r×m): a pure write pass over the output.
+    /// `output = P̂·Q̄ᵀ` row by row (`qt` = Q̄ᵀ, r×m): a pure write pass over the output. With
+    /// `streaming`, the C kernels' stores bypass the caches (the same values): a step whose
+    /// outputs together exceed the last-level cache would find them evicted when the optimizer
+    /// reads them, and bypassing saves reading each line into the cache before it is written.
     static func expand(pHat: UnsafePointer<Float>, rank r: Int, qt: UnsafePointer<Float>,
-                       rows n: Int, columns m: Int, into output: UnsafeMutablePointer<Float>) {
+                       rows n: Int, columns m: Int, into output: UnsafeMutablePointer<Float>,
+                       streaming: Bool = false, kernel: KernelPath = .preferred) {
+        if kernel.hasAVX2, r <= vectorMaximumRank {
+            let vector = kernel == .avx512 ? low_rank_expand_avx512 : low_rank_expand_avx2
+            vector(pHat, r, qt, n, m, output, streaming ? 1 : 0)
+            return
+        }
         for i in 0..<n {
             let c = pHat + i &* r, out = output + i &* m
             var j = 0

@@ -231,12 +231,15 @@ public struct PowerSGD: GradientReducer {
             observer.observe(basis: UnsafeBufferPointer(start: p.base + entry.pOffset, count: entry.rows * entry.rank),
                              of: entry, in: layout)
         }
-        // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending.
+        // 6. G ← P̂Q̄ᵀ (one write pass); the residual E ← M − P̂Q_cᵀ is left pending. Outputs
+        //    beyond the last-level cache in all are written past it (`LowRankKernels.expand`).
+        let streaming = 4 * layout.compressedCount > CacheSize.lastLevelBytes
         for (index, entry) in layout.compressedEntries {
             let (n, m, r) = (entry.rows, entry.columns, entry.rank)
             LowRankKernels.transpose(q.base + entry.qOffset, rows: m, columns: r, into: qt.base)
             gradients[index].withUnsafeMutableBufferPointer { g in
-                LowRankKernels.expand(pHat: p.base + entry.pOffset, rank: r, qt: qt.base, rows: n, columns: m, into: g.baseAddress!)
+                LowRankKernels.expand(pHat: p.base + entry.pOffset, rank: r, qt: qt.base, rows: n, columns: m,
+                                      into: g.baseAddress!, streaming: streaming)
             }
         }
         if feedback != .off {

@@ -31,16 +31,25 @@ final class PowerSGDCounterexampleTests: XCTestCase {
         }
     }
 
-    /// The rank-1 gradient orthogonal to Q₀: P = M·Q₀ is exactly 0 in float here, so step 1 sends
-    /// nothing; the zero Q̄ is redrawn and from step 2 on PowerSGD moves as gradient descent does
-    /// (a full rank-1 step, the distance times 1 − 2γ after the error memory's first return).
-    func testOrthogonalRankOneStartLosesOneStep() throws {
+    /// The rank-1 gradient M = u·vᵀ orthogonal to Q₀: vᵀQ₀ is 0 in exact arithmetic, and in float
+    /// it is 0 or a rounding residue, depending on the kernel's order of roundings (the products
+    /// q₁·q₀ and −q₀·q₁ cancel exactly when each is rounded before the add; an FMA keeps the first
+    /// one's rounding error). With 0, step 1 sends nothing; the zero Q̄ is redrawn and from step
+    /// 2 on PowerSGD moves as gradient descent does (a full rank-1 step, the distance times
+    /// 1 − 2γ after the error memory's first return). With a residue ε, P = ε·u has the exact
+    /// direction of u, so step 1 already is gradient descent's step (the distance times 1 − γ).
+    func testOrthogonalRankOneStartLosesAtMostOneStep() throws {
         let study = PowerSGDCounterexample.short
         let run = try study.run(.powerSGD, from: .rankOneOrthogonalToQ0)
-        XCTAssertEqual(run.points[0].distance, run.initialDistance)
         let gamma = Double(study.learningRate)
-        XCTAssertEqual(run.points[1].distance, run.initialDistance * (1 - 2 * gamma), accuracy: 1e-5)
-        XCTAssertEqual(run.points[2].distance, run.points[1].distance * (1 - gamma), accuracy: 1e-5)
+        if run.points[0].distance == run.initialDistance {
+            XCTAssertEqual(run.points[1].distance, run.initialDistance * (1 - 2 * gamma), accuracy: 1e-5)
+            XCTAssertEqual(run.points[2].distance, run.points[1].distance * (1 - gamma), accuracy: 1e-5)
+        } else {
+            for k in 0..<3 {
+                XCTAssertEqual(run.points[k].distance, run.initialDistance * pow(1 - gamma, Double(k + 1)), accuracy: 1e-5, "step \(k + 1)")
+            }
+        }
     }
 
     /// Same seed, same numbers.
