@@ -18,11 +18,16 @@ struct BenchCompressors: ParsableCommand {
     var repeats = 5
 
     @Option(help: "Elements of the benchmark gradient (default: ResNet-18's 11,173,962).")
-    var elements = 11_173_962
+    var elements = BenchCompressors.resnet18Elements
+
+    /// ResNet-18's (10 classes) parameter count.
+    static let resnet18Elements = ModelShapes.resnet18().reduce(0) { $0 + Tensor.elementCount($1) }
 
     struct Row: Codable {
         var method: String
         var shape: [Int]
+        /// How many tensors the times are for (the per-tensor rows: ResNet-18's shapes).
+        var tensors: Int
         var encodeMs: Double
         var decodeMs: Double
         var messageBytes: Int
@@ -85,24 +90,35 @@ struct BenchCompressors: ParsableCommand {
         func selected(_ name: String) -> Bool { prefixes.map { $0.contains { name.hasPrefix($0) } } ?? true }
 
         func measure(_ c: some Compressor, on t: Tensor, peer: PeerNames? = nil, goal: Double? = nil) throws {
+            try measure(c, on: [t], method: c.name, peer: peer, goal: goal)
+        }
+        /// Encodes (then decodes) `tensors` one after another, as a training step calls the
+        /// compressor per tensor; the times are for all of them.
+        func measure(_ c: some Compressor, on tensors: [Tensor], method: String, peer: PeerNames? = nil, goal: Double? = nil) throws {
             guard selected(c.name) else { return }
-            var message: [UInt8] = []
-            let encode = try t.withUnsafeBufferPointer { v in
-                try Benchmark.medianSeconds(repeats: repeats) { message = try c.encode(v, shape: t.shape, key: key) }
+            var messages = [[UInt8]](repeating: [], count: tensors.count)
+            let encode = try Benchmark.medianSeconds(repeats: repeats) {
+                for (i, t) in tensors.enumerated() {
+                    messages[i] = try t.withUnsafeBufferPointer { try c.encode($0, shape: t.shape, key: CompressionKey(rank: 0, step: 0, tensor: i)) }
+                }
             }
-            var out = [Float](repeating: 0, count: t.count)
-            let decode = try message.withUnsafeBytes { m in
-                try out.withUnsafeMutableBufferPointer { o in
-                    try Benchmark.medianSeconds(repeats: repeats) {
-                        try c.decode(m, shape: t.shape, key: key, weight: 1, accumulatingInto: o)
+            var outs = tensors.map { [Float](repeating: 0, count: $0.count) }
+            let decode = try Benchmark.medianSeconds(repeats: repeats) {
+                for (i, t) in tensors.enumerated() {
+                    try messages[i].withUnsafeBytes { m in
+                        try outs[i].withUnsafeMutableBufferPointer { o in
+                            try c.decode(m, shape: t.shape, key: CompressionKey(rank: 0, step: 0, tensor: i), weight: 1, accumulatingInto: o)
+                        }
                     }
                 }
             }
-            let b = bound(t.count)
-            rows.append(Row(method: c.name, shape: t.shape, encodeMs: encode * 1e3, decodeMs: decode * 1e3,
-                            messageBytes: message.count, bitsPerElement: Double(8 * message.count) / Double(t.count),
+            let count = tensors.reduce(0) { $0 + $1.count }, bytes = messages.reduce(0) { $0 + $1.count }
+            let b = bound(count)
+            rows.append(Row(method: method, shape: tensors.count == 1 ? tensors[0].shape : [count], tensors: tensors.count,
+                            encodeMs: encode * 1e3, decodeMs: decode * 1e3,
+                            messageBytes: bytes, bitsPerElement: Double(8 * bytes) / Double(count),
                             encodeRatioToBound: encode / b, decodeRatioToBound: decode / b,
-                            encodeReadWriteBoundMs: readWriteBound(t.count, message.count) * 1e3,
+                            encodeReadWriteBoundMs: readWriteBound(count, bytes) * 1e3,
                             goalEncodeMs: goal, peerNames: peer))
         }
 
@@ -111,6 +127,19 @@ struct BenchCompressors: ParsableCommand {
         try measure(QSGD(levels: 64, bucketSize: 512, scaling: .max, format: .elias), on: gradient)
         try measure(QSGD(levels: 1, bucketSize: 512, scaling: .l2, format: .elias), on: gradient)
         try measure(TernGrad(clip: 2.5), on: gradient)
+        // TernGrad's scaler is per tensor (Wen et al. 2017 ternarize layer by layer), so its
+        // encode reads each tensor twice (the scaler, then the fields): on one 44.7 MB vector
+        // the second read comes from memory again; per ResNet-18 tensor (at most 9.4 MB) from
+        // the last-level cache. Both are measured.
+        if elements == Self.resnet18Elements {
+            var offset = 0
+            let layers = try ModelShapes.resnet18().map { shape -> Tensor in
+                let count = Tensor.elementCount(shape)
+                defer { offset += count }
+                return try Tensor(shape: shape, scalars: Array(gradient.scalars[offset ..< offset + count]))
+            }
+            try measure(TernGrad(clip: 2.5), on: layers, method: TernGrad(clip: 2.5).name + " per ResNet-18 tensor")
+        }
         try measure(SignCompressor(scaling: .none), on: gradient)
         try measure(SignCompressor(scaling: .meanMagnitude), on: gradient, peer: PeerNames(encode: "sign_scaled"), goal: 5)
         try measure(TopK(ratio: 0.01, selection: .exact), on: gradient, peer: PeerNames(encode: "topk_1pct"), goal: 20)
@@ -129,7 +158,7 @@ struct BenchCompressors: ParsableCommand {
             try Benchmark.medianSeconds(repeats: repeats) { try randomK.encode(v, shape: gradient.shape, key: key, into: c) } } }
         let rkDecode = coefficients.withUnsafeBufferPointer { c in out.withUnsafeMutableBufferPointer { o in
             Benchmark.medianSeconds(repeats: repeats) { randomK.decode(c, shape: gradient.shape, key: key, into: o) } } }
-        rows.append(Row(method: randomK.name, shape: gradient.shape, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
+        rows.append(Row(method: randomK.name, shape: gradient.shape, tensors: 1, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
                         messageBytes: 4 * coefficients.count, bitsPerElement: Double(32 * coefficients.count) / Double(elements),
                         encodeRatioToBound: rkEncode / bound(elements), decodeRatioToBound: rkDecode / bound(elements),
                         encodeReadWriteBoundMs: readWriteBound(elements, 4 * coefficients.count) * 1e3))

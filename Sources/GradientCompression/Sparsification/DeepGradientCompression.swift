@@ -184,6 +184,13 @@ public struct DeepGradientCompression: GradientReducer {
             throw StateArchiveError.unexpectedValue(expected: "DGC state tensor count", offset: archive.offset)
         }
         let all = try (0 ..< 2 * count).map { _ in try archive.readTensor() }
+        if let shapes = layout.shapes, count > 0 {
+            for (index, tensor) in all.enumerated() where tensor.shape != shapes[index % count] {
+                throw StateArchiveError.unexpectedValue(
+                    expected: "DGC \(index < count ? "momentum" : "accumulator") of tensor \(index % count) with shape \(shapes[index % count]), not \(tensor.shape)",
+                    offset: archive.offset)
+            }
+        }
         momenta = Array(all[0..<count])
         accumulators = Array(all[count...])
     }

@@ -86,4 +86,34 @@ import TestSupport
             }
         }
     }
+
+    /// A state whose momentum and accumulator shapes do not match its own layout is refused with
+    /// an error naming the tensor, not restored to trap in the next reduce.
+    @Test func restoringTensorsOfTheWrongShapeThrows() throws {
+        let shapes = [[200], [5]]
+        let dgc = try InProcessGroup.run(workers: 1) { group -> DeepGradientCompression in
+            var dgc = try DeepGradientCompression(density: 0.1, denseBelow: 1)
+            var g = shapes.enumerated().map { normalTensor($1, seed: UInt64($0)) }
+            _ = try dgc.reduce(&g, over: group)
+            return dgc
+        }[0]
+        var good = StateWriter()
+        dgc.saveState(to: &good)
+        var fresh = try DeepGradientCompression(density: 0.1, denseBelow: 1)
+        var reader = StateReader(good.bytes)
+        try fresh.restoreState(from: &reader)
+        #expect(fresh.accumulators == dgc.accumulators)
+
+        var forged = StateWriter()
+        forged.write("dgc:\(dgc.name)")
+        forged.write(1)
+        dgc.layout.save(to: &forged)
+        forged.write(2)
+        for shape in [[200], [5], [200], [4]] { forged.write(Tensor(shape: shape)) }
+        var forgedReader = StateReader(forged.bytes)
+        #expect(throws: StateArchiveError.self) { try fresh.restoreState(from: &forgedReader) }
+        do { var r = StateReader(forged.bytes); try fresh.restoreState(from: &r) } catch {
+            #expect("\(error)".contains("accumulator of tensor 1 with shape [5], not [4]"), "\(error)")
+        }
+    }
 }
