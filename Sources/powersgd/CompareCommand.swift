@@ -150,7 +150,8 @@ struct CompareCommand: ParsableCommand {
             var runs: [RunRecord] = []
             for (pointIndex, point) in points.enumerated() {
                 for specification in specifications[point.seed]! {
-                    let label = point.label(specification.description, seeds: seeds.count)
+                    // The reducer's name, as the tables and runs.jsonl write it (the seed is not part of it).
+                    let label = point.label(try ReducerCatalog.make(specification, seed: 0).name, seeds: seeds.count)
                     if group.rank == 0 { interrupt.begin("\(label) (run \(runs.count + 1) of \(count))") }
                     var session = try TrainingSession(experiment: experiments[pointIndex], reducer: specification, network: settings.network,
                                                       projectedWorkers: settings.projectWorkers)
