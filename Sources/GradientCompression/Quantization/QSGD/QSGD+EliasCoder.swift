@@ -67,7 +67,7 @@ extension QSGD {
     /// Adds the decoded nonzeros of both streams to `out`; `units` holds (unit, undo) per bucket.
     /// `kernel` chooses how the final pass over `out` is compiled (the same bits on every path).
     func decodeElias(_ streams: (UnsafeRawBufferPointer, UnsafeRawBufferPointer), nonzeros: (Int, Int), n: Int,
-                     units: [Float], into out: UnsafeMutablePointer<Float>, kernel: KernelPath = .preferred) throws {
+                     units: [Float], into out: UnsafeMutablePointer<Float>, kernel: KernelPath) throws {
         var fault = qsgd_elias_fault()
         // The dense level buffers of both streams, 1 byte per element for s ≤ 127, else 4.
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: (n + 128) * (levels <= 127 ? 1 : 4), alignment: 64)
