@@ -1,6 +1,7 @@
 // Kernels that need AVX2 and FMA: the tall-skinny products of PowerSGD (LinearAlgebra's
 // `TallSkinny`) and the bit packing of the sign and ternary quantizers; and QSGD's Elias decoder,
-// plain C for every CPU (its loop is a serial bit-position chain that Swift kept in memory).
+// plain C for every CPU but for its final pass (its loop is a serial bit-position chain that
+// Swift kept in memory).
 //
 // Swift cannot enable a target feature for one function, and the default x86-64 target has
 // neither AVX2 nor FMA, so these are C compiled with `__attribute__((target("avx2,fma")))`. They
@@ -127,11 +128,20 @@ typedef struct {
 /// and checked: on a fault the function returns its kind (the enum above) with `fault` filled
 /// and `out` untouched. `scratch` holds (E₀ + E₁ + 128)·w bytes, Eₖ = the elements of stream k
 /// (`qsgd_elias_stream_elements`), w = 1 for s ≤ 127, else 4. Returns 0 when both streams
-/// decoded and ended in zero padding.
+/// decoded and ended in zero padding. `path` chooses how the final pass over `out` is compiled
+/// (one of the values below; AVX2 only where `vector_kernels_available()`, AVX-512 only where
+/// `vector_kernels_avx512_available()`): the same operations in every lane, so the same bits.
 int qsgd_elias_decode(const unsigned char *stream0, size_t bytes0, size_t nonzeros0,
                       const unsigned char *stream1, size_t bytes1, size_t nonzeros1,
                       size_t n, size_t bucket, const float *units, unsigned long long levels,
-                      void *scratch, float *out, qsgd_elias_fault *fault);
+                      void *scratch, float *out, qsgd_elias_fault *fault, int path);
+
+/// `qsgd_elias_decode`'s `path`.
+enum {
+    QSGD_ELIAS_PORTABLE = 0,
+    QSGD_ELIAS_AVX2 = 1,
+    QSGD_ELIAS_AVX512 = 2,
+};
 
 /// The elements of QSGD Elias stream k (0 or 1) of an n-element tensor: those of the buckets b
 /// with b % 2 = k.

@@ -47,6 +47,32 @@ struct VectorKernelTests {
         }
     }
 
+    /// The Elias decoder's final pass on every path the CPU has against the reference decoder, bit
+    /// for bit: 1-byte level buffers (s ≤ 127: dense, sparse, blocks of zeros), 4-byte ones (s > 127),
+    /// buckets that are not multiples of 16 and a short last bucket; earlier sums with ±0.
+    @Test(arguments: [(64, 512), (64, 100), (1, 512), (127, 37), (300, 64), (7, 13)])
+    func qsgdEliasDecodesTheReferenceSumsOnEveryPath(levels: Int, bucket: Int) throws {
+        let q = try QSGD(levels: levels, bucketSize: bucket, scaling: .l2, format: .elias, seed: 3)
+        let paths: [KernelPath] = KernelPath.preferred == .avx512 ? [.avx512, .avx2, .portable] : [.avx2, .portable]
+        for n in [1, 17, 1000, 20_011] {
+            var t = normalTensor([n], seed: UInt64(n))
+            for i in 0 ..< min(n / 2, bucket + 40) { t.scalars[i] = 0 }  // a zero bucket and a run of zero levels
+            let key = CompressionKey(rank: 0, step: 1, tensor: 2)
+            let message = try q.encode(t, key: key)
+            var earlier = normalTensor([n], seed: 9).scalars
+            for i in stride(from: 0, to: n, by: 5) { earlier[i] = i % 2 == 0 ? 0 : -0.0 }
+            let expected = try QSGDReference(q: q).decode(message, weight: 0.75, adding: earlier)
+            #expect(expected.map(\.bitPattern) != earlier.map(\.bitPattern))
+            for kernel in paths {
+                var out = earlier
+                try message.withUnsafeBytes { m in
+                    try out.withUnsafeMutableBufferPointer { try q.decode(m, shape: [n], weight: 0.75, accumulatingInto: $0, kernel: kernel) }
+                }
+                #expect(out.map(\.bitPattern) == expected.map(\.bitPattern), "s = \(levels), d = \(bucket), n = \(n), \(kernel)")
+            }
+        }
+    }
+
     /// Shapes with m below, at and above 8, m not dividing 8 (periods 24, 8008), 1-D tensors,
     /// row counts around the 64-row blocks, and a NaN that both paths must refuse.
     @Test func oneBitMessagesAreTheSameBytesOnBothPaths() throws {

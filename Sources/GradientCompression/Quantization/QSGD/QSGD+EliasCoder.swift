@@ -7,8 +7,8 @@ import LinearAlgebra
 /// serial bit-position chains overlap in the CPU. On AVX2 the codes of a bucket are written by
 /// `qsgd_elias_append_avx2` (eight at a time, the same bits); elsewhere by the portable writers
 /// below, pairwise for dense buckets and by nonzero mask for sparse ones. Decoding is
-/// `qsgd_elias_decode`, plain C for every CPU, which checks both streams whole before it adds
-/// anything to the output.
+/// `qsgd_elias_decode`, plain C for every CPU but for its final pass (AVX2 or AVX-512 where the CPU
+/// has them), which checks both streams whole before it adds anything to the output.
 extension QSGD {
     func encodeElias(_ values: UnsafeBufferPointer<Float>, key: CompressionKey, kernel: KernelPath) throws -> [UInt8] {
         let n = values.count, buckets = bucketCount(n)
@@ -65,8 +65,9 @@ extension QSGD {
     }
 
     /// Adds the decoded nonzeros of both streams to `out`; `units` holds (unit, undo) per bucket.
+    /// `kernel` chooses how the final pass over `out` is compiled (the same bits on every path).
     func decodeElias(_ streams: (UnsafeRawBufferPointer, UnsafeRawBufferPointer), nonzeros: (Int, Int), n: Int,
-                     units: [Float], into out: UnsafeMutablePointer<Float>) throws {
+                     units: [Float], into out: UnsafeMutablePointer<Float>, kernel: KernelPath) throws {
         var fault = qsgd_elias_fault()
         // The dense level buffers of both streams, 1 byte per element for s ≤ 127, else 4.
         let scratch = UnsafeMutableRawPointer.allocate(byteCount: (n + 128) * (levels <= 127 ? 1 : 4), alignment: 64)
@@ -74,7 +75,8 @@ extension QSGD {
         let status = units.withUnsafeBufferPointer { u in
             qsgd_elias_decode(streams.0.baseAddress?.assumingMemoryBound(to: UInt8.self), streams.0.count, nonzeros.0,
                               streams.1.baseAddress?.assumingMemoryBound(to: UInt8.self), streams.1.count, nonzeros.1,
-                              n, bucketSize, u.baseAddress, UInt64(levels), scratch, out, &fault)
+                              n, bucketSize, u.baseAddress, UInt64(levels), scratch, out, &fault,
+                              Int32(kernel == .avx512 ? QSGD_ELIAS_AVX512 : kernel == .avx2 ? QSGD_ELIAS_AVX2 : QSGD_ELIAS_PORTABLE))
         }
         guard status != 0 else { return }
         let place = "QSGD stream \(fault.stream)" + (fault.position < 0 ? " before its first nonzero" : " after position \(fault.position)")

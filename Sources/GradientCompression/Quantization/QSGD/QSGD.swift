@@ -53,6 +53,12 @@ public struct QSGD: Compressor {
 
     public func decode(_ message: UnsafeRawBufferPointer, shape: [Int], key: CompressionKey, weight: Float,
                        accumulatingInto output: UnsafeMutableBufferPointer<Float>) throws {
+        try decode(message, shape: shape, weight: weight, accumulatingInto: output, kernel: .preferred)
+    }
+
+    /// `decode` on the given path of the Elias decoder's final pass (the same bits on every path).
+    func decode(_ message: UnsafeRawBufferPointer, shape: [Int], weight: Float,
+                accumulatingInto output: UnsafeMutableBufferPointer<Float>, kernel: KernelPath) throws {
         let n = output.count
         if let expected = fixedMessageBytes(shape: shape) { try expectMessageBytes(message, expected, "QSGD", shape: shape) }
         var reader = ByteReader(message, context: "QSGD")
@@ -67,7 +73,7 @@ public struct QSGD: Compressor {
         }
         if let header {
             // Checks both streams whole before it adds anything.
-            return try decodeElias(try header.streams(rest), nonzeros: header.nonzeros, n: n, units: units, into: out)
+            return try decodeElias(try header.streams(rest), nonzeros: header.nonzeros, n: n, units: units, into: out, kernel: kernel)
         }
         // The fixed-width fields are checked while they are decoded, so a corrupt one is found
         // after earlier elements were added: the output's previous values are kept and put back on a throw.
