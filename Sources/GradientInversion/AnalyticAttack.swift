@@ -42,6 +42,38 @@ public enum AnalyticAttack {
         return result
     }
 
+    /// The input of a batch-1 example seen through part of a fully connected layer's weight
+    /// gradient and none of its bias gradient (a ring peer's chunk, `ObservationPoint.ringPeer`):
+    /// every row is ∂ℓ/∂W_i = δ_i·xᵀ, so the largest fully visible row is x up to a factor δ_i of
+    /// unknown size and sign. The two signs are scaled so that each channel spans the input box
+    /// [lower_c, upper_c] (a natural image has its darkest and its brightest pixel: Fashion-MNIST's
+    /// have 0 and 1 in almost every image); the caller picks between them by gradient matching.
+    /// Throws if no row is fully visible or every visible row is zero.
+    public static func signCandidatesFromWeightRows(weightGradient: [Float], visible: [Bool], units: Int,
+                                                    domain: InputDomain) throws -> [[Float]] {
+        guard units > 0, weightGradient.count == units * domain.size, visible.count == weightGradient.count else {
+            throw InversionError.observation("first layer: weight gradient of \(weightGradient.count) values for \(units) units of \(domain.size) inputs")
+        }
+        let width = domain.size
+        func norm(_ i: Int) -> Float { (0..<width).reduce(0) { $0 + weightGradient[i * width + $1] * weightGradient[i * width + $1] } }
+        let rows = (0..<units).filter { i in (0..<width).allSatisfy { visible[i * width + $0] } }
+        guard let best = rows.max(by: { norm($0) < norm($1) }), norm(best) > 0 else {
+            throw InversionError.observation("no fully visible, nonzero row of the first layer's weight gradient")
+        }
+        let row = Array(weightGradient[(best * width)..<((best + 1) * width)])
+        let plane = domain.height * domain.width
+        return [Float(1), -1].map { sign in
+            var x = row.map { sign * $0 }
+            for c in 0..<domain.channels {
+                let part = x[(c * plane)..<((c + 1) * plane)]
+                let (low, high) = (part.min()!, part.max()!)
+                let scale = high > low ? (domain.upper[c] - domain.lower[c]) / (high - low) : 0
+                for i in (c * plane)..<((c + 1) * plane) { x[i] = domain.lower[c] + (x[i] - low) * scale }
+            }
+            return x
+        }
+    }
+
     /// iDLG label recovery from the gradient of the last layer's bias (softmax cross-entropy):
     /// ∂ℓ/∂b_k = Σ_b (p_{b,k} − 1[y_b = k]) / B is negative only for classes in the batch (at
     /// batch 1, exactly the label). Returns `count` labels: the classes by increasing gradient,

@@ -6,10 +6,18 @@ import LinearAlgebra
 import NeuralNetworks
 
 /// What the observer of a group of several workers sees: the decoded aggregate (what every
-/// worker, and a ring peer at the end, holds) or one worker's own messages before they are summed
-/// (what a parameter server receives from it); for PowerSGD these are the raw factors P_w, Q_w.
+/// worker, and a ring peer at the end, holds), one worker's own messages before they are summed
+/// (what a parameter server receives from it; for PowerSGD the raw factors P_w, Q_w), or what
+/// worker 1 receives of worker 0's contribution alone in a ring all-reduce (`ringPeer`).
 public enum ObservationPoint: String, Sendable, Codable, CaseIterable {
     case aggregate, worker
+    /// Worker 0's successor in a ring all-reduce of W workers. The buffer is cut into W chunks
+    /// (chunk c = elements ⌊n·c/W⌋ ..< ⌊n·(c+1)/W⌋, the chunks of `InProcessGroup`), and in the
+    /// first step of the reduce-scatter worker r sends its own chunk r to worker r + 1; every
+    /// later message to worker 1 is a sum over several workers. So worker 1 sees worker 0's
+    /// gradient alone on chunk 0 of the packed buffer (the first 1/W of the parameters in
+    /// order), and nothing of it alone elsewhere. Built for `sgd`, whose message is that buffer.
+    case ringPeer = "ring-peer"
 }
 
 /// Which attack reconstructs the batch.
@@ -155,6 +163,51 @@ public final class InversionExperiment {
         return ObservedGradient(tensors: tensors, transmitted: sparse ? tensors.map { $0.map { $0 != 0 } } : nil)
     }
 
+    /// The ring peer's batch-1 analytic attack: the two signs of the largest visible row of the
+    /// first layer's weight gradient (`AnalyticAttack.signCandidatesFromWeightRows`), and of those
+    /// and every label the pair whose gradient is nearest the observed chunk in cosine distance
+    /// (the bias and last-layer gradients, which iDLG needs, are outside the chunk).
+    func ringPeerAnalytic(network: GradientMap, observed: ObservedGradient) throws -> (input: [Float], labels: [Int]) {
+        guard network.layers.first is DenseLayer, let visible = observed.transmitted?[0] else {
+            throw InversionError.unsupportedModel("the analytic attack needs a fully connected first layer")
+        }
+        let candidates = try AnalyticAttack.signCandidatesFromWeightRows(weightGradient: observed.tensors[0], visible: visible,
+                                                                           units: observed.tensors[0].count / domain.size, domain: domain)
+        var best: (distance: Float, input: [Float], label: Int)?
+        for x in candidates {
+            for label in 0..<network.classes {
+                let g = network.gradients(input: x, batch: 1, labels: .hard([label])).gradients
+                let d = GradientDistance.cosine.valueAndDirection(g, observed).value
+                if d.isFinite, best.map({ d < $0.distance }) ?? true { best = (d, x, label) }
+            }
+        }
+        guard let best else { throw InversionError.observation("no candidate's gradient is finite") }
+        return (best.input, [best.label])
+    }
+
+    /// Worker 0's contribution to the plain all-reduce on chunk 0, the part its ring successor
+    /// receives unsummed (`ObservationPoint.ringPeer`); the other coordinates are unknown.
+    func observeRingPeer(_ settings: AttackSettings, workerGradients: [[Tensor]]) throws -> ObservedGradient {
+        guard settings.reducer.name == "sgd" else {
+            throw InversionError.invalidSetting("the ring peer's view is built for sgd (one all-reduce of the packed gradient); "
+                                                + "\(settings.reducer.name) sends other messages")
+        }
+        let records = try reduce(settings, workerGradients: workerGradients).records
+        guard records.count == 1, let contribution = records.first?.contribution else {
+            throw InversionError.observation("sgd made \(records.count) float all-reduces, not one")
+        }
+        let chunk = 0 ..< contribution.count / settings.workers
+        var offset = 0
+        var tensors: [[Float]] = [], transmitted: [[Bool]] = []
+        for gradient in workerGradients[0] {
+            let range = offset ..< offset + gradient.count
+            tensors.append(range.map { chunk.contains($0) ? contribution[$0] : 0 })
+            transmitted.append(range.map { chunk.contains($0) })
+            offset += gradient.count
+        }
+        return ObservedGradient(tensors: tensors, transmitted: transmitted)
+    }
+
     /// Worker 0's PowerSGD factors (and exact biases), as `PowerSGDWorkerView`.
     func observeWorkerFactors(_ settings: AttackSettings, workerGradients: [[Tensor]]) throws -> PowerSGDWorkerView {
         guard let powerSGD = try ReducerCatalog.make(settings.reducer, seed: settings.seed) as? PowerSGD else {
@@ -214,10 +267,17 @@ public final class InversionExperiment {
         // The attacked examples: the whole group's through the aggregate, worker 0's through its
         // messages. PowerSGD's worker view also carries the projection Π, which matching uses even
         // with one worker (where its values are the decoded message's).
-        let b = settings.observation == .worker ? perWorker : workers * perWorker
+        let b = settings.observation == .aggregate ? workers * perWorker : perWorker
         let factorView = settings.observation == .worker && (workers > 1 || settings.reducer.name == "powersgd")
         let observed: ObservedGradient, firstLayer: (weight: [Float], bias: [Float])
-        if factorView {
+        if settings.observation == .ringPeer {
+            guard settings.method != .analytic || perWorker == 1 else {
+                throw InversionError.invalidSetting("a ring peer's analytic attack reads one example off a weight row (no bias gradient to "
+                                                    + "separate a batch's mixture): use --batch-size 1, or dlg or inverting")
+            }
+            observed = try observeRingPeer(settings, workerGradients: workerGradients)
+            firstLayer = (observed.tensors[0], observed.tensors[1])
+        } else if factorView {
             let view = try observeWorkerFactors(settings, workerGradients: workerGradients)
             observed = view.observed
             firstLayer = view.firstLayer ?? (observed.tensors[0], observed.tensors[1])
@@ -236,6 +296,8 @@ public final class InversionExperiment {
             return try AnalyticAttack.reconstructInputs(weightGradient: firstLayer.weight, biasGradient: firstLayer.bias, count: b).flatMap { $0 }
         }
         switch settings.method {
+        case .analytic where settings.observation == .ringPeer:
+            (reconstruction, labelsOut) = try ringPeerAnalytic(network: network, observed: observed)
         case .analytic:
             reconstruction = try analytic()
         case .dlg, .inverting:

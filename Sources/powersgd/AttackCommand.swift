@@ -31,7 +31,7 @@ struct AttackCommand: ParsableCommand {
     var batchSize = 1
     @Option(help: "Workers in the group, each with its own --batch-size images (consecutive blocks).")
     var workers = 1
-    @Option(help: "aggregate (the decoded all-reduced message; all workers' images attacked) or worker (worker 0's own messages, its images attacked; for powersgd its raw factors P_w, Q_w, matched inside the subspace they determine, also with one worker).")
+    @Option(help: "aggregate (the decoded all-reduced message; all workers' images attacked), worker (worker 0's own messages, its images attacked; for powersgd its raw factors P_w, Q_w, matched inside the subspace they determine, also with one worker), or ring-peer (sgd: what worker 1 receives of worker 0's gradient alone in a ring all-reduce, the first 1/W of the parameters; worker 0's images attacked).")
     var observe = "aggregate"
     @Option(help: "analytic, dlg or inverting.")
     var attack = "inverting"
@@ -83,7 +83,17 @@ struct AttackCommand: ParsableCommand {
         guard AttackMethod(rawValue: attack) != nil else { throw ValidationError("--attack must be analytic, dlg or inverting (got '\(attack)')") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 (got \(batchSize))") }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1 (got \(workers))") }
-        guard let point = ObservationPoint(rawValue: observe) else { throw ValidationError("--observe must be aggregate or worker (got '\(observe)')") }
+        guard let point = ObservationPoint(rawValue: observe) else {
+            throw ValidationError("--observe must be aggregate, worker or ring-peer (got '\(observe)')")
+        }
+        if point == .ringPeer {
+            if let other = try specifications().first(where: { $0.specification.name != "sgd" }) {
+                throw ValidationError("--observe ring-peer is built for sgd, whose message is the packed gradient (got \(other.specification.name))")
+            }
+            if attack == "analytic", batchSize > 1 {
+                throw ValidationError("--observe ring-peer: the analytic attack reads one example off a weight row (the bias gradient is outside the ring peer's chunk): use --batch-size 1, or dlg or inverting")
+            }
+        }
         if point == .worker, workers > 1, let other = try specifications().first(where: { $0.specification.name != "powersgd" }) {
             throw ValidationError("--observe worker with --workers > 1 is built for powersgd (got \(other.specification.name)); other reducers' "
                                   + "worker messages do not depend on the other workers: use --workers 1")
@@ -118,7 +128,7 @@ struct AttackCommand: ParsableCommand {
         }
         // Each attack uses workers × batch-size images and reconstructs all of them (aggregate) or worker 0's.
         let groupSize = workers * batchSize
-        let attackedPerGroup = observe == "worker" && workers > 1 ? batchSize : groupSize
+        let attackedPerGroup = observe == "ring-peer" || (observe == "worker" && workers > 1) ? batchSize : groupSize
         let batches = (images + attackedPerGroup - 1) / attackedPerGroup
         guard firstImage + batches * groupSize <= split.count else {
             throw RuntimeError("--images \(images) from --first-image \(firstImage) in groups of \(workers) × \(batchSize) need "
@@ -151,7 +161,7 @@ struct AttackCommand: ParsableCommand {
                          summary.labelAccuracy, summary.secondsPerBatch))
         }
         let described = "model " + (model == "mlp" ? "mlp (width \(width))" : model) + " at initialization, seed \(seed); \(dataset) test images \(firstImage)..<\(firstImage + batches * groupSize); "
-            + (workers > 1 ? "\(workers) workers, observing \(observe == "worker" ? "worker 0's messages" : "the aggregate"); " : "")
+            + (workers > 1 ? "\(workers) workers, observing \(["worker": "worker 0's messages", "ring-peer": "worker 0's chunk as its ring successor receives it"][observe] ?? "the aggregate"); " : "")
             + "batch size \(batchSize); attack \(attack)" + (method == .analytic ? "" : ", \(iterations) iterations, \(restarts) restart(s)")
             + (method == .dlg ? ", \(optimizer)" : "") + (start == "analytic" ? ", started from the analytic candidates" : "")
             + (method == .inverting ? ", TV \(tv)" : "") + (noiseMultiplier > 0 ? "; Gaussian noise σ = \(noiseMultiplier) × clip \(clipNorm)" : "")
