@@ -126,9 +126,10 @@ LANES_NAME(expand_rows)(const float *pHat, const size_t R, const float *qt, size
 // streamed middle) does not change a bit.
 LANES_ATTR __attribute__((always_inline)) static inline void
 LANES_NAME(expand_all)(const float *pHat, const size_t R, const float *qt, size_t n, size_t m, float *out, int stream) {
-    // Streaming needs every row's middle 64-byte aligned: m a multiple of 16 and 4-byte floats.
+    // Streaming needs every row's middle 64-byte aligned: m a nonzero multiple of 16 (so the
+    // head of at most 15 columns fits in a row) and 4-byte aligned floats.
     size_t head = 0;
-    if (stream && m % 16 == 0 && ((size_t)out & 3) == 0) head = ((64 - ((size_t)out & 63)) & 63) / 4;
+    if (stream && m >= 16 && m % 16 == 0 && ((size_t)out & 3) == 0) head = ((64 - ((size_t)out & 63)) & 63) / 4;
     else stream = 0;
     size_t i = 0;
 #define PASS(ROWS)                                                                                   \

@@ -134,3 +134,14 @@ import Testing
         #expect((try? fine.readTensor())?.shape == [2, 1])
     }
 }
+
+/// The last-level cache size that decides PowerSGD's streamed output stores.
+@Suite struct CacheSizeTests {
+    @Test func sysfsSizesParse() {
+        #expect(CacheSize.parseSize("32768K") == 32 << 20)
+        #expect(CacheSize.parseSize("1M") == 1 << 20)
+        #expect(CacheSize.parseSize("512") == 512)
+        #expect(CacheSize.parseSize("fast") == nil)
+        #expect(CacheSize.parseSize("") == nil)
+    }
+}

@@ -7,9 +7,9 @@ import Testing
 /// instruction sets agree with each other), and the portable Swift loops against the same
 /// references to rounding.
 @Suite struct LowRankKernelTests {
-    /// (rows, columns): columns below, at and past 16 and not multiples of it; rows odd and even
-    /// (the kernels take two rows per pass in `project`, four or two in `expand`).
-    static let shapes: [(Int, Int)] = [(1, 1), (7, 37), (5, 64), (9, 300), (4, 16), (2, 2309)]
+    /// (rows, columns): columns below, at and past 16 and not multiples of it, and none; rows odd
+    /// and even (the kernels take two rows per pass in `project`, four or two in `expand`).
+    static let shapes: [(Int, Int)] = [(1, 1), (7, 37), (5, 64), (9, 300), (4, 16), (2, 2309), (3, 0)]
     static let ranks = Array(1...LowRankKernels.vectorMaximumRank)
 
     /// The three forms of the first pass: no error feedback, error feedback, and error feedback
@@ -114,7 +114,7 @@ import Testing
     /// header says so): M·Q of the M it wrote, through `TallSkinny.multiply` on the same path.
     @Test(.enabled(if: KernelPath.preferred.hasAVX2, "the CPU has no AVX2/FMA"))
     func projectionEqualsTheTallSkinnyProductOfItsInput() {
-        for (n, m) in Self.shapes where 4 * 4 * m <= 256 << 10 {
+        for (n, m) in Self.shapes where m > 0 && 4 * 4 * m <= 256 << 10 {
             let x = Self.inputs(n, m, rank: 4, seed: 5)
             var e = x.e, p = [Float](repeating: .nan, count: n * 4), product = p
             e.withUnsafeMutableBufferPointer { eb in p.withUnsafeMutableBufferPointer { pb in
