@@ -28,6 +28,8 @@ struct BenchCompressors: ParsableCommand {
         var shape: [Int]
         /// How many tensors the times are for (the per-tensor rows: ResNet-18's shapes).
         var tensors: Int
+        /// The copy bandwidth measured right before this row, which its bounds use.
+        var copyBandwidthGBs: Double
         var encodeMs: Double
         var decodeMs: Double
         var messageBytes: Int
@@ -78,7 +80,9 @@ struct BenchCompressors: ParsableCommand {
     func run() throws {
         BLASThreads.count = 1
         let loadAtStart = MachineDescription.loadAverage()
-        let copy = Benchmark.copyBandwidth()
+        // Re-measured right before each row: on a shared machine the bandwidth drifts between rows.
+        var copy = Benchmark.copyBandwidth()
+        let copyAtStart = copy
         let gradient = Philox(seed: 1, stream: 5).normalTensor(shape: [elements], standardDeviation: 1e-3)
         var rows: [Row] = []
         let key = CompressionKey(rank: 0, step: 0, tensor: 0)
@@ -96,6 +100,7 @@ struct BenchCompressors: ParsableCommand {
         /// compressor per tensor; the times are for all of them.
         func measure(_ c: some Compressor, on tensors: [Tensor], method: String, peer: PeerNames? = nil, goal: Double? = nil) throws {
             guard selected(c.name) else { return }
+            copy = Benchmark.copyBandwidth()
             var messages = [[UInt8]](repeating: [], count: tensors.count)
             let encode = try Benchmark.medianSeconds(repeats: repeats) {
                 for (i, t) in tensors.enumerated() {
@@ -115,7 +120,7 @@ struct BenchCompressors: ParsableCommand {
             let count = tensors.reduce(0) { $0 + $1.count }, bytes = messages.reduce(0) { $0 + $1.count }
             let b = bound(count)
             rows.append(Row(method: method, shape: tensors.count == 1 ? tensors[0].shape : [count], tensors: tensors.count,
-                            encodeMs: encode * 1e3, decodeMs: decode * 1e3,
+                            copyBandwidthGBs: copy, encodeMs: encode * 1e3, decodeMs: decode * 1e3,
                             messageBytes: bytes, bitsPerElement: Double(8 * bytes) / Double(count),
                             encodeRatioToBound: encode / b, decodeRatioToBound: decode / b,
                             encodeReadWriteBoundMs: readWriteBound(count, bytes) * 1e3,
@@ -152,13 +157,14 @@ struct BenchCompressors: ParsableCommand {
         // Random-K is linear: its "message" is k fp32 coefficients for the all-reduce.
         let randomK = try RandomK(ratio: 0.01)
         if selected(randomK.name) {
+        copy = Benchmark.copyBandwidth()
         var coefficients = [Float](repeating: 0, count: randomK.coefficientCount(shape: gradient.shape))
         var out = [Float](repeating: 0, count: elements)
         let rkEncode = try gradient.withUnsafeBufferPointer { v in try coefficients.withUnsafeMutableBufferPointer { c in
             try Benchmark.medianSeconds(repeats: repeats) { try randomK.encode(v, shape: gradient.shape, key: key, into: c) } } }
         let rkDecode = coefficients.withUnsafeBufferPointer { c in out.withUnsafeMutableBufferPointer { o in
             Benchmark.medianSeconds(repeats: repeats) { randomK.decode(c, shape: gradient.shape, key: key, into: o) } } }
-        rows.append(Row(method: randomK.name, shape: gradient.shape, tensors: 1, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
+        rows.append(Row(method: randomK.name, shape: gradient.shape, tensors: 1, copyBandwidthGBs: copy, encodeMs: rkEncode * 1e3, decodeMs: rkDecode * 1e3,
                         messageBytes: 4 * coefficients.count, bitsPerElement: Double(32 * coefficients.count) / Double(elements),
                         encodeRatioToBound: rkEncode / bound(elements), decodeRatioToBound: rkDecode / bound(elements),
                         encodeReadWriteBoundMs: readWriteBound(elements, 4 * coefficients.count) * 1e3))
@@ -179,10 +185,11 @@ struct BenchCompressors: ParsableCommand {
                 rows[i].decodeRatioToPeer = rows[i].peerDecodeMs.map { rows[i].decodeMs / $0 }
             }
         }
-        let report = Report(elements: elements, threads: 1, copyBandwidthGBs: copy, oneReadBoundMs: bound(elements) * 1e3,
+        let report = Report(elements: elements, threads: 1, copyBandwidthGBs: copyAtStart, oneReadBoundMs: Double(4 * elements) / (copyAtStart * 1e9) * 1e3,
                             loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadAtEnd, methods: rows,
                             notes: "times are medians of \(repeats) runs on one thread; the bound is 4·n bytes at the copy "
-                                 + "bandwidth (read + write bytes per second of a 64 MB copy, measured in this run), the "
+                                 + "bandwidth (read + write bytes per second of a 64 MB copy, measured right before each row; "
+                                 + "the report's copyBandwidthGBs and oneReadBoundMs are the first measurement), the "
                                  + "read-write bound 4·n + message bytes at that bandwidth; decode "
                                  + "adds into a float buffer; peer (with --peer) = PyTorch GRACE-style, 1 thread, run after ours; "
                                  + "ATOMO is timed on one 256×2304 layer, not on the whole gradient")
