@@ -28,8 +28,8 @@ int vector_kernels_available(void) {
 int vector_kernels_avx512_available(void) {
     if (!vector_kernels_available()) return 0;
     unsigned a, b, c, d;
-    const unsigned f = 1u << 16, vl = 1u << 31;  // CPUID.7.0:EBX AVX512F, AVX512VL
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (b & (f | vl)) != (f | vl)) return 0;
+    const unsigned f = 1u << 16, cd = 1u << 28, vl = 1u << 31;  // CPUID.7.0:EBX AVX512F, AVX512CD, AVX512VL
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (b & (f | cd | vl)) != (f | cd | vl)) return 0;
     unsigned xcr0_low, xcr0_high;
     __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
     // XMM, YMM, opmask, the upper halves of ZMM0–15 and ZMM16–31: all saved by the OS.

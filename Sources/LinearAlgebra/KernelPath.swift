@@ -8,7 +8,7 @@ import CVectorKernels
 /// portable Swift path beside it, and the tests compare both with a plain reference (the kernels'
 /// documentation says whether bit for bit).
 public enum KernelPath: String, Sendable, Equatable {
-    /// AVX-512F/VL kernels where they exist (the tall-skinny products), the AVX2 ones elsewhere.
+    /// AVX-512F/CD/VL kernels where they exist, the AVX2 ones elsewhere.
     case avx512
     case avx2
     case portable

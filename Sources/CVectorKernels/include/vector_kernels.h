@@ -36,8 +36,8 @@ void tall_skinny_multiply_transposed_avx2(const float *m, size_t rows, size_t co
                                           const float *p, size_t r,
                                           size_t col_begin, size_t col_end, size_t block, float *qt);
 
-/// 1 if, beyond `vector_kernels_available()`, the CPU and OS support AVX-512F and AVX-512VL
-/// (CPUID.7:EBX bits 16 and 31; XCR0's opmask and ZMM state, bits 5–7), else 0.
+/// 1 if, beyond `vector_kernels_available()`, the CPU and OS support AVX-512F, AVX-512CD and
+/// AVX-512VL (CPUID.7:EBX bits 16, 28 and 31; XCR0's opmask and ZMM state, bits 5–7), else 0.
 int vector_kernels_avx512_available(void);
 
 /// `tall_skinny_multiply_avx2` in 16-lane zmm registers: the same lanes, FMAs and reduction, so
@@ -101,6 +101,10 @@ typedef struct {
 /// have 8 writable bytes past its last code. Returns the count of nonzero levels.
 size_t qsgd_elias_append_avx2(const unsigned *words, size_t count, long long start, qsgd_elias_stream *stream,
                               unsigned char *base);
+/// `qsgd_elias_append_avx2` with AVX-512VL/CD's leading-zero counts for the code lengths: the same
+/// bits. Only where `vector_kernels_avx512_available()`.
+size_t qsgd_elias_append_avx512(const unsigned *words, size_t count, long long start, qsgd_elias_stream *stream,
+                                unsigned char *base);
 
 /// Why `qsgd_elias_decode` failed (0: it decoded).
 enum {

@@ -30,9 +30,9 @@ struct VectorKernelTests {
 
     /// Dense streams (s = 64), sparse ones (s = 1, long gaps), long level codes (s = 2²⁰: past the
     /// eight-code join), zero and tiny-scale buckets, and buckets that are not multiples of eight;
-    /// the levels (`qsgd_levels_avx2`) and the codes (`qsgd_elias_append_avx2`) both differ by path.
+    /// the levels (`qsgd_levels_avx2`) and the codes (`qsgd_elias_append_avx2`, `_avx512`) differ by path.
     @Test(arguments: [(64, 512), (64, 100), (1, 512), (1, 4096), (1 << 20, 64), (7, 13)])
-    func qsgdEliasMessagesAreTheSameBytesOnBothPaths(levels: Int, bucket: Int) throws {
+    func qsgdEliasMessagesAreTheSameBytesOnEveryPath(levels: Int, bucket: Int) throws {
         let q = try QSGD(levels: levels, bucketSize: bucket, scaling: .l2, format: .elias, seed: 3)
         for n in [1, 9, 1000, 20_011] {
             var t = normalTensor([n], seed: UInt64(n))
@@ -40,10 +40,11 @@ struct VectorKernelTests {
             if n > 5 { t.scalars[n - 3] = 1e3 }  // one huge element: the rest of its bucket quantizes to 0
             if n > 3 * bucket { for i in 2 * bucket ..< 3 * bucket { t.scalars[i] *= 1e-25 } }  // a tiny-scale bucket
             let key = CompressionKey(rank: 0, step: 2, tensor: 1)
-            let (fast, portable) = try t.withUnsafeBufferPointer {
-                (try q.encodeElias($0, key: key, kernel: .avx2), try q.encodeElias($0, key: key, kernel: .portable))
+            let portable = try t.withUnsafeBufferPointer { try q.encodeElias($0, key: key, kernel: .portable) }
+            for kernel in KernelPath.preferred == .avx512 ? [KernelPath.avx512, .avx2] : [.avx2] {
+                let fast = try t.withUnsafeBufferPointer { try q.encodeElias($0, key: key, kernel: kernel) }
+                #expect(fast == portable, "s = \(levels), d = \(bucket), n = \(n), \(kernel)")
             }
-            #expect(fast == portable, "s = \(levels), d = \(bucket), n = \(n)")
         }
     }
 

@@ -5,7 +5,7 @@ import LinearAlgebra
 ///
 /// Encoding writes the two streams in lockstep (buckets 2g and 2g + 1 together), so that their
 /// serial bit-position chains overlap in the CPU. On AVX2 the codes of a bucket are written by
-/// `qsgd_elias_append_avx2` (eight at a time, the same bits); elsewhere by the portable writers
+/// `qsgd_elias_append_avx2` or `_avx512` (eight at a time, the same bits); elsewhere by the portable writers
 /// below, pairwise for dense buckets and by nonzero mask for sparse ones. Decoding is
 /// `qsgd_elias_decode`, plain C for every CPU but for its final pass (AVX2 or AVX-512 where the CPU
 /// has them), which checks both streams whole before it adds anything to the output.
@@ -45,7 +45,9 @@ extension QSGD {
             if vector {
                 var c = qsgd_elias_stream(bit: Int64(streams[k].stream.bit), pending: streams[k].stream.pending,
                                           last: Int64(streams[k].last))
-                _ = qsgd_elias_append_avx2(words, q.count, Int64((b &>> 1) &* bucketSize), &c, bytes)
+                let start = Int64((b &>> 1) &* bucketSize)
+                _ = kernel == .avx512 ? qsgd_elias_append_avx512(words, q.count, start, &c, bytes)
+                                      : qsgd_elias_append_avx2(words, q.count, start, &c, bytes)
                 var stream = PositionedBits(bit: Int(c.bit))
                 stream.pending = c.pending
                 streams[k] = EliasStreamState(stream: stream, last: Int(c.last))
