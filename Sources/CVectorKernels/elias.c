@@ -31,16 +31,6 @@ AVX2 static inline void append_gamma(qsgd_elias_stream *s, uint64_t k, unsigned 
     append(s, ((k ^ (1ull << z)) << 1) | 1, z + 1, base);
 }
 
-// `append` for a value with no bits above its `bits` (≤ 56), as the joined codes are: no mask,
-// and the shift stays below 64.
-static inline void put(qsgd_elias_stream *s, uint64_t value, int bits, unsigned char *base) {
-    uint64_t pending = s->pending | value << (s->bit & 7);
-    memcpy(base + (s->bit >> 3), &pending, 8);  // little-endian
-    long long next = s->bit + bits;
-    s->pending = pending >> ((next & ~7ll) - (s->bit & ~7ll));
-    s->bit = next;
-}
-
 // One element, whatever its code lengths.
 AVX2 static inline void append_element(qsgd_elias_stream *s, uint32_t w, long long position, unsigned char *base) {
     uint32_t level = w & 0x7FFFFFFF;

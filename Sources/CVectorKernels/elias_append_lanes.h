@@ -55,10 +55,10 @@ ELIAS_ATTR size_t ELIAS_NAME(const unsigned *words, size_t count, long long star
             __m256i high = _mm256_sllv_epi64(_mm256_cvtepu32_epi64(_mm256_extracti128_si256(code, 1)),
                                              _mm256_cvtepu32_epi64(_mm256_extracti128_si256(offset, 1)));
             if (total <= 56) {
-                put(&s, or_lanes(_mm256_or_si256(low, high)), total, base);
+                append(&s, or_lanes(_mm256_or_si256(low, high)), total, base);
             } else {
-                put(&s, or_lanes(low), lowTotal, base);
-                put(&s, or_lanes(high), highTotal, base);
+                append(&s, or_lanes(low), lowTotal, base);
+                append(&s, or_lanes(high), highTotal, base);
             }
         }
         s.last = last;
